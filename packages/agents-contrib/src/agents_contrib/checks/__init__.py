@@ -1,0 +1,1 @@
+"""Checks of proposals: policy, lint and a sandboxed dry-run."""

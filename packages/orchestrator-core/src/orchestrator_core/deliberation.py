@@ -1,0 +1,319 @@
+"""The deliberation engine: generate, R rounds of critique and revision, checks, ranking.
+
+Every phase runs its agent calls at once, so the critical path is (1 + 2R) agent calls
+plus the slowest proposal's checks. An agent that raises or times out is recorded as a
+failure and takes no further part; the council goes on while a quorum remains.
+Cancelling the task that awaits :meth:`DeliberationEngine.deliberate` cancels every
+agent call and check in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+from orchestrator_core.errors import AgentError, QuorumLost
+from orchestrator_core.events import (
+    AgentFailed,
+    CheckCompleted,
+    CritiqueWritten,
+    EventSink,
+    ProposalGenerated,
+    ProposalRevised,
+    RankingReady,
+    discard_event,
+)
+from orchestrator_core.hookspecs import Agent, Check
+from orchestrator_core.models import (
+    AgentFailure,
+    AgentReply,
+    CheckResult,
+    Critique,
+    DeliberationOutcome,
+    Phase,
+    Proposal,
+    Task,
+    TokenUsage,
+)
+from orchestrator_core.scoring import Scorer, rank
+
+T = TypeVar("T")
+
+
+async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every call at once; cancelling the caller cancels them all."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_as_coroutine(call)) for call in calls]
+    return [task.result() for task in tasks]
+
+
+async def _as_coroutine(call: Awaitable[T]) -> T:
+    return await call
+
+
+@dataclass
+class _Member:
+    agent: Agent
+    proposal: Proposal | None = None
+    active: bool = True
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.agent_id
+
+
+@dataclass(frozen=True)
+class DeliberationEngine:
+    checks: Sequence[Check]
+    scorer: Scorer
+    quorum: int = 1
+    agent_timeout_seconds: float = 180.0
+    check_timeout_seconds: float = 120.0
+    heavy_check_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    async def deliberate(
+        self,
+        task: Task,
+        agents: Sequence[Agent],
+        rounds: int,
+        *,
+        deliberation_id: str = "",
+        on_event: EventSink = discard_event,
+    ) -> DeliberationOutcome:
+        """Run one deliberation to its ranking. Raises QuorumLost when too few agents remain."""
+        run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event)
+        return await run.execute(rounds)
+
+
+class _Run:
+    """The state of one deliberation while it runs."""
+
+    def __init__(
+        self,
+        engine: DeliberationEngine,
+        task: Task,
+        agents: Sequence[Agent],
+        deliberation_id: str,
+        on_event: EventSink,
+    ) -> None:
+        if not agents:
+            raise ValueError("a deliberation needs at least one agent")
+        self.engine = engine
+        self.task = task
+        self.deliberation_id = deliberation_id
+        self.emit = on_event
+        self.members = [_Member(agent) for agent in agents]
+        self.quorum = min(engine.quorum, len(agents))
+        self.failures: list[AgentFailure] = []
+        self.causes: list[AgentError | None] = []
+        self.usage = TokenUsage()
+
+    async def execute(self, rounds: int) -> DeliberationOutcome:
+        started = time.monotonic()
+        await self._generate()
+        rounds_run = 0
+        for round_number in range(1, rounds + 1):
+            if len(self._active()) < 2:
+                break  # nobody left to critique a peer
+            feedback = await self._critique(round_number)
+            await self._revise(round_number, feedback)
+            rounds_run = round_number
+        judged = await self._check_all()
+        outcome = DeliberationOutcome(
+            deliberation_id=self.deliberation_id,
+            task=self.task,
+            results=rank(judged, self.engine.scorer),
+            failures=tuple(self.failures),
+            usage=self.usage,
+            duration_seconds=time.monotonic() - started,
+            rounds=rounds_run,
+        )
+        self.emit(RankingReady(outcome))
+        return outcome
+
+    # -- phases ---------------------------------------------------------------
+
+    async def _generate(self) -> None:
+        members = self._active()
+        replies = await run_concurrently(
+            [self._call(m, Phase.GENERATE, 0, partial(m.agent.generate, self.task)) for m in members]
+        )
+        for member, reply in zip(members, replies, strict=True):
+            if reply is not None:
+                member.proposal = self._proposal(member, reply.text, revision=0)
+                self.emit(ProposalGenerated(member.proposal))
+        self._require_quorum()
+
+    async def _critique(self, round_number: int) -> dict[str, list[Critique]]:
+        ring = self._active()
+        pairs = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+        replies = await run_concurrently(
+            [
+                self._call(critic, Phase.CRITIQUE, round_number,
+                           partial(critic.agent.critique, self.task, _proposal_of(author)))
+                for critic, author in pairs
+            ]
+        )
+        feedback: dict[str, list[Critique]] = {}
+        for (critic, author), reply in zip(pairs, replies, strict=True):
+            if reply is None:
+                continue
+            critique = Critique(
+                critic_id=critic.agent_id,
+                proposal_id=_proposal_of(author).proposal_id,
+                author_id=author.agent_id,
+                content=reply.text,
+                round=round_number,
+            )
+            feedback.setdefault(author.agent_id, []).append(critique)
+            self.emit(CritiqueWritten(critique))
+        self._require_quorum()
+        return feedback
+
+    async def _revise(self, round_number: int, feedback: dict[str, list[Critique]]) -> None:
+        authors = [m for m in self._active() if feedback.get(m.agent_id)]
+        replies = await run_concurrently(
+            [
+                self._call(m, Phase.REVISE, round_number,
+                           partial(m.agent.revise, self.task, _proposal_of(m), tuple(feedback[m.agent_id])))
+                for m in authors
+            ]
+        )
+        for member, reply in zip(authors, replies, strict=True):
+            if reply is not None:
+                member.proposal = self._proposal(
+                    member, reply.text, revision=_proposal_of(member).revision + 1
+                )
+                self.emit(ProposalRevised(member.proposal))
+        self._require_quorum()
+
+    async def _check_all(self) -> list[tuple[Proposal, tuple[CheckResult, ...]]]:
+        proposals = [m.proposal for m in self.members if m.proposal is not None]
+        calls = [self._check(check, proposal) for proposal in proposals for check in self.engine.checks]
+        results = await run_concurrently(calls)
+        per_proposal = len(self.engine.checks)
+        return [
+            (proposal, tuple(results[i * per_proposal:(i + 1) * per_proposal]))
+            for i, proposal in enumerate(proposals)
+        ]
+
+    # -- one call -------------------------------------------------------------
+
+    async def _call(
+        self,
+        member: _Member,
+        phase: Phase,
+        round_number: int,
+        call: Callable[[], Awaitable[AgentReply]],
+    ) -> AgentReply | None:
+        """One agent call under the agent timeout; a failure is recorded, never raised."""
+        cause: AgentError | None = None
+        try:
+            async with asyncio.timeout(self.engine.agent_timeout_seconds):
+                reply = await call()
+            if not isinstance(reply, AgentReply):
+                raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
+            if not reply.text.strip():
+                raise AgentError("returned an empty reply")
+        except TimeoutError:
+            error = f"timed out after {self.engine.agent_timeout_seconds:g}s"
+        except AgentError as exc:
+            error, cause = str(exc), exc
+        except Exception as exc:  # a plugin's bug must not sink the council
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            self.usage += reply.usage
+            return reply
+        member.active = False
+        failure = AgentFailure(agent_id=member.agent_id, phase=phase, error=error, round=round_number)
+        self.failures.append(failure)
+        self.causes.append(cause)
+        self.emit(AgentFailed(failure))
+        return None
+
+    async def _check(self, check: Check, proposal: Proposal) -> CheckResult:
+        """One check of one proposal; a check that raises or times out fails the proposal."""
+        started = time.monotonic()
+        try:
+            if getattr(check, "heavy", False):
+                async with self.engine.heavy_check_slots:
+                    started = time.monotonic()
+                    result = await self._run_check(check, proposal)
+            else:
+                result = await self._run_check(check, proposal)
+        except TimeoutError:
+            result = self._failed_check(
+                check, f"timed out after {self.engine.check_timeout_seconds:g}s", started
+            )
+        except Exception as exc:
+            result = self._failed_check(check, f"check error: {type(exc).__name__}: {exc}", started)
+        self.emit(CheckCompleted(proposal.proposal_id, result))
+        return result
+
+    async def _run_check(self, check: Check, proposal: Proposal) -> CheckResult:
+        async with asyncio.timeout(self.engine.check_timeout_seconds):
+            result = await check.run(self.task, proposal)
+        if not isinstance(result, CheckResult):
+            raise TypeError(f"returned {type(result).__name__}, not a CheckResult")
+        return result
+
+    @staticmethod
+    def _failed_check(check: Check, reason: str, started: float) -> CheckResult:
+        return CheckResult(
+            name=check.name,
+            kind=check.kind,
+            passed=False,
+            score=0.0,
+            diagnostics=(reason,),
+            duration_seconds=time.monotonic() - started,
+        )
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _active(self) -> list[_Member]:
+        return [m for m in self.members if m.active]
+
+    def _proposal(self, member: _Member, content: str, revision: int) -> Proposal:
+        return Proposal(
+            proposal_id=f"{member.agent_id}-v{revision}",
+            author_id=member.agent_id,
+            role=self.task.role,
+            content=content,
+            revision=revision,
+        )
+
+    def _require_quorum(self) -> None:
+        active = len(self._active())
+        if active >= self.quorum:
+            return
+        total = len(self.members)
+        summary = (
+            f"{total - active} of {total} agents failed, leaving {active}, "
+            f"below the quorum of {self.quorum}"
+        )
+        cause = _common_cause(self.causes)
+        if cause is not None:
+            raise QuorumLost(f"{cause} ({summary})", cause=cause)
+        details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
+        raise QuorumLost(f"{summary}: {details}")
+
+
+def _proposal_of(member: _Member) -> Proposal:
+    if member.proposal is None:  # pragma: no cover - active members always have one
+        raise RuntimeError(f"{member.agent_id} has no proposal")
+    return member.proposal
+
+
+def _common_cause(causes: Sequence[AgentError | None]) -> AgentError | None:
+    """The error every failure shares in kind (e.g. the backend is down), if there is one."""
+    if not causes or any(c is None for c in causes):
+        return None
+    kinds = {type(c) for c in causes}
+    if len(kinds) != 1 or kinds == {AgentError}:
+        return None
+    return causes[0]

@@ -1,0 +1,47 @@
+"""Typed errors of the core. The transport maps each to one status code, in one place."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class InvalidRequest(OrchestratorError):
+    """The request itself is wrong; retrying it unchanged cannot succeed."""
+
+
+class NotFound(OrchestratorError):
+    """A record the request names does not exist."""
+
+
+class NoCouncil(OrchestratorError):
+    """No council can serve the requested role; the message says what to configure."""
+
+
+class AtCapacity(OrchestratorError):
+    """The service is running as many deliberations as it may."""
+
+
+class AgentError(OrchestratorError):
+    """An agent call failed. Backends raise its subclasses so the cause reaches the client."""
+
+
+class BackendUnavailable(AgentError):
+    """The agents' backend could not be reached; the message names the endpoint."""
+
+
+class BackendRejected(AgentError):
+    """The backend refused the configuration (credentials, model); retrying cannot help."""
+
+
+class QuorumLost(OrchestratorError):
+    """Too few agents remain for the council to go on."""
+
+    def __init__(self, message: str, cause: AgentError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class DeadlineExceeded(OrchestratorError):
+    """The deliberation ran past its time budget (the caller's deadline or the task's timeout)."""

@@ -1,0 +1,160 @@
+"""Domain objects of a deliberation: plain, typed and immutable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+KNOWN_ROLES: tuple[str, ...] = ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA")
+
+
+class Phase(str, Enum):
+    """The step of a deliberation an agent call belongs to."""
+
+    GENERATE = "generate"
+    CRITIQUE = "critique"
+    REVISE = "revise"
+    SELECT = "select"
+
+
+class CheckKind(str, Enum):
+    """The standard kinds of check; plugins may use other kinds by name."""
+
+    POLICY = "policy"
+    LINT = "lint"
+    DRYRUN = "dryrun"
+
+
+@dataclass(frozen=True)
+class TaskTest:
+    """A test file shipped with the task, run against proposals by dry-run checks."""
+
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class TaskConstraints:
+    rubric: str = ""
+    requirements: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    max_rounds: int = 0
+    timeout_seconds: float = 0.0
+    tests: tuple[TaskTest, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    role: str
+    description: str
+    constraints: TaskConstraints = field(default_factory=TaskConstraints)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """What one agent call returns: its text and the tokens it cost."""
+
+    text: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How a backend should build one agent of a council."""
+
+    agent_id: str
+    role: str
+    index: int
+    council_size: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposal_id: str
+    author_id: str
+    role: str
+    content: str
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class Critique:
+    critic_id: str
+    proposal_id: str
+    author_id: str
+    content: str
+    round: int
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one check on one proposal."""
+
+    name: str
+    kind: str
+    passed: bool
+    score: float
+    diagnostics: tuple[str, ...] = ()
+    duration_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"check {self.name!r} returned score {self.score}, outside [0, 1]")
+
+
+@dataclass(frozen=True)
+class AgentFailure:
+    agent_id: str
+    phase: Phase
+    error: str
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class RankedProposal:
+    proposal: Proposal
+    checks: tuple[CheckResult, ...]
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class DeliberationOutcome:
+    deliberation_id: str
+    task: Task
+    results: tuple[RankedProposal, ...]
+    failures: tuple[AgentFailure, ...]
+    usage: TokenUsage
+    duration_seconds: float
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The winner of an orchestration and why it won."""
+
+    winner: RankedProposal
+    candidates: tuple[RankedProposal, ...]
+    rationale: str
+    selected_by: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    failure: AgentFailure | None = None

@@ -1,0 +1,259 @@
+"""The service's core, free of any transport: requests in, deliberations run and recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from orchestrator_core import __version__
+from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
+from orchestrator_core.deliberation import DeliberationEngine
+from orchestrator_core.errors import (
+    AtCapacity,
+    DeadlineExceeded,
+    InvalidRequest,
+    NoCouncil,
+    NotFound,
+)
+from orchestrator_core.events import EventSink, discard_event
+from orchestrator_core.hookspecs import Agent, SelectingAgent
+from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
+from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
+from orchestrator_core.scoring import Scorer
+from orchestrator_core.selection import select_winner
+from orchestrator_core.settings import Settings
+from orchestrator_core.statistics import Statistics, StatisticsRecorder
+from orchestrator_core.store import DeliberationRecord, DeliberationStore, RecordPage, RecordStatus
+from orchestrator_core.validation import DeliberationRequest, Plan, normalised_task, plan
+
+__all__ = ["DeliberationRequest", "Orchestration", "Orchestrator", "StatusSnapshot"]
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    execution_id: str
+    outcome: DeliberationOutcome
+    selection: Selection
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    version: str
+    serving: bool
+    uptime_seconds: float
+    statistics: Statistics
+    councils: tuple[CouncilInfo, ...]
+    plugins: tuple[PluginInfo, ...]
+    failed_plugins: tuple[FailedPlugin, ...]
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, plugins: PluginHost, store: DeliberationStore) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.store = store
+        self.councils: dict[str, Council] = build_councils(settings, plugins.backends)
+        self.engine = DeliberationEngine(
+            checks=plugins.checks,
+            scorer=Scorer(settings.check_weights, settings.default_check_weight, settings.policy_veto),
+            quorum=settings.quorum,
+            agent_timeout_seconds=settings.agent_timeout_seconds,
+            check_timeout_seconds=settings.check_timeout_seconds,
+            heavy_check_slots=asyncio.Semaphore(settings.heavy_check_concurrency),
+        )
+        self.statistics = StatisticsRecorder()
+        self._started = time.monotonic()
+
+    @property
+    def ready(self) -> bool:
+        return any(council.ready for council in self.councils.values())
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # -- deliberations --------------------------------------------------------
+
+    async def deliberate(
+        self,
+        request: DeliberationRequest,
+        *,
+        on_event: EventSink = discard_event,
+        timeout: float | None = None,
+    ) -> DeliberationOutcome:
+        outcome, _ = await self._run(request, None, on_event, timeout)
+        return outcome
+
+    async def orchestrate(
+        self,
+        request: DeliberationRequest,
+        *,
+        top_k: int = 0,
+        on_event: EventSink = discard_event,
+        timeout: float | None = None,
+    ) -> Orchestration:
+        if top_k < 0:
+            raise InvalidRequest(f"top_k must not be negative; got {top_k}")
+        outcome, selection = await self._run(
+            request, top_k or self.settings.selection_top_k, on_event, timeout
+        )
+        assert selection is not None  # a top_k was given
+        return Orchestration(outcome.deliberation_id, outcome, selection)
+
+    async def _run(
+        self,
+        request: DeliberationRequest,
+        top_k: int | None,
+        on_event: EventSink,
+        timeout: float | None,
+    ) -> tuple[DeliberationOutcome, Selection | None]:
+        """Run and record one deliberation, and select a winner when ``top_k`` is given."""
+        council = self._council_for(request.task)
+        checked = plan(request, self.settings, council.size)
+        agents = council.agents(checked.num_agents)
+        budget = self._budget(checked.task, timeout)
+        with self._slot():
+            record = DeliberationRecord(
+                deliberation_id=uuid.uuid4().hex,
+                kind="deliberate" if top_k is None else "orchestrate",
+                role=checked.task.role,
+                task=checked.task,
+                status=RecordStatus.RUNNING,
+                created_at=time.time(),
+                request_id=checked.request_id,
+            )
+            await self.store.put(record)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(budget):
+                    outcome, selection = await self._deliberate(
+                        record, checked, agents, top_k, on_event
+                    )
+            except TimeoutError:
+                await self._finish(record, RecordStatus.FAILED, started, error="deadline exceeded")
+                raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
+            except asyncio.CancelledError:
+                await asyncio.shield(self._finish(record, RecordStatus.CANCELLED, started, error="cancelled"))
+                raise
+            except Exception as exc:
+                await self._finish(record, RecordStatus.FAILED, started, error=str(exc))
+                raise
+            await self._finish(
+                record, RecordStatus.SUCCEEDED, started, outcome=outcome, selection=selection
+            )
+            return outcome, selection
+
+    async def _deliberate(
+        self,
+        record: DeliberationRecord,
+        checked: Plan,
+        agents: Sequence[Agent],
+        top_k: int | None,
+        on_event: EventSink,
+    ) -> tuple[DeliberationOutcome, Selection | None]:
+        outcome = await self.engine.deliberate(
+            checked.task, agents, checked.rounds,
+            deliberation_id=record.deliberation_id, on_event=on_event,
+        )
+        if top_k is None:
+            return outcome, None
+        selection = await select_winner(
+            checked.task, outcome.results, self._selector(), top_k=top_k,
+            timeout_seconds=self.settings.agent_timeout_seconds,
+        )
+        return outcome, selection
+
+    async def _finish(
+        self, record: DeliberationRecord, status: RecordStatus, started: float, **changes: object
+    ) -> None:
+        outcome = changes.get("outcome")
+        selection = changes.get("selection")
+        usage = outcome.usage if isinstance(outcome, DeliberationOutcome) else TokenUsage()
+        if isinstance(selection, Selection):
+            usage += selection.usage
+        self.statistics.record(
+            role=record.role,
+            orchestration=record.kind == "orchestrate",
+            seconds=time.monotonic() - started,
+            failed=status is not RecordStatus.SUCCEEDED,
+            usage=usage,
+        )
+        await self.store.put(record.finished(status, time.time(), **changes))
+
+    def _council_for(self, task: Task) -> Council:
+        role = normalised_task(task, self.settings).role
+        council = self.councils.get(role)
+        if council is None:
+            raise NoCouncil(no_council_message(role, self.councils))
+        if not council.ready:
+            raise NoCouncil(council.problem)
+        return council
+
+    def _selector(self) -> SelectingAgent | None:
+        role = self.settings.selector_role.strip().upper()
+        council = self.councils.get(role) if role else None
+        if council is None or not council.ready:
+            return None
+        agent = council.agents(1)[0]
+        return agent if isinstance(agent, SelectingAgent) else None
+
+    def _budget(self, task: Task, timeout: float | None) -> float:
+        limits = [self.settings.deliberation_timeout_seconds]
+        if task.constraints.timeout_seconds > 0:
+            limits.append(task.constraints.timeout_seconds)
+        if timeout is not None and math.isfinite(timeout):
+            if timeout <= 0:
+                raise DeadlineExceeded("the deadline had passed before the deliberation started")
+            limits.append(timeout)
+        return min(limits)
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        if self.statistics.in_flight >= self.settings.max_concurrent_deliberations:
+            raise AtCapacity(
+                f"the service is running {self.statistics.in_flight} deliberations, its limit "
+                "(ORCH_MAX_CONCURRENT_DELIBERATIONS); retry later"
+            )
+        self.statistics.in_flight += 1
+        try:
+            yield
+        finally:
+            self.statistics.in_flight -= 1
+
+    # -- records and status ---------------------------------------------------
+
+    async def get_record(self, deliberation_id: str) -> DeliberationRecord:
+        record = await self.store.get(deliberation_id.strip()) if deliberation_id.strip() else None
+        if record is None:
+            raise NotFound(f"no deliberation has id {deliberation_id!r}")
+        return record
+
+    async def list_records(
+        self,
+        *,
+        role: str = "",
+        status: RecordStatus | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> RecordPage:
+        return await self.store.list(
+            role=role.strip().upper(), status=status, page_size=page_size, page_token=page_token
+        )
+
+    def status(self) -> StatusSnapshot:
+        return StatusSnapshot(
+            version=__version__,
+            serving=self.ready,
+            uptime_seconds=time.monotonic() - self._started,
+            statistics=self.statistics.snapshot(),
+            councils=tuple(council.info() for council in self.councils.values()),
+            plugins=self.plugins.plugins,
+            failed_plugins=self.plugins.failed,
+        )

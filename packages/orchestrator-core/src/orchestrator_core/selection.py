@@ -1,0 +1,139 @@
+"""Choosing an orchestration's winner: the top score, or a selecting agent's choice among the top k.
+
+A selecting agent (an ARCHITECT) is asked for a JSON object ``{"choice": n, "rationale": "..."}``
+naming a 1-based candidate number. Models do not always comply, so the reply is read
+leniently: a JSON object anywhere in the text (fenced or not), else a ``CHOICE: n`` line.
+A reply that names no valid candidate, or a selector that fails, falls back to the top score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator_core.hookspecs import SelectingAgent
+from orchestrator_core.models import (
+    AgentFailure,
+    Phase,
+    RankedProposal,
+    Selection,
+    Task,
+)
+
+_CHOICE_LINE = re.compile(r"^\W*choice\W*[:=]\s*#?\s*(\d+)\b.*$", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_choice(text: str, candidates: Sequence[RankedProposal]) -> tuple[int, str] | None:
+    """The 0-based index of the chosen candidate and the rationale, or None."""
+    for obj in _json_objects(text):
+        index = _candidate_index(obj.get("choice"), candidates)
+        if index is not None:
+            rationale = str(obj.get("rationale") or "").strip()
+            return index, rationale or _without_json(text)
+    match = _CHOICE_LINE.search(text)
+    if match:
+        index = _candidate_index(match.group(1), candidates)
+        if index is not None:
+            rationale = (text[: match.start()] + text[match.end():]).strip()
+            return index, rationale
+    return None
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    position = text.find("{")
+    while position != -1:
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except ValueError:
+            position = text.find("{", position + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        position = text.find("{", end)
+    return found
+
+
+def _without_json(text: str) -> str:
+    return re.sub(r"```(?:json)?|\{.*\}", "", text, flags=re.DOTALL).strip()
+
+
+def _candidate_index(choice: object, candidates: Sequence[RankedProposal]) -> int | None:
+    if isinstance(choice, bool):
+        return None
+    if isinstance(choice, str):
+        for index, candidate in enumerate(candidates):
+            if choice.strip() in (candidate.proposal.proposal_id, candidate.proposal.author_id):
+                return index
+        digits = re.fullmatch(r"\s*#?\s*(\d+)\s*", choice)
+        choice = int(digits.group(1)) if digits else None
+    if isinstance(choice, int) and 1 <= choice <= len(candidates):
+        return choice - 1
+    return None
+
+
+def by_score(candidates: Sequence[RankedProposal], note: str = "") -> Selection:
+    """The top-ranked candidate, with a rationale from its score."""
+    winner = candidates[0]
+    rationale = (
+        f"{winner.proposal.author_id}'s proposal ranks first by check score "
+        f"({winner.score:.3f}) among {len(candidates)} candidate(s)"
+    )
+    if note:
+        rationale = f"{rationale}; {note}"
+    return Selection(winner=winner, candidates=tuple(candidates), rationale=rationale, selected_by="score")
+
+
+async def select_winner(
+    task: Task,
+    ranked: Sequence[RankedProposal],
+    selector: SelectingAgent | None,
+    *,
+    top_k: int,
+    timeout_seconds: float,
+) -> Selection:
+    """Pick the winner among the top ``top_k`` candidates."""
+    if not ranked:
+        raise ValueError("there is no candidate to select from")
+    candidates = tuple(ranked[: max(1, top_k)])
+    if selector is None or len(candidates) == 1:
+        return by_score(candidates)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            reply = await selector.select(task, [c.proposal for c in candidates])
+    except TimeoutError:
+        error = f"timed out after {timeout_seconds:g}s"
+    except Exception as exc:  # the selector's failure must not lose the deliberation
+        error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+    else:
+        parsed = parse_choice(reply.text, candidates)
+        if parsed is not None:
+            index, rationale = parsed
+            return Selection(
+                winner=candidates[index],
+                candidates=candidates,
+                rationale=rationale or f"chosen by {selector.agent_id}",
+                selected_by=selector.agent_id,
+                usage=reply.usage,
+            )
+        fallback = by_score(candidates, f"{selector.agent_id} named no valid candidate")
+        return Selection(
+            winner=fallback.winner,
+            candidates=candidates,
+            rationale=fallback.rationale,
+            selected_by="score",
+            usage=reply.usage,
+        )
+    failure = AgentFailure(agent_id=selector.agent_id, phase=Phase.SELECT, error=error)
+    fallback = by_score(candidates, f"the selector {selector.agent_id} failed: {error}")
+    return Selection(
+        winner=fallback.winner,
+        candidates=candidates,
+        rationale=fallback.rationale,
+        selected_by="score",
+        failure=failure,
+    )

@@ -1,0 +1,131 @@
+"""Service settings: environment variables prefixed ``ORCH_``, over an optional TOML file.
+
+The TOML file is named by ``ORCH_CONFIG_FILE``; environment variables win over it.
+Nested values use ``__`` in the environment, e.g. ``ORCH_COUNCILS__DEV__AGENTS=5``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from orchestrator_core.models import KNOWN_ROLES
+
+CONFIG_FILE_ENV = "ORCH_CONFIG_FILE"
+DEFAULT_BACKEND = "openai"
+
+
+class CouncilSettings(BaseModel):
+    """One role's council: which backend builds its agents, how many, with which options."""
+
+    enabled: bool = True
+    """False removes the council, e.g. one of the known roles' default councils."""
+    backend: str = DEFAULT_BACKEND
+    agents: int = Field(default=3, ge=1, le=64)
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Options every agent of the council gets (model, temperature, base_url, ...)."""
+    agent_options: list[dict[str, Any]] = Field(default_factory=list)
+    """Per-agent overrides, by position in the council (e.g. a different model for one)."""
+
+    def options_for(self, index: int) -> dict[str, Any]:
+        merged = dict(self.options)
+        if index < len(self.agent_options):
+            merged.update(self.agent_options[index])
+        return merged
+
+
+def _default_councils() -> dict[str, CouncilSettings]:
+    return {role: CouncilSettings() for role in KNOWN_ROLES}
+
+
+def _split_names(value: Any) -> Any:
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=50055, ge=0, le=65535)
+    grace_period_seconds: float = Field(default=10.0, ge=0)
+    max_concurrent_deliberations: int = Field(default=64, ge=1)
+    log_level: str = "INFO"
+
+    # Plugins
+    plugins_strict: bool = False
+    plugins_enabled: Annotated[list[str] | None, NoDecode] = None
+    """Allow list of plugin names; unset means every installed plugin."""
+    plugins_disabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Councils and deliberation
+    councils: dict[str, CouncilSettings] = Field(default_factory=_default_councils)
+    default_rounds: int = Field(default=1, ge=0)
+    max_rounds: int = Field(default=5, ge=0)
+    max_agents: int = Field(default=8, ge=1)
+    quorum: int = Field(default=2, ge=1)
+    """Fewest agents a council may fall to before the deliberation fails."""
+    agent_timeout_seconds: float = Field(default=180.0, gt=0)
+    deliberation_timeout_seconds: float = Field(default=900.0, gt=0)
+    max_task_chars: int = Field(default=200_000, ge=1)
+
+    # Checks, scoring and selection
+    check_timeout_seconds: float = Field(default=120.0, gt=0)
+    heavy_check_concurrency: int = Field(default=2, ge=1)
+    check_weights: dict[str, float] = Field(
+        default_factory=lambda: {"policy": 1.0, "lint": 1.0, "dryrun": 2.0}
+    )
+    default_check_weight: float = Field(default=1.0, ge=0)
+    """Weight of a check whose kind ``check_weights`` does not name."""
+    policy_veto: bool = True
+    """A failed policy check scores the whole proposal 0."""
+    selector_role: str = "ARCHITECT"
+    """The council whose first agent chooses an orchestration's winner; empty for top score."""
+    selection_top_k: int = Field(default=3, ge=1)
+
+    # Records
+    database_path: Path = Path("orchestrator.sqlite3")
+
+    @field_validator("plugins_enabled", "plugins_disabled", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return _split_names(value)
+
+    @field_validator("councils", mode="after")
+    @classmethod
+    def _with_default_councils(cls, value: dict[str, CouncilSettings]) -> dict[str, CouncilSettings]:
+        """Configured councils are laid over a default council for every known role."""
+        councils = _default_councils()
+        councils.update({role.upper(): council for role, council in value.items()})
+        return {role: council for role, council in councils.items() if council.enabled}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)

@@ -1,0 +1,218 @@
+"""Test doubles and pytest helpers for plugin authors and Orchestrator's own tests.
+
+Everything here is a test double, named ``Scripted*``: replies come from a script, never
+from a model. The ``orchestrator_plugins`` fixture registers plugin objects on a
+:class:`~orchestrator_core.plugins.PluginHost` for one test and removes them afterwards.
+This module is a pytest plugin (entry point ``pytest11``), so the fixture is available
+wherever orchestrator-core is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from orchestrator_core.hookspecs import AgentBackend, Check, RegisterAgentBackend, RegisterCheck, hookimpl
+from orchestrator_core.models import (
+    AgentConfig,
+    AgentReply,
+    CheckResult,
+    Critique,
+    Phase,
+    Proposal,
+    Task,
+    TokenUsage,
+)
+from orchestrator_core.plugins import PluginHost
+
+SCRIPTED_USAGE = TokenUsage(prompt_tokens=10, completion_tokens=5)
+
+
+class ConcurrencyProbe:
+    """Counts agent calls in flight per phase; with ``parties`` each call also waits at a
+    barrier until that many calls of its phase are in flight, so a test proves the calls of
+    a phase run at once (sequential calls would never pass the barrier)."""
+
+    def __init__(self, parties: int = 0) -> None:
+        self.parties = parties
+        self.in_flight: Counter[Phase] = Counter()
+        self.max_in_flight: Counter[Phase] = Counter()
+        self.calls: Counter[Phase] = Counter()
+        self.cancelled: Counter[Phase] = Counter()
+        self._barriers: dict[Phase, asyncio.Barrier] = {}
+
+    async def enter(self, phase: Phase) -> None:
+        self.calls[phase] += 1
+        self.in_flight[phase] += 1
+        self.max_in_flight[phase] = max(self.max_in_flight[phase], self.in_flight[phase])
+        if self.parties:
+            barrier = self._barriers.setdefault(phase, asyncio.Barrier(self.parties))
+            await barrier.wait()
+
+    def leave(self, phase: Phase) -> None:
+        self.in_flight[phase] -= 1
+
+
+ReplyScript = str | Callable[..., str]
+
+
+@dataclass
+class ScriptedAgent:
+    """A test double: an agent whose replies follow a script.
+
+    ``fail_in`` maps a phase to the exception the agent raises there; ``hang_in`` names
+    phases where the call never returns (until cancelled). By default the proposal names
+    the agent and the task, a revision returns the proposal's content unchanged, and a
+    selection chooses candidate ``choice``.
+    """
+
+    agent_id: str
+    proposal: ReplyScript | None = None
+    critique_text: ReplyScript | None = None
+    revision: ReplyScript | None = None
+    choice: int = 1
+    rationale: str = "scripted choice"
+    delay_seconds: float = 0.0
+    fail_in: Mapping[Phase, BaseException] = field(default_factory=dict)
+    hang_in: frozenset[Phase] = frozenset()
+    usage: TokenUsage = SCRIPTED_USAGE
+    probe: ConcurrencyProbe | None = None
+    calls: list[Phase] = field(default_factory=list)
+
+    async def generate(self, task: Task) -> AgentReply:
+        default = f"Proposal by {self.agent_id} for: {task.description}"
+        return await self._reply(Phase.GENERATE, self.proposal, default, task)
+
+    async def critique(self, task: Task, proposal: Proposal) -> AgentReply:
+        default = f"Critique by {self.agent_id} of {proposal.proposal_id}"
+        return await self._reply(Phase.CRITIQUE, self.critique_text, default, task, proposal)
+
+    async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> AgentReply:
+        return await self._reply(Phase.REVISE, self.revision, proposal.content, task, proposal, feedback)
+
+    async def select(self, task: Task, candidates: Sequence[Proposal]) -> AgentReply:
+        text = json.dumps({"choice": self.choice, "rationale": self.rationale})
+        return await self._reply(Phase.SELECT, None, text, task, candidates)
+
+    async def _reply(self, phase: Phase, script: ReplyScript | None, default: str, *args: object) -> AgentReply:
+        self.calls.append(phase)
+        if self.probe is not None:
+            await self.probe.enter(phase)
+        try:
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
+            if phase in self.hang_in:
+                await asyncio.Event().wait()
+            if phase in self.fail_in:
+                raise self.fail_in[phase]
+            text = script(*args) if callable(script) else (script if script is not None else default)
+            return AgentReply(text=text, usage=self.usage)
+        except asyncio.CancelledError:
+            if self.probe is not None:
+                self.probe.cancelled[phase] += 1
+            raise
+        finally:
+            if self.probe is not None:
+                self.probe.leave(phase)
+
+
+@dataclass
+class ScriptedBackend:
+    """A test double backend: builds :class:`ScriptedAgent` s.
+
+    ``agents`` maps a council position to keyword arguments of ScriptedAgent for that
+    agent (e.g. ``{1: {"fail_in": {Phase.GENERATE: RuntimeError("down")}}}``); every
+    agent gets ``defaults`` first. ``created`` keeps every agent made, for assertions.
+    """
+
+    name: str = "scripted"
+    defaults: Mapping[str, object] = field(default_factory=dict)
+    agents: Mapping[int, Mapping[str, object]] = field(default_factory=dict)
+    created: list[ScriptedAgent] = field(default_factory=list)
+    configs: list[AgentConfig] = field(default_factory=list)
+
+    def create(self, config: AgentConfig) -> ScriptedAgent:
+        unknown = set(config.options) - {"model", "temperature"}
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}")
+        options = {**self.defaults, **self.agents.get(config.index, {})}
+        agent = ScriptedAgent(agent_id=config.agent_id, **options)  # type: ignore[arg-type]
+        self.created.append(agent)
+        self.configs.append(config)
+        return agent
+
+
+@dataclass
+class ScriptedCheck:
+    """A test double check: scores each proposal with ``score_of(proposal)``."""
+
+    name: str = "scripted-check"
+    kind: str = "lint"
+    score_of: Callable[[Proposal], float] = lambda proposal: 1.0
+    heavy: bool = False
+    probe: ConcurrencyProbe | None = None
+
+    async def run(self, task: Task, proposal: Proposal) -> CheckResult:
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        score = self.score_of(proposal)
+        return CheckResult(
+            name=self.name,
+            kind=self.kind,
+            passed=score >= 0.5,
+            score=score,
+            diagnostics=(f"scripted score {score:.2f}",),
+            duration_seconds=time.monotonic() - started,
+        )
+
+
+class ScriptedPlugin:
+    """A plugin object registering the given backends and checks."""
+
+    def __init__(self, *items: AgentBackend | Check) -> None:
+        self.items = items
+
+    @hookimpl
+    def register_agents(self, register: RegisterAgentBackend) -> None:
+        for item in self.items:
+            if isinstance(item, AgentBackend):
+                register(item)
+
+    @hookimpl
+    def register_checks(self, register: RegisterCheck) -> None:
+        for item in self.items:
+            if isinstance(item, Check) and not isinstance(item, AgentBackend):
+                register(item)
+
+
+class PluginRegistrar:
+    """Registers plugin objects on a host; :meth:`unregister_all` removes them."""
+
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
+        self._names: list[str] = []
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        plugin_name = self.host.register(plugin, name=name)
+        self._names.append(plugin_name)
+        self.host.collect()
+        return plugin_name
+
+    def unregister_all(self) -> None:
+        while self._names:
+            self.host.unregister(self._names.pop())
+        self.host.collect()
+
+
+@pytest.fixture
+def orchestrator_plugins() -> Iterator[PluginRegistrar]:
+    """A plugin host for one test: ``orchestrator_plugins.register(plugin)``; removed after."""
+    registrar = PluginRegistrar(PluginHost())
+    yield registrar
+    registrar.unregister_all()

@@ -1,0 +1,116 @@
+"""Checks a deliberation request before any work starts; a bad one changes nothing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+
+from orchestrator_core.errors import InvalidRequest
+from orchestrator_core.models import Task, TaskConstraints
+from orchestrator_core.settings import Settings
+
+MAX_REQUEST_ID_CHARS = 128
+MAX_LIST_ITEMS = 200
+MAX_TESTS = 50
+
+
+@dataclass(frozen=True)
+class DeliberationRequest:
+    task: Task
+    num_agents: int = 0
+    rounds: int = 0
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request once checked: the normalised task and the council size and rounds to run."""
+
+    task: Task
+    num_agents: int
+    rounds: int
+    request_id: str
+
+
+def plan(request: DeliberationRequest, settings: Settings, council_size: int) -> Plan:
+    task = normalised_task(request.task, settings)
+    if request.num_agents < 0 or request.num_agents > settings.max_agents:
+        raise InvalidRequest(
+            f"num_agents must be between 1 and {settings.max_agents} (ORCH_MAX_AGENTS), or 0 for the "
+            f"council's size; got {request.num_agents}"
+        )
+    if request.rounds < 0 or request.rounds > settings.max_rounds:
+        raise InvalidRequest(
+            f"rounds must be between 0 and {settings.max_rounds} (ORCH_MAX_ROUNDS); got {request.rounds}"
+        )
+    rounds = request.rounds or settings.default_rounds
+    if task.constraints.max_rounds:
+        rounds = min(rounds, task.constraints.max_rounds)
+    request_id = request.request_id.strip()
+    if len(request_id) > MAX_REQUEST_ID_CHARS or not request_id.isprintable():
+        raise InvalidRequest(
+            f"request_id must be at most {MAX_REQUEST_ID_CHARS} printable characters"
+        )
+    return Plan(task, request.num_agents or min(council_size, settings.max_agents), rounds, request_id)
+
+
+def normalised_task(task: Task, settings: Settings) -> Task:
+    role = task.role.strip().upper()
+    if not role:
+        raise InvalidRequest("role is required (e.g. DEV, QA, ARCHITECT, DEVOPS, DATA)")
+    if len(role) > 64 or not role.replace("_", "").replace("-", "").isalnum():
+        raise InvalidRequest("role must be a short name of letters, digits, '-' and '_'")
+    description = task.description.strip()
+    if not description:
+        raise InvalidRequest("task is required: describe what the council should do")
+    if len(description) > settings.max_task_chars:
+        raise InvalidRequest(
+            f"task is {len(description)} characters; the limit is {settings.max_task_chars} "
+            "(ORCH_MAX_TASK_CHARS)"
+        )
+    return replace(task, role=role, description=description,
+                   constraints=_checked_constraints(task.constraints, settings))
+
+
+def _checked_constraints(constraints: TaskConstraints, settings: Settings) -> TaskConstraints:
+    if constraints.max_rounds < 0:
+        raise InvalidRequest(f"constraints.max_rounds must not be negative; got {constraints.max_rounds}")
+    timeout = constraints.timeout_seconds
+    if not math.isfinite(timeout) or timeout < 0:
+        raise InvalidRequest(f"constraints.timeout_seconds must be a non-negative number; got {timeout}")
+    for name in ("requirements", "forbidden"):
+        items = getattr(constraints, name)
+        if len(items) > MAX_LIST_ITEMS:
+            raise InvalidRequest(f"constraints.{name} has {len(items)} items; the limit is {MAX_LIST_ITEMS}")
+    if len(constraints.tests) > MAX_TESTS:
+        raise InvalidRequest(f"constraints.tests has {len(constraints.tests)} files; the limit is {MAX_TESTS}")
+    size = sum(len(t.content) for t in constraints.tests) + len(constraints.rubric)
+    size += sum(len(item) for item in (*constraints.requirements, *constraints.forbidden))
+    if size > settings.max_task_chars:
+        raise InvalidRequest(
+            f"constraints are {size} characters; the limit is {settings.max_task_chars} (ORCH_MAX_TASK_CHARS)"
+        )
+    seen: set[str] = set()
+    for test in constraints.tests:
+        _check_test_path(test.path)
+        if test.path in seen:
+            raise InvalidRequest(f"constraints.tests names {test.path!r} twice")
+        seen.add(test.path)
+    return constraints
+
+
+def _check_test_path(path: str) -> None:
+    pure = PurePosixPath(path)
+    if (
+        not path
+        or "\x00" in path
+        or "\\" in path
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or pure.suffix != ".py"
+    ):
+        raise InvalidRequest(
+            f"constraints.tests path {path!r} must be a relative path to a .py file inside the task, "
+            "without '..'"
+        )

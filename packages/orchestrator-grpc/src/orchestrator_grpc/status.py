@@ -1,0 +1,129 @@
+"""Domain errors -> gRPC status codes, in one place.
+
+Every servicer method is wrapped by :func:`unary_errors` or :func:`stream_errors`. An error
+the core raises on purpose reaches the client as the status code that says what happened,
+with the error's own message. Anything else is a bug: it is logged here with its
+traceback, and the client gets INTERNAL with a short message and a reference to the log
+line, never the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+import grpc
+from orchestrator_core.errors import (
+    AgentError,
+    AtCapacity,
+    BackendRejected,
+    BackendUnavailable,
+    DeadlineExceeded,
+    InvalidRequest,
+    NoCouncil,
+    NotFound,
+    QuorumLost,
+)
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+S = TypeVar("S")
+R = TypeVar("R")
+
+# Most specific first: BackendUnavailable and BackendRejected are AgentErrors.
+_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (NoCouncil, grpc.StatusCode.FAILED_PRECONDITION),
+    (AtCapacity, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BackendUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (BackendRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (AgentError, grpc.StatusCode.UNAVAILABLE),
+)
+INTERNAL_MESSAGE = "internal error in the orchestrator service; see its log (ref {ref})"
+CANCELLED_MESSAGE = "the deliberation was cancelled"
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status code and message a domain error maps to; None for an unexpected error."""
+    if isinstance(error, QuorumLost):
+        if error.cause is not None:
+            cause_status = status_for(error.cause)
+            code = cause_status[0] if cause_status else grpc.StatusCode.UNAVAILABLE
+            return code, str(error)
+        return grpc.StatusCode.UNAVAILABLE, str(error)
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED, CANCELLED_MESSAGE
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code, str(error) or kind.__name__
+    return None
+
+
+async def abort_for(context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    """End the call with the status ``error`` maps to (INTERNAL, logged, for a bug)."""
+    mapped = status_for(error)
+    if mapped is None:
+        ref = uuid.uuid4().hex[:12]
+        log.error("unexpected error (ref %s)", ref, exc_info=error)
+        mapped = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(ref=ref)
+    await context.abort(*mapped)
+
+
+def _being_cancelled() -> bool:
+    """True when this handler's own task is being cancelled (the client went away): then
+    there is no one to send a status to, and the cancellation must propagate."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def unary_errors(
+    method: Callable[Concatenate[S, P], Awaitable[R]],
+) -> Callable[Concatenate[S, P], Awaitable[R]]:
+    """Wraps a unary servicer method (``self, request, context``) with the mapping."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        context: grpc.aio.ServicerContext = args[-1]  # type: ignore[assignment]
+        try:
+            return await method(self, *args, **kwargs)
+        except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                raise
+            await abort_for(context, error)
+        except Exception as error:
+            await abort_for(context, error)
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    return wrapper
+
+
+def stream_errors(
+    method: Callable[Concatenate[S, P], AsyncIterator[R]],
+) -> Callable[Concatenate[S, P], AsyncIterator[R]]:
+    """Wraps a server-streaming servicer method (an async generator) with the mapping."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
+        context: grpc.aio.ServicerContext = args[-1]  # type: ignore[assignment]
+        try:
+            async for item in method(self, *args, **kwargs):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                raise
+            await abort_for(context, error)
+        except Exception as error:
+            await abort_for(context, error)
+
+    return wrapper
