@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 KNOWN_ROLES: tuple[str, ...] = ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA")
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """The step of a deliberation an agent call belongs to."""
 
     GENERATE = "generate"
@@ -19,7 +19,7 @@ class Phase(str, Enum):
     SELECT = "select"
 
 
-class CheckKind(str, Enum):
+class CheckKind(StrEnum):
     """The standard kinds of check; plugins may use other kinds by name."""
 
     POLICY = "policy"

@@ -10,7 +10,15 @@ import time
 from collections.abc import Sequence
 
 from orchestrator_core.hookspecs import RegisterAgentBackend, RegisterCheck, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, CheckResult, Critique, Proposal, Task, TokenUsage
+from orchestrator_core.models import (
+    AgentConfig,
+    AgentReply,
+    CheckResult,
+    Critique,
+    Proposal,
+    Task,
+    TokenUsage,
+)
 
 
 class TemplateAgent:

@@ -1,0 +1,82 @@
+"""Plugin discovery through entry points, with broken plugins reported and skipped."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from orchestrator_core import hookspecs
+from orchestrator_core.plugins import HOOK_NAMES, PluginHost, PluginLoadError, load_plugins
+from orchestrator_core.settings import Settings
+from orchestrator_core.testing import PluginRegistrar, ScriptedBackend, ScriptedCheck, ScriptedPlugin
+
+ROOT = Path(__file__).resolve().parents[3]
+BROKEN = ["broken-import", "broken-hook", "broken-register"]
+
+
+def test_an_installed_plugin_is_found_through_its_entry_point() -> None:
+    host = PluginHost()
+    host.load_entry_points(enabled=["sample"])
+    host.collect()
+    [info] = host.plugins
+    assert (info.name, info.version) == ("sample", "1.2.3")
+    assert info.hooks == ("register_agents", "register_checks")
+    assert (info.agents, info.checks) == (("sample-template",), ("sample-length",))
+    assert list(host.backends) == ["sample-template"]
+    assert [check.name for check in host.checks] == ["sample-length"]
+
+
+def test_broken_plugins_are_reported_with_name_version_and_error() -> None:
+    host = PluginHost()
+    host.load_entry_points(enabled=["sample", *BROKEN])
+    host.collect()
+    failed = {f.name: f for f in host.failed}
+    assert set(failed) == set(BROKEN)
+    assert {f.version for f in failed.values()} == {"0.0.1"}
+    assert "No module named 'orchestrator_dependency_that_is_not_installed'" in failed["broken-import"].error
+    assert "registry" in failed["broken-hook"].error
+    assert "is not a AgentBackend" in failed["broken-register"].error
+    assert [p.name for p in host.plugins] == ["sample"]  # the good one still loads
+
+
+def test_strict_loading_turns_a_broken_plugin_into_an_error() -> None:
+    host = PluginHost()
+    with pytest.raises(PluginLoadError, match="broken-import 0.0.1 failed to load"):
+        host.load_entry_points(enabled=["broken-import"], strict=True)
+
+
+def test_deny_list_wins_over_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_PLUGINS_ENABLED", "sample,broken-import")
+    monkeypatch.setenv("ORCH_PLUGINS_DISABLED", "broken-import")
+    host = load_plugins(Settings())
+    assert [p.name for p in host.plugins] == ["sample"]
+    assert host.failed == ()
+
+
+def test_a_plugin_registering_a_taken_name_is_reported() -> None:
+    host = PluginHost()
+    host.register(ScriptedPlugin(ScriptedBackend(name="same")), name="first")
+    host.register(ScriptedPlugin(ScriptedBackend(name="same")), name="second")
+    host.collect()
+    assert [p.name for p in host.plugins] == ["first"]
+    assert host.failed[0].name == "second"
+    assert "'same', which another plugin registered already" in host.failed[0].error
+
+
+def test_the_fixture_registers_for_one_test(orchestrator_plugins: PluginRegistrar) -> None:
+    name = orchestrator_plugins.register(ScriptedPlugin(ScriptedBackend(), ScriptedCheck()))
+    assert list(orchestrator_plugins.host.backends) == ["scripted"]
+    orchestrator_plugins.unregister_all()
+    assert orchestrator_plugins.host.backends == {}
+    assert name not in [p.name for p in orchestrator_plugins.host.plugins]
+
+
+def test_every_hook_is_documented_with_its_exact_signature() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in HOOK_NAMES:
+        spec = getattr(hookspecs, name)
+        signature = f"def {name}({', '.join(inspect.signature(spec).parameters)})"
+        assert signature in readme, f"README.md does not document {signature}"
+        assert spec.__doc__, f"{name} has no docstring"
+
