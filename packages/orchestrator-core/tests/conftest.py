@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_core.plugins import PluginHost
 from orchestrator_core.settings import CouncilSettings, Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from orchestrator_core.deliberation import DeliberationEngine
 from orchestrator_core.errors import AgentError, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (

@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+
 from orchestrator_core import hookspecs
 from orchestrator_core.plugins import HOOK_NAMES, PluginHost, PluginLoadError, load_plugins
 from orchestrator_core.settings import Settings

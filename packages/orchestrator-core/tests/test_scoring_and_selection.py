@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from orchestrator_core.models import CheckResult, Phase, Proposal, RankedProposal, Task
 from orchestrator_core.scoring import Scorer, rank
 from orchestrator_core.selection import parse_choice, select_winner

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from orchestrator_core.council import build_councils
 from orchestrator_core.errors import NoCouncil
 from orchestrator_core.models import KNOWN_ROLES

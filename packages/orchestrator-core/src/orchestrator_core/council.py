@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
 from orchestrator_core.errors import NoCouncil
-from orchestrator_core.hookspecs import Agent, AgentBackend
+from orchestrator_core.hookspecs import Agent, AgentBackend, SelectingAgent
 from orchestrator_core.models import AgentConfig
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
 
@@ -18,18 +19,45 @@ class CouncilInfo:
     agents: int
     ready: bool
     detail: str
+    circuit: CircuitState = CircuitState.CLOSED
+
+
+class Breakers:
+    """One circuit breaker per backend endpoint, shared by every council that uses it."""
+
+    def __init__(self, failure_threshold: int, cooldown_seconds: float) -> None:
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self._by_endpoint: dict[tuple[str, str], CircuitBreaker] = {}
+
+    def for_options(self, backend: str, options: Mapping[str, object]) -> CircuitBreaker:
+        base_url = str(options.get("base_url") or options.get("command") or "")
+        key = (backend, base_url)
+        if key not in self._by_endpoint:
+            label = base_url or f"the {backend} backend's default endpoint"
+            self._by_endpoint[key] = CircuitBreaker(label, self.failure_threshold, self.cooldown_seconds)
+        return self._by_endpoint[key]
 
 
 class Council:
     """One role's council. Agents are made per deliberation: they are cheap, backends are shared."""
 
     def __init__(
-        self, role: str, settings: CouncilSettings, backend: AgentBackend | None, problem: str = ""
+        self,
+        role: str,
+        settings: CouncilSettings,
+        backend: AgentBackend | None,
+        problem: str = "",
+        *,
+        breakers: Breakers | None = None,
+        agent_timeout_seconds: float = 180.0,
     ) -> None:
         self.role = role
         self.settings = settings
         self._backend = backend
         self.problem = problem
+        self._breakers = breakers or Breakers(failure_threshold=5, cooldown_seconds=30.0)
+        self._agent_timeout_seconds = agent_timeout_seconds
 
     @property
     def ready(self) -> bool:
@@ -39,31 +67,55 @@ class Council:
     def size(self) -> int:
         return self.settings.agents
 
-    def agents(self, count: int) -> list[Agent]:
+    def agents(self, count: int) -> list[GuardedAgent]:
+        """``count`` agents, each behind its endpoint's circuit breaker."""
+        return [self._agent(index, count) for index in range(count)]
+
+    def selector(self) -> GuardedAgent | None:
+        """The council's first agent, when it can choose a winner among candidates."""
+        agent = self._agent(0, 1)
+        return agent if isinstance(agent.agent, SelectingAgent) else None
+
+    def _agent(self, index: int, count: int) -> GuardedAgent:
         if self._backend is None or self.problem:
             raise NoCouncil(self.problem)
-        backend = self._backend
-        return [
-            backend.create(
-                AgentConfig(
-                    agent_id=f"{self.role.lower()}-{index + 1}",
-                    role=self.role,
-                    index=index,
-                    council_size=count,
-                    options=self.settings.options_for(index),
-                )
+        options = self.settings.options_for(index)
+        agent: Agent = self._backend.create(
+            AgentConfig(
+                agent_id=f"{self.role.lower()}-{index + 1}",
+                role=self.role,
+                index=index,
+                council_size=count,
+                options=options,
             )
-            for index in range(count)
-        ]
+        )
+        breaker = self._breakers.for_options(self.settings.backend, options)
+        return GuardedAgent(agent, breaker, self._agent_timeout_seconds)
+
+    @property
+    def circuit(self) -> CircuitState:
+        """The worst state among the breakers of this council's endpoints."""
+        states = {
+            self._breakers.for_options(self.settings.backend, self.settings.options_for(i)).current_state()
+            for i in range(self.size)
+        }
+        for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
+            if state in states:
+                return state
+        return CircuitState.CLOSED
 
     def info(self) -> CouncilInfo:
         detail = self.problem or f"{self.size} {self.settings.backend} agent(s)"
-        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail)
+        circuit = self.circuit if self.ready else CircuitState.CLOSED
+        if circuit is CircuitState.OPEN:
+            detail += "; its endpoint's circuit is open after repeated failures"
+        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit)
 
 
 def build_councils(settings: Settings, backends: Mapping[str, AgentBackend]) -> dict[str, Council]:
     """A council per configured role; one that cannot run says why instead of failing startup."""
     councils: dict[str, Council] = {}
+    breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_cooldown_seconds)
     for role, council_settings in settings.councils.items():
         backend = backends.get(council_settings.backend)
         problem = ""
@@ -75,7 +127,10 @@ def build_councils(settings: Settings, backends: Mapping[str, AgentBackend]) -> 
                 f"provides it (agents-contrib provides openai, anthropic and command) or set "
                 f"ORCH_COUNCILS__{role}__BACKEND"
             )
-        council = Council(role, council_settings, backend, problem)
+        council = Council(
+            role, council_settings, backend, problem,
+            breakers=breakers, agent_timeout_seconds=settings.agent_timeout_seconds,
+        )
         if backend is not None:
             try:
                 council.agents(council.size)

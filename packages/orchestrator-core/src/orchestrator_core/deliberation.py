@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from orchestrator_core.errors import AgentError, QuorumLost
+from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
     AgentFailed,
     CheckCompleted,
@@ -313,7 +313,7 @@ def _common_cause(causes: Sequence[AgentError | None]) -> AgentError | None:
     """The error every failure shares in kind (e.g. the backend is down), if there is one."""
     if not causes or any(c is None for c in causes):
         return None
-    kinds = {type(c) for c in causes}
-    if len(kinds) != 1 or kinds == {AgentError}:
-        return None
-    return causes[0]
+    for family in (BackendUnavailable, BackendRejected):
+        if all(isinstance(c, family) for c in causes):
+            return causes[0]
+    return None

@@ -201,8 +201,7 @@ class Orchestrator:
         council = self.councils.get(role) if role else None
         if council is None or not council.ready:
             return None
-        agent = council.agents(1)[0]
-        return agent if isinstance(agent, SelectingAgent) else None
+        return council.selector()
 
     def _budget(self, task: Task, timeout: float | None) -> float:
         limits = [self.settings.deliberation_timeout_seconds]

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     agent_timeout_seconds: float = Field(default=180.0, gt=0)
     deliberation_timeout_seconds: float = Field(default=900.0, gt=0)
     max_task_chars: int = Field(default=200_000, ge=1)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failures of a backend endpoint (unreachable, timed out) that open its circuit."""
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit fails calls fast before letting a trial call through."""
 
     # Checks, scoring and selection
     check_timeout_seconds: float = Field(default=120.0, gt=0)

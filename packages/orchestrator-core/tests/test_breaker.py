@@ -1,0 +1,106 @@
+"""The circuit breaker per backend endpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator_core.breaker import CircuitBreaker, CircuitOpen, CircuitState
+from orchestrator_core.council import build_councils
+from orchestrator_core.errors import BackendRejected, BackendUnavailable, QuorumLost
+from orchestrator_core.models import Phase, Task
+from orchestrator_core.settings import CouncilSettings, Settings
+from orchestrator_core.testing import ScriptedBackend
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def fail_unreachable() -> None:
+    raise BackendUnavailable("down")
+
+
+async def succeed() -> str:
+    return "ok"
+
+
+async def test_repeated_failures_open_the_circuit_and_calls_fail_fast() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("http://model:8000/v1", failure_threshold=3, cooldown_seconds=30, clock=clock)
+    for _ in range(3):
+        with pytest.raises(BackendUnavailable):
+            await breaker.call(fail_unreachable, 5)
+    assert breaker.current_state() is CircuitState.OPEN
+    attempts = 0
+
+    async def counted() -> str:
+        nonlocal attempts
+        attempts += 1
+        return "ok"
+
+    with pytest.raises(CircuitOpen, match=r"circuit for http://model:8000/v1 is open after 3 consecutive failures"):
+        await breaker.call(counted, 5)
+    assert attempts == 0
+
+
+async def test_after_the_cooldown_one_trial_decides() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("e", failure_threshold=1, cooldown_seconds=10, clock=clock)
+    with pytest.raises(BackendUnavailable):
+        await breaker.call(fail_unreachable, 5)
+    clock.now = 10
+    assert breaker.current_state() is CircuitState.HALF_OPEN
+    with pytest.raises(BackendUnavailable):
+        await breaker.call(fail_unreachable, 5)  # the trial fails: open again
+    assert breaker.current_state() is CircuitState.OPEN
+    clock.now = 20
+    assert await breaker.call(succeed, 5) == "ok"
+    assert breaker.current_state() is CircuitState.CLOSED
+
+
+async def test_refused_configuration_does_not_count_as_the_endpoint_being_down() -> None:
+    breaker = CircuitBreaker("e", failure_threshold=1)
+
+    async def refused() -> None:
+        raise BackendRejected("credentials refused")
+
+    with pytest.raises(BackendRejected):
+        await breaker.call(refused, 5)
+    assert breaker.current_state() is CircuitState.CLOSED
+
+
+async def test_timeouts_count_as_failures() -> None:
+    breaker = CircuitBreaker("e", failure_threshold=1)
+
+    async def hang() -> None:
+        import asyncio
+
+        await asyncio.Event().wait()
+
+    with pytest.raises(TimeoutError):
+        await breaker.call(hang, 0.01)
+    assert breaker.current_state() is CircuitState.OPEN
+
+
+async def test_a_council_fails_fast_once_its_endpoint_circuit_opens() -> None:
+    from orchestrator_core.deliberation import DeliberationEngine
+    from orchestrator_core.scoring import Scorer
+
+    backend = ScriptedBackend(defaults={"fail_in": {Phase.GENERATE: BackendUnavailable("no server at x")}})
+    settings = Settings(
+        councils={"DEV": CouncilSettings(backend="scripted", agents=3)}, breaker_failure_threshold=3
+    )
+    council = build_councils(settings, {"scripted": backend})["DEV"]
+    engine = DeliberationEngine(checks=(), scorer=Scorer(), quorum=2)
+    task = Task(role="DEV", description="x")
+    with pytest.raises(QuorumLost, match="no server at x"):
+        await engine.deliberate(task, council.agents(3), rounds=0)
+    assert council.info().circuit is CircuitState.OPEN
+    called_before = sum(len(a.calls) for a in backend.created)
+    with pytest.raises(QuorumLost, match="circuit for the scripted backend's default endpoint is open"):
+        await engine.deliberate(task, council.agents(3), rounds=0)
+    assert sum(len(a.calls) for a in backend.created) == called_before  # nobody was called
