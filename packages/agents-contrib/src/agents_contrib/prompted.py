@@ -6,9 +6,8 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from orchestrator_core.models import AgentReply, Critique, Phase, Proposal, Task
-
 from agents_contrib.prompting import Prompt, PromptBook
+from orchestrator_core.models import AgentReply, Critique, Phase, Proposal, Task
 
 # Reasoning models served by Ollama or vLLM (DeepSeek-R1, Qwen3, ...) may put their
 # chain of thought in the reply itself; peers and checks want only the answer.

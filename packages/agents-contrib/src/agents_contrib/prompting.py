@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from orchestrator_core.models import Critique, Phase, Proposal, Task
 
 PACKAGED_DIR = Path(__file__).parent / "prompts"
@@ -199,3 +201,11 @@ def _candidates(candidates: Sequence[Proposal]) -> str:
         f"===== End of candidate {number} ====="
         for number, candidate in enumerate(candidates, start=1)
     )
+
+
+class PromptSettings(BaseSettings):
+    """``ORCH_PROMPTS_DIR``: a directory of templates laid over the packaged ones."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
+
+    prompts_dir: str | None = None

@@ -158,9 +158,5 @@ class LoopLocal(Generic[T]):
             self._values[loop] = value
         return value
 
-    def current(self) -> T | None:
-        """The running loop's value, if it was made."""
-        return self._values.get(asyncio.get_running_loop())
-
     def pop_current(self) -> T | None:
         return self._values.pop(asyncio.get_running_loop(), None)

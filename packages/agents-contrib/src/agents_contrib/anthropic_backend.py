@@ -1,0 +1,272 @@
+"""The ``anthropic`` backend: agents on the Anthropic Messages API, through the official SDK.
+
+The SDK builds and authenticates the request (``POST {base_url}/v1/messages``). Its own
+retries are turned off (``max_retries=0``): the shared loop in :mod:`resilience` retries
+instead, so both backends answer to the call's deadline and the concurrency limit alike.
+The SDK does not validate replies strictly, so what it returns is read defensively:
+a misbehaving server gives a :class:`MalformedReply`, never a crash.
+
+The SDK's ``messages.create`` (1.0 and later) takes no sampling parameters, so this
+backend has no temperature, top_p or seed options: asking for one is an error at
+startup that says so. The model samples with its own defaults, so the agents of a
+council still write different proposals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+
+import anthropic
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents_contrib import backend_errors as errors
+from agents_contrib.options import ModelOptions, check_base_url, effective_options, redact_url
+from agents_contrib.prompted import PromptedAgent
+from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
+from agents_contrib.resilience import (
+    Deadline,
+    LoopLocal,
+    Retryable,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+    retry_after_seconds,
+)
+from orchestrator_core.errors import AgentError, BackendRejected
+from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+BASE_URL_SETTING = "ORCH_ANTHROPIC_BASE_URL"
+API_KEY_SETTING = "ORCH_ANTHROPIC_API_KEY"
+KIND = "Anthropic API"
+
+
+class AnthropicOptions(ModelOptions):
+    """The options of one ``anthropic`` agent; council options use these names."""
+
+    base_url: str = DEFAULT_BASE_URL
+    """Without ``/v1``: the SDK adds ``/v1/messages``."""
+    model: str = DEFAULT_MODEL
+    max_tokens: int = Field(default=4096, ge=1)  # required by the API
+
+
+class AnthropicSettings(BaseSettings, AnthropicOptions):
+    """Backend-wide defaults, from ``ORCH_ANTHROPIC_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_ANTHROPIC_", extra="ignore")
+
+    max_concurrency: int = Field(default=4, ge=1, le=1024)
+
+
+_NO_SAMPLING_REASON = "the Messages API, as the official SDK (1.0 and later) models it, takes no sampling parameters"
+_HINTS = {
+    **dict.fromkeys(("temperature", "temperature_spread", "top_p", "top_k", "seed"), _NO_SAMPLING_REASON),
+    "max_concurrency": "it is backend-wide: set ORCH_ANTHROPIC_MAX_CONCURRENCY",
+}
+
+_ClientKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+class AnthropicBackend:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        settings: AnthropicSettings | None = None,
+        *,
+        prompts_dir: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else AnthropicSettings()
+        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
+            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        )
+        self._clients: LoopLocal[dict[_ClientKey, anthropic.AsyncAnthropic]] = LoopLocal(dict)
+
+    def create(self, config: AgentConfig) -> AnthropicAgent:
+        options = effective_options(AnthropicOptions, self.settings, config.options, self.name, _HINTS)
+        check_base_url(options.base_url, self.name)
+        if options.key() is None:
+            raise ValueError(
+                f"the anthropic backend needs an API key: set {API_KEY_SETTING}, or the council's "
+                f"api_key or api_key_env option"
+            )
+        prompts = prompt_book(options.prompts_dir or self.prompts_dir)
+        return AnthropicAgent(config, options, backend=self, prompts=prompts)
+
+    def limit(self) -> asyncio.Semaphore:
+        return self._limits.get()
+
+    def client(self, options: AnthropicOptions) -> anthropic.AsyncAnthropic:
+        """One SDK client per endpoint, key and headers, per event loop; agents come and go."""
+        secret = options.key()
+        key_value = secret.get_secret_value() if secret is not None else ""
+        cache_key = (options.base_url, key_value, tuple(sorted(options.extra_headers.items())))
+        clients = self._clients.get()
+        client = clients.get(cache_key)
+        if client is None:
+            client = anthropic.AsyncAnthropic(
+                api_key=key_value,
+                base_url=options.base_url,
+                max_retries=0,
+                default_headers=options.extra_headers or None,
+            )
+            clients[cache_key] = client
+        return client
+
+
+class AnthropicAgent(PromptedAgent):
+    def __init__(
+        self,
+        config: AgentConfig,
+        options: AnthropicOptions,
+        *,
+        backend: AnthropicBackend,
+        prompts: PromptBook,
+    ) -> None:
+        super().__init__(config.agent_id, config.role, prompts)
+        self.options = options
+        self._backend = backend
+        self._endpoint = redact_url(options.base_url)
+        self._server_text = errors.ServerText(options.key())
+        self._policy = RetryPolicy(
+            max_retries=options.max_retries,
+            backoff_base_seconds=options.backoff_base_seconds,
+            backoff_max_seconds=options.backoff_max_seconds,
+        )
+
+    def request_params(self, prompt: Prompt) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.options.model,
+            "max_tokens": self.options.max_tokens,
+            "system": prompt.system,
+            "messages": [{"role": "user", "content": prompt.user}],
+        }
+        return params
+
+    async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
+        params = self.request_params(prompt)
+
+        async def attempt(seconds_left: float) -> AgentReply:
+            return await self._attempt(params, seconds_left, phase)
+
+        return await call_with_retries(
+            attempt,
+            policy=self._policy,
+            deadline=Deadline(self.options.call_timeout_seconds),
+            sleep=self._backend.sleep,
+            rng=self._backend.rng,
+        )
+
+    async def _attempt(self, params: dict[str, Any], seconds_left: float, phase: Phase) -> AgentReply:
+        seconds = max(min(self.options.request_timeout_seconds, seconds_left), 0.001)
+        client = self._backend.client(self.options)
+        async with self._backend.limit():
+            try:
+                async with asyncio.timeout(seconds):
+                    message = await client.messages.create(**params, timeout=seconds)
+            except TimeoutError:
+                raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
+            except anthropic.APITimeoutError:
+                raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
+            except anthropic.APIConnectionError as exc:
+                detail = str(exc) or "connection failed"
+                error = errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail)
+                raise self._retry(error, phase) from None
+            except anthropic.APIStatusError as exc:
+                raise self._status_error(exc, phase) from None
+            except json.JSONDecodeError:
+                raise errors.MalformedReply(
+                    f"the server at {self._endpoint} answered with a body that is not JSON"
+                ) from None
+            except (anthropic.AnthropicError, ValueError, TypeError) as exc:
+                raise AgentError(f"the request to {self._endpoint} failed: {type(exc).__name__}: {exc}") from None
+        return self._reply(message)
+
+    def _status_error(self, exc: anthropic.APIStatusError, phase: Phase) -> Exception:
+        status, endpoint = exc.status_code, self._endpoint
+        if status in (401, 403):
+            return errors.credentials_refused(endpoint, status, API_KEY_SETTING)
+        message = self._server_text.of_body(exc.body if exc.body is not None else "")
+        error_type = _field(_field(exc.body, "error"), "type")
+        if status == 429:
+            return self._retry(errors.rate_limited(endpoint, message), phase, retry_after_seconds(exc.response.headers))
+        if status >= 500:
+            error = errors.server_error(endpoint, status, message)
+            return self._retry(error, phase, retry_after_seconds(exc.response.headers))
+        if status == 404 and error_type == "not_found_error" and "model" in message.lower():
+            return errors.model_not_found(endpoint, self.options.model, status, message)
+        if status in (400, 404) and errors.says_model_missing(message):
+            return errors.model_not_found(endpoint, self.options.model, status, message)
+        if status == 404:
+            return BackendRejected(
+                f"no Messages API at {endpoint}/v1/messages (HTTP 404); check the base_url "
+                f"(without /v1, e.g. {DEFAULT_BASE_URL})"
+            )
+        return errors.request_rejected(endpoint, status, message)
+
+    def _reply(self, message: object) -> AgentReply:
+        """The text blocks and usage of a Messages reply, read without trusting its shape."""
+        endpoint = self._endpoint
+        if _field(message, "type") == "error":
+            said = self._server_text.of_body({"error": _field(message, "error") or "unspecified error"})
+            if errors.says_model_missing(said):
+                raise errors.model_not_found(endpoint, self.options.model, 200, said)
+            raise errors.MalformedReply(f"the server at {endpoint} answered 200 with an error: {said}")
+        content = _field(message, "content")
+        if not isinstance(content, list):
+            raise errors.MalformedReply(f"the server at {endpoint} answered with no content blocks")
+        texts = [
+            text
+            for block in content
+            if _field(block, "type") == "text" and isinstance(text := _field(block, "text"), str)
+        ]
+        joined = "".join(texts).strip()
+        if not joined:
+            stop = _field(message, "stop_reason")
+            if stop == "refusal":
+                raise errors.MalformedReply("the model refused to answer (stop_reason 'refusal')")
+            why = f" (stop_reason {stop!r})" if isinstance(stop, str) else ""
+            raise errors.MalformedReply(f"the server at {endpoint} answered with no text{why}")
+        usage = _field(message, "usage")
+        return AgentReply(
+            text=joined,
+            usage=TokenUsage(_count(_field(usage, "input_tokens")), _count(_field(usage, "output_tokens"))),
+        )
+
+    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None) -> Retryable:
+        log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
+        return Retryable(error, retry_after)
+
+
+def _field(value: object, name: str) -> Any:
+    if isinstance(value, dict):
+        return value.get(name)
+    if isinstance(value, str | bytes | list | int | float) or value is None:
+        return None
+    return getattr(value, name, None)
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(value, 0)
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend) -> None:
+    """Register the ``anthropic`` backend, configured from ``ORCH_ANTHROPIC_*``."""
+    register(AnthropicBackend())

@@ -1,0 +1,268 @@
+"""Isolation of untrusted code: which kind works on this machine, and the command that applies it.
+
+Three levels, strongest first, probed once at startup (``auto``):
+
+``bwrap``
+    bubblewrap: new network, pid, ipc and uts namespaces; the whole filesystem read-only
+    except the sandbox directory; a private ``/tmp``; the service user's home hidden.
+``unshare``
+    util-linux ``unshare``: new network, pid (with its own ``/proc``), ipc and uts
+    namespaces; the filesystem is shared, so the unprivileged user below is what keeps
+    the code from writing outside its directory.
+``none``
+    resource limits and the unprivileged user only; the result says the network was open.
+
+At every level the first process (:mod:`.sandbox_launch`) sets the resource limits and,
+when the service runs as root, switches to an unprivileged user, so that RLIMIT_NPROC
+applies (the kernel does not count root's processes) and the service's files and
+processes are out of reach. The probe runs the real command, so a level is used only if
+Python and pytest start inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents_contrib.checks.settings import DryRunSettings
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_SOURCE = (Path(__file__).with_name("sandbox_launch.py")).read_text(encoding="utf-8")
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+PROBE_TIMEOUT_SECONDS = 20.0
+
+_PROBE = """
+import json, os, sys
+try:
+    import pytest  # noqa: F401
+    has_pytest = True
+except Exception:
+    has_pytest = False
+with open("/proc/net/dev") as f:
+    interfaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+escaped = False
+try:
+    with open(sys.argv[1], "w") as f:
+        f.write("x")
+    escaped = True
+except OSError:
+    pass
+print(json.dumps({"uid": os.getuid(), "pytest": has_pytest, "interfaces": interfaces,
+                  "pid": os.getpid(), "wrote_outside": escaped}))
+"""
+
+
+class SandboxUnavailable(RuntimeError):
+    """The isolation the settings ask for does not work on this machine."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """A working isolation level and what it protects."""
+
+    level: str
+    network_isolated: bool
+    pid_namespace: bool
+    filesystem_isolated: bool
+    uid: int | None
+    prefix: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = field(default=(), repr=False)
+    exposed: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def process_limit_enforced(self) -> bool:
+        """RLIMIT_NPROC binds only an unprivileged user."""
+        return self.uid is not None or os.geteuid() != 0
+
+    def describe(self, settings: DryRunSettings) -> str:
+        parts = [self.level]
+        parts.append("network namespace" if self.network_isolated else "NO network namespace available")
+        if self.pid_namespace:
+            parts.append("pid namespace")
+        parts.append("read-only filesystem outside the sandbox" if self.filesystem_isolated
+                     else "shared filesystem")
+        if self.uid is not None:
+            parts.append(f"uid {self.uid}")
+        elif os.geteuid() == 0:
+            parts.append("runs as root: RLIMIT_NPROC not enforced")
+        limits = (f"rlimits cpu {settings.cpu_seconds}s, as {settings.memory_bytes // 2**20}MiB, "
+                  f"fsize {settings.file_bytes // 2**20}MiB, nofile {settings.open_files}, "
+                  f"nproc {settings.processes}")
+        return f"isolation: {', '.join(parts)}; {limits}"
+
+    def command(self, workdir: Path, argv: list[str], settings: DryRunSettings) -> list[str]:
+        """The full command line running ``argv`` in ``workdir`` under this isolation."""
+        config = {"limits": rlimits(settings), "uid": self.uid, "cwd": str(workdir), "env": scrubbed_env(workdir)}
+        launch = [sys.executable, "-I", "-S", "-c", LAUNCHER_SOURCE, json.dumps(config), *argv]
+        if self.level == "bwrap":
+            return [*self.prefix, *self._bwrap_mounts(workdir), "--", *launch]
+        return [*self.prefix, *launch]
+
+    def _bwrap_mounts(self, workdir: Path) -> list[str]:
+        mounts = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        fresh = [Path("/tmp"), *(Path(h) for h in self.hidden)]
+        for hidden in self.hidden:
+            mounts += ["--tmpfs", hidden]
+        created: set[Path] = set()
+
+        def traversable(path: Path) -> list[str]:
+            # Directories bwrap creates inside a fresh tmpfs are made traversable, or the
+            # unprivileged user could not reach what is mounted below them.
+            steps: list[str] = []
+            for parent in reversed(path.parents):
+                if parent not in created and any(parent != f and parent.is_relative_to(f) for f in fresh):
+                    created.add(parent)
+                    steps += ["--perms", "0755", "--dir", str(parent)]
+            return steps
+
+        for exposed in self.exposed:
+            mounts += [*traversable(Path(exposed)), "--ro-bind", exposed, exposed]
+        return [*mounts, *traversable(workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+
+
+def rlimits(settings: DryRunSettings) -> dict[str, int]:
+    return {
+        "RLIMIT_CPU": settings.cpu_seconds,
+        "RLIMIT_AS": settings.memory_bytes,
+        "RLIMIT_FSIZE": settings.file_bytes,
+        "RLIMIT_NOFILE": settings.open_files,
+        "RLIMIT_NPROC": settings.processes,
+        "RLIMIT_CORE": 0,
+    }
+
+
+def scrubbed_env(workdir: Path) -> dict[str, str]:
+    """The whole environment of sandboxed code: nothing of the service's reaches it."""
+    return {
+        "PATH": SAFE_PATH,
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _candidates(settings: DryRunSettings) -> list[Isolation]:
+    root = os.geteuid() == 0
+    uids: list[int | None] = [settings.sandbox_uid, None] if root else [None]
+    levels = ["bwrap", "unshare", "none"] if settings.isolation == "auto" else [settings.isolation]
+    hidden, exposed = _hidden_home()
+    found: list[Isolation] = []
+    for level in levels:
+        for uid in uids:
+            if level == "bwrap" and shutil.which("bwrap"):
+                prefix = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+                          "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+                if not root:
+                    prefix.append("--unshare-user")
+                found.append(Isolation("bwrap", True, True, True, uid, tuple(prefix), hidden, exposed))
+            elif level == "unshare" and shutil.which("unshare"):
+                prefix = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts"]
+                if not root:
+                    prefix[1:1] = ["--user", "--map-root-user"]
+                found.append(Isolation("unshare", True, True, False, uid, tuple(prefix)))
+            elif level == "none":
+                found.append(Isolation("none", False, False, False, uid))
+    return found
+
+
+def _hidden_home() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The service user's home is hidden, except the Python installation if it lives there."""
+    home = Path.home().resolve()
+    if home == Path("/") or not home.is_dir():
+        return (), ()
+    needed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                          Path(sys.executable).resolve().parent.parent)}
+    needed |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
+    exposed = sorted({str(p) for p in needed if p.is_relative_to(home) and p != home})
+    return (str(home),), tuple(_outermost(exposed))
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    kept: list[str] = []
+    for path in sorted(paths):
+        if not any(Path(path).is_relative_to(parent) for parent in kept):
+            kept.append(path)
+    return kept
+
+
+def detect_isolation(settings: DryRunSettings) -> Isolation:
+    """The strongest isolation that works here (blocking; called once at startup)."""
+    failures: list[str] = []
+    for candidate in _candidates(settings):
+        problem = _probe(candidate, settings)
+        if problem is None:
+            log.info("dryrun sandbox: %s", candidate.describe(settings))
+            return candidate
+        failures.append(f"{candidate.level} (uid {candidate.uid}): {problem}")
+        log.debug("dryrun sandbox candidate %s rejected: %s", candidate.level, problem)
+    raise SandboxUnavailable(
+        f"no sandbox usable for ORCH_DRYRUN_ISOLATION={settings.isolation}: " + "; ".join(failures or ["not installed"])
+    )
+
+
+def _probe(candidate: Isolation, settings: DryRunSettings) -> str | None:
+    workdir = make_workdir(settings, candidate.uid)
+    outside = Path(tempfile.gettempdir()) / f"orch-sandbox-probe-{secrets.token_hex(8)}"
+    try:
+        argv = [sys.executable, "-I", "-c", _PROBE, str(outside)]
+        try:
+            done = subprocess.run(candidate.command(workdir, argv, settings), capture_output=True,
+                                  timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
+                                  env=scrubbed_env(workdir), cwd=workdir, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        if done.returncode != 0:
+            return f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()[-300:]}"
+        report = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        if not report["pytest"]:
+            return "pytest cannot be imported inside"
+        if candidate.network_isolated and report["interfaces"] != ["lo"]:
+            return f"network interfaces visible: {report['interfaces']}"
+        if candidate.uid is not None and report["uid"] != candidate.uid:
+            return f"still uid {report['uid']}"
+        if candidate.filesystem_isolated and outside.exists():
+            return "wrote outside the sandbox"
+        return None
+    finally:
+        outside.unlink(missing_ok=True)
+        remove_workdir(workdir)
+
+
+def make_workdir(settings: DryRunSettings, uid: int | None) -> Path:
+    """A fresh directory only the sandbox's user may use (blocking: create it off the loop)."""
+    base = settings.work_root or Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="orch-dryrun-", dir=base))
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    return workdir
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Remove the directory whatever the code did to its modes (blocking)."""
+
+    def _writable_and_retry(function: object, path: str, _: object) -> None:
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+        except OSError:
+            pass
+        if callable(function):
+            try:
+                function(path)
+            except OSError:
+                pass
+
+    shutil.rmtree(workdir, onerror=_writable_and_retry)

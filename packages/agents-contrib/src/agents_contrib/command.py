@@ -1,0 +1,233 @@
+"""The ``command`` backend: each agent call runs an operator-chosen program.
+
+The prompt goes to the program's standard input, the reply comes from its standard
+output, so any command-line model runner (``llm``, ``ollama run``, ``llama-cli``, a
+script) can sit on a council. The program runs in its own process group, under a time
+limit; on timeout or cancellation the whole group is killed, so no runner outlives the
+call that started it. The program's exit status and the tail of its standard error say
+what went wrong when it fails.
+
+The program gets the parent's environment without ``ORCH_*`` variables (they may hold
+other backends' keys), plus the council's ``env`` option and:
+
+- ``ORCHESTRATOR_ROLE``, ``ORCHESTRATOR_PHASE``, ``ORCHESTRATOR_AGENT_ID``,
+  ``ORCHESTRATOR_AGENT_INDEX``, ``ORCHESTRATOR_COUNCIL_SIZE``;
+- ``ORCHESTRATOR_SYSTEM_PROMPT``: the role's system prompt, also at the head of stdin
+  unless the ``separate_system`` option is set.
+
+A program reports no token usage, so its calls count zero tokens. Calls are not retried:
+a local runner's failure is rarely transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents_contrib.backend_errors import MalformedReply
+from agents_contrib.options import effective_options
+from agents_contrib.prompted import PromptedAgent, strip_thinking
+from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
+from agents_contrib.resilience import LoopLocal
+from orchestrator_core.errors import AgentError, BackendRejected
+from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.models import AgentConfig, AgentReply, Phase
+
+PROGRAM_SETTING = "ORCH_COMMAND_PROGRAM"
+STDERR_TAIL_CHARS = 600
+_READ_CHUNK = 65536
+
+
+class CommandOptions(BaseModel):
+    """The options of one ``command`` agent; council options use these names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    program: str | list[str] | None = None
+    """The command line: a list of arguments, or a string split as a shell would (no shell runs)."""
+    timeout_seconds: float = Field(default=300.0, gt=0.0)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    separate_system: bool = False
+    """True: stdin holds only the user prompt; the system prompt is in ORCHESTRATOR_SYSTEM_PROMPT."""
+    max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    prompts_dir: str | None = None
+
+
+class CommandSettings(BaseSettings, CommandOptions):
+    """Backend-wide defaults, from ``ORCH_COMMAND_*`` (e.g. ``ORCH_COMMAND_PROGRAM="llm -m gpt-4o-mini"``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_COMMAND_", extra="ignore")
+
+    max_concurrency: int = Field(default=2, ge=1, le=256)
+
+
+def _argv(program: str | list[str] | None) -> list[str]:
+    if program is None:
+        raise ValueError(
+            f"the command backend needs a program: set the council's program option or {PROGRAM_SETTING}"
+        )
+    argv = shlex.split(program) if isinstance(program, str) else list(program)
+    if not argv or not argv[0]:
+        raise ValueError("the command backend's program is empty")
+    if shutil.which(argv[0]) is None:
+        raise ValueError(f"the command backend's program {argv[0]!r} is not an executable file or on PATH")
+    return argv
+
+
+class CommandBackend:
+    name = "command"
+
+    def __init__(self, settings: CommandSettings | None = None, *, prompts_dir: str | None = None) -> None:
+        self.settings = settings if settings is not None else CommandSettings()
+        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
+        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
+            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        )
+
+    def create(self, config: AgentConfig) -> CommandAgent:
+        options = effective_options(
+            CommandOptions,
+            self.settings,
+            config.options,
+            self.name,
+            {"max_concurrency": "it is backend-wide: set ORCH_COMMAND_MAX_CONCURRENCY"},
+        )
+        argv = _argv(options.program)
+        if options.cwd is not None and not os.path.isdir(options.cwd):
+            raise ValueError(f"the command backend's cwd {options.cwd!r} is not a directory")
+        prompts = prompt_book(options.prompts_dir or self.prompts_dir)
+        return CommandAgent(config, options, argv, prompts=prompts, limit=self._limits)
+
+
+class CommandAgent(PromptedAgent):
+    def __init__(
+        self,
+        config: AgentConfig,
+        options: CommandOptions,
+        argv: list[str],
+        *,
+        prompts: PromptBook,
+        limit: LoopLocal[asyncio.Semaphore],
+    ) -> None:
+        super().__init__(config.agent_id, config.role, prompts)
+        self.config = config
+        self.options = options
+        self.argv = argv
+        self._limit = limit
+        self._name = os.path.basename(argv[0])
+
+    def environment(self, prompt: Prompt, phase: Phase) -> dict[str, str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+        env.update(self.options.env)
+        env.update(
+            {
+                "ORCHESTRATOR_ROLE": self.config.role,
+                "ORCHESTRATOR_PHASE": phase.value,
+                "ORCHESTRATOR_AGENT_ID": self.config.agent_id,
+                "ORCHESTRATOR_AGENT_INDEX": str(self.config.index),
+                "ORCHESTRATOR_COUNCIL_SIZE": str(self.config.council_size),
+                "ORCHESTRATOR_SYSTEM_PROMPT": prompt.system,
+            }
+        )
+        return env
+
+    async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
+        stdin = prompt.user if self.options.separate_system else prompt.as_text()
+        async with self._limit.get():
+            status, stdout, stderr = await self._run(stdin.encode("utf-8"), self.environment(prompt, phase))
+        if status != 0:
+            tail = _tail(stderr)
+            detail = f": {tail}" if tail else ""
+            how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+            raise AgentError(f"the command {self._name!r} {how}{detail}")
+        text = strip_thinking(stdout.decode("utf-8", "replace")).strip()
+        if not text:
+            raise MalformedReply(f"the command {self._name!r} printed nothing on standard output")
+        return AgentReply(text=text)
+
+    async def _run(self, stdin: bytes, env: Mapping[str, str]) -> tuple[int, bytes, bytes]:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(env),
+                cwd=self.options.cwd,
+                start_new_session=True,  # its own process group, so a kill reaches its children
+            )
+        except OSError as exc:
+            raise BackendRejected(
+                f"the command backend cannot run {self._name!r}: {exc.strerror or exc}; check the "
+                f"council's program option or {PROGRAM_SETTING}"
+            ) from None
+        try:
+            async with asyncio.timeout(self.options.timeout_seconds):
+                stdout, stderr, _ = await asyncio.gather(
+                    self._read(process.stdout, self.options.max_output_bytes, "standard output"),
+                    self._read(process.stderr, self.options.max_output_bytes, "standard error"),
+                    _feed(process.stdin, stdin),
+                )
+                status = await process.wait()
+        except TimeoutError:
+            await _kill(process)
+            raise AgentError(
+                f"the command {self._name!r} did not finish within {self.options.timeout_seconds:g}s "
+                f"and was killed"
+            ) from None
+        except BaseException:  # cancelled, or the output was too large: no runner outlives its call
+            await _kill(process)
+            raise
+        return status, stdout, stderr
+
+    async def _read(self, stream: asyncio.StreamReader | None, limit: int, what: str) -> bytes:
+        if stream is None:  # pragma: no cover - the pipes are always requested
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await stream.read(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise MalformedReply(f"the command {self._name!r} wrote more than {limit} bytes on {what}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
+    if stdin is None:  # pragma: no cover - the pipe is always requested
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a program may not read its input
+        stdin.write(data)
+        await stdin.drain()
+    stdin.close()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await stdin.wait_closed()
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    # The group even when the program itself has exited: its children may still run.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()  # in case the program left its group
+    await asyncio.shield(process.wait())
+
+
+def _tail(stderr: bytes) -> str:
+    text = " ".join(stderr.decode("utf-8", "replace").split())
+    return text if len(text) <= STDERR_TAIL_CHARS else "…" + text[-STDERR_TAIL_CHARS:]
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend) -> None:
+    """Register the ``command`` backend, configured from ``ORCH_COMMAND_*``."""
+    register(CommandBackend())

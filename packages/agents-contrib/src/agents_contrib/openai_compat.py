@@ -1,0 +1,306 @@
+"""The ``openai`` backend: agents on any OpenAI-compatible Chat Completions endpoint.
+
+Ollama, vLLM, llama.cpp's server, LM Studio, LiteLLM and OpenAI itself all serve
+``POST {base_url}/chat/completions``. The backend talks to it with ``httpx`` directly
+rather than through the ``openai`` SDK: the servers differ in small ways (errors sent
+with status 200, content as a list of parts, no usage, reasoning text inline), the
+retry loop must answer to the call's deadline and honour ``retry-after-ms``, and every
+failure must become a typed error naming the endpoint. The SDK would add its own
+retries and its own strict parsing between us and those servers.
+
+One backend object serves a process: its agents share one connection pool and one
+concurrency limit (``ORCH_OPENAI_MAX_CONCURRENCY``) per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from importlib import metadata
+from typing import Any
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents_contrib import backend_errors as errors
+from agents_contrib.openai_wire import parse_reply, request_body
+from agents_contrib.options import (
+    ModelOptions,
+    SamplingOptions,
+    agent_seed,
+    check_base_url,
+    effective_options,
+    redact_url,
+    spread,
+)
+from agents_contrib.prompted import PromptedAgent
+from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
+from agents_contrib.resilience import (
+    Deadline,
+    LoopLocal,
+    Retryable,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+    retry_after_seconds,
+)
+from orchestrator_core.errors import AgentError, BackendRejected
+from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.models import AgentConfig, AgentReply, Phase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
+"""Ollama's OpenAI-compatible endpoint: the most common local server."""
+DEFAULT_MODEL = "qwen2.5-coder:7b"
+BASE_URL_SETTING = "ORCH_OPENAI_BASE_URL"
+API_KEY_SETTING = "ORCH_OPENAI_API_KEY"
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+CONNECT_TIMEOUT_SECONDS = 10.0
+KIND = "OpenAI-compatible"
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("agents-contrib")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = "0"
+    return f"orchestrator-agents-contrib/{version}"
+
+
+class OpenAIOptions(ModelOptions, SamplingOptions):
+    """The options of one ``openai`` agent; council options use these names."""
+
+    base_url: str = DEFAULT_BASE_URL
+    model: str = DEFAULT_MODEL
+    seed: int | None = None
+    """The council's seed; agent i sends seed + i."""
+
+
+class OpenAISettings(BaseSettings, OpenAIOptions):
+    """Backend-wide defaults, from ``ORCH_OPENAI_*`` (e.g. ``ORCH_OPENAI_MODEL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_OPENAI_", extra="ignore")
+
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    """Most requests in flight at once, across every agent of this backend."""
+
+
+_HINTS = {"max_concurrency": "it is backend-wide: set ORCH_OPENAI_MAX_CONCURRENCY"}
+
+
+class OpenAIBackend:
+    """Builds ``openai`` agents; holds what they share (connections, the concurrency limit)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        settings: OpenAISettings | None = None,
+        *,
+        prompts_dir: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else OpenAISettings()
+        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
+            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        )
+        self._clients: LoopLocal[httpx.AsyncClient] = LoopLocal(self._new_client)
+        self.user_agent = _user_agent()
+
+    def create(self, config: AgentConfig) -> OpenAIAgent:
+        options = effective_options(OpenAIOptions, self.settings, config.options, self.name, _HINTS)
+        check_base_url(options.base_url, self.name)
+        return OpenAIAgent(
+            config,
+            options,
+            backend=self,
+            prompts=prompt_book(options.prompts_dir or self.prompts_dir),
+            temperature=spread(
+                options.temperature,
+                options.temperature_spread,
+                config.index,
+                config.council_size,
+                low=0.0,
+                high=2.0,
+            ),
+            seed=agent_seed(options.seed, config.index),
+        )
+
+    def limit(self) -> asyncio.Semaphore:
+        return self._limits.get()
+
+    def client(self) -> httpx.AsyncClient:
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections (for embedding; a server exits instead)."""
+        client = self._clients.pop_current()
+        if client is not None:
+            await client.aclose()
+
+    def _new_client(self) -> httpx.AsyncClient:
+        size = self.settings.max_concurrency
+        return httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            follow_redirects=False,
+        )
+
+
+class OpenAIAgent(PromptedAgent):
+    """One council member on a Chat Completions endpoint."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        options: OpenAIOptions,
+        *,
+        backend: OpenAIBackend,
+        prompts: PromptBook,
+        temperature: float,
+        seed: int | None,
+    ) -> None:
+        super().__init__(config.agent_id, config.role, prompts)
+        self.options = options
+        self.temperature = temperature
+        self.seed = seed
+        self._backend = backend
+        self._key = options.key()
+        self._url = f"{options.base_url}/chat/completions"
+        self._endpoint = redact_url(options.base_url)
+        self._server_text = errors.ServerText(self._key)
+        self._policy = RetryPolicy(
+            max_retries=options.max_retries,
+            backoff_base_seconds=options.backoff_base_seconds,
+            backoff_max_seconds=options.backoff_max_seconds,
+        )
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self._backend.user_agent,
+        }
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        headers.update(self.options.extra_headers)
+        return headers
+
+    def request_body(self, prompt: Prompt) -> dict[str, Any]:
+        return request_body(
+            model=self.options.model,
+            prompt=prompt,
+            temperature=self.temperature,
+            top_p=self.options.top_p,
+            max_tokens=self.options.max_tokens,
+            seed=self.seed,
+        )
+
+    async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
+        payload = json.dumps(self.request_body(prompt)).encode("utf-8")
+        deadline = Deadline(self.options.call_timeout_seconds)
+
+        async def attempt(seconds_left: float) -> AgentReply:
+            return await self._attempt(payload, seconds_left, phase)
+
+        return await call_with_retries(
+            attempt,
+            policy=self._policy,
+            deadline=deadline,
+            sleep=self._backend.sleep,
+            rng=self._backend.rng,
+        )
+
+    async def _attempt(self, payload: bytes, seconds_left: float, phase: Phase) -> AgentReply:
+        seconds = max(min(self.options.request_timeout_seconds, seconds_left), 0.001)
+        timeout = httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_SECONDS))
+        async with self._backend.limit():
+            try:
+                async with asyncio.timeout(seconds):
+                    status, headers, raw = await self._post(payload, timeout)
+            except TimeoutError:
+                raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
+            except httpx.ConnectTimeout:
+                detail = f"no connection within {timeout.connect:.3g}s"
+                raise self._retry(errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail), phase) from None
+            except httpx.ConnectError as exc:
+                detail = _describe(exc, "connection refused")
+                raise self._retry(errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail), phase) from None
+            except httpx.TimeoutException:
+                raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                detail = _describe(exc, "the server closed the connection")
+                raise self._retry(errors.connection_broke(self._endpoint, detail), phase) from None
+            except httpx.HTTPError as exc:
+                raise AgentError(f"the request to {self._endpoint} failed: {_describe(exc, '')}") from None
+        return self._interpret(status, headers, raw, phase)
+
+    async def _post(self, payload: bytes, timeout: httpx.Timeout) -> tuple[int, httpx.Headers, bytes]:
+        client = self._backend.client()
+        request = client.build_request("POST", self._url, content=payload, headers=self._headers(), timeout=timeout)
+        response = await client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise errors.MalformedReply(
+                        f"the server at {self._endpoint} sent a reply larger than {MAX_REPLY_BYTES} bytes"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers, b"".join(chunks)
+
+    def _interpret(self, status: int, headers: httpx.Headers, raw: bytes, phase: Phase) -> AgentReply:
+        endpoint, model = self._endpoint, self.options.model
+        if 200 <= status < 300:
+            return parse_reply(raw, endpoint=endpoint, model=model, text=self._server_text)
+        if status in (401, 403):
+            raise errors.credentials_refused(endpoint, status, API_KEY_SETTING)
+        message = self._server_text.of_body(raw)
+        if status == 429:
+            raise self._retry(errors.rate_limited(endpoint, message), phase, retry_after_seconds(headers))
+        if status >= 500:
+            error = errors.server_error(endpoint, status, message)
+            raise self._retry(error, phase, retry_after_seconds(headers))
+        if status in (400, 404, 422) and errors.says_model_missing(message, _error_code(raw)):
+            raise errors.model_not_found(endpoint, model, status, message)
+        if status == 404:
+            raise BackendRejected(
+                f"no Chat Completions API at {endpoint}/chat/completions (HTTP 404); check the "
+                f"base_url: OpenAI-compatible servers serve it under /v1, e.g. http://host:11434/v1"
+            )
+        raise errors.request_rejected(endpoint, status, message)
+
+    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None) -> Retryable:
+        log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
+        return Retryable(error, retry_after)
+
+
+def _describe(exc: Exception, fallback: str) -> str:
+    text = str(exc).strip()
+    return text if text else fallback or type(exc).__name__
+
+
+def _error_code(raw: bytes) -> object:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend) -> None:
+    """Register the ``openai`` backend, configured from ``ORCH_OPENAI_*``."""
+    register(OpenAIBackend())

@@ -1,0 +1,246 @@
+"""Hostile proposals: each is contained by the dry-run sandbox, and the service goes on.
+
+Every case runs hostile code as the proposal's module, imported by the task's test. After
+each, the same check must still judge a good proposal correctly, no sandbox process may be
+left, the sandbox directories must be gone, and nothing outside them may have changed.
+The battery runs at the strongest isolation this machine has (``auto``) and again at the
+``unshare`` level; a case that needs a protection the level lacks is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from checks_support import (
+    CALC_GOOD,
+    CALC_TESTS,
+    fast_settings,
+    isolation_for,
+    processes_mentioning,
+    processes_of,
+    proposal,
+    python_block,
+    task,
+)
+
+from agents_contrib.checks.dryrun import DryRunCheck
+from agents_contrib.checks.sandbox import Isolation
+from orchestrator_core.models import CheckResult, TaskTest
+
+HOSTILE_TEST = TaskTest("test_hostile.py", "import hostile\n\n\ndef test_run():\n    hostile.run()\n")
+SECRET = "sk-orch-" + secrets.token_hex(12)
+LEVELS = ["auto", "unshare"]
+
+
+@pytest.fixture(params=LEVELS)
+def isolation(request: pytest.FixtureRequest) -> Isolation:
+    found = isolation_for(request.param)
+    if found is None:
+        pytest.skip(f"isolation level {request.param!r} is not available on this machine")
+    return found
+
+
+@pytest.fixture
+def check(tmp_path: Path, isolation: Isolation) -> DryRunCheck:
+    return DryRunCheck(fast_settings(tmp_path), isolation)
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server of the service's own network namespace, recording what reaches it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(1)
+                received.append(connection.recv(1024) or b"<connected>")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    stop.set()
+    thread.join()
+    server.close()
+
+
+async def run_hostile(check: DryRunCheck, code: str) -> CheckResult:
+    return await check.run(task(tests=(HOSTILE_TEST,)), proposal(python_block(code)))
+
+
+async def assert_service_healthy(check: DryRunCheck, tmp_path: Path, isolation: Isolation) -> None:
+    """The next request is answered correctly, and the sandbox left nothing behind."""
+    result = await check.run(task(tests=CALC_TESTS), proposal(CALC_GOOD))
+    assert result.passed, result.diagnostics
+    assert result.score == 1.0
+    assert list((tmp_path / "work").iterdir()) == []
+    assert processes_mentioning(str(tmp_path / "work")) == []
+    if isolation.uid is not None:
+        assert processes_of(isolation.uid) == []
+
+
+def diagnostics(result: CheckResult) -> str:
+    return "\n".join(result.diagnostics)
+
+
+async def test_infinite_loop_is_stopped_by_the_cpu_limit(check: DryRunCheck, tmp_path: Path,
+                                                          isolation: Isolation) -> None:
+    result = await run_hostile(check, "def run():\n    while True:\n        pass\n")
+    assert not result.passed
+    assert result.score == 0.0
+    assert "CPU limit of 2s reached" in diagnostics(result) or "killed by SIGKILL" in diagnostics(result)
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_sleeping_forever_is_stopped_by_the_timeout(tmp_path: Path, isolation: Isolation) -> None:
+    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=3.0), isolation)
+    result = await run_hostile(check, "import time\n\ndef run():\n    time.sleep(10**6)\n")
+    assert not result.passed
+    assert "stopped: timed out after 3s, process group killed" in result.diagnostics
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolation: Isolation) -> None:
+    if not isolation.process_limit_enforced or isolation.uid is None:
+        pytest.skip("RLIMIT_NPROC binds no one at this level: the sandbox runs as root")
+    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=4.0), isolation)
+    peak = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, len(processes_of(isolation.uid or 0)))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = await run_hostile(
+            check, "import os\n\ndef run():\n    while True:\n        try:\n            os.fork()\n"
+                   "        except OSError:\n            pass\n")
+    finally:
+        done.set()
+        watcher.join()
+    assert not result.passed
+    assert 1 < peak <= check.settings.processes
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_memory_bomb_hits_the_address_space_limit(check: DryRunCheck, tmp_path: Path,
+                                                        isolation: Isolation) -> None:
+    result = await run_hostile(check, "def run():\n    hoard = []\n    while True:\n"
+                                      "        hoard.append(bytearray(64 * 1024 * 1024))\n")
+    assert not result.passed
+    assert "MemoryError" in diagnostics(result)
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_writes_outside_the_sandbox_change_nothing(check: DryRunCheck, tmp_path: Path,
+                                                         isolation: Isolation) -> None:
+    if not isolation.filesystem_isolated and isolation.uid is None:
+        pytest.skip("the filesystem is shared and the sandbox runs as root at this level")
+    token = secrets.token_hex(8)
+    guarded = tmp_path / "guarded"
+    guarded.mkdir()
+    (guarded / "keep.txt").write_text("original")
+    targets = [guarded / "keep.txt", guarded / f"new-{token}", Path("/tmp") / f"orch-escape-{token}",
+               Path("/var/tmp") / f"orch-escape-{token}", Path(__file__).parent / f"escape-{token}.py"]
+    code = (
+        "def run():\n    failures = []\n"
+        f"    for target in {[str(t) for t in targets]!r}:\n"
+        "        try:\n            with open(target, 'w') as f:\n                f.write('pwned')\n"
+        "        except OSError as exc:\n            failures.append(f'{target}: {exc.strerror}')\n"
+        "    assert not failures, failures\n"
+    )
+    result = await run_hostile(check, code)
+    assert not result.passed
+    assert "Permission denied" in diagnostics(result) or "Read-only file system" in diagnostics(result)
+    assert (guarded / "keep.txt").read_text() == "original"
+    assert sorted(p.name for p in guarded.iterdir()) == ["keep.txt"]
+    assert not any(t.exists() for t in targets[1:])
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_the_services_environment_does_not_reach_the_code(
+    check: DryRunCheck, tmp_path: Path, isolation: Isolation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_OPENAI_API_KEY", SECRET)
+    code = (
+        "import os\n\ndef run():\n    loot = [f'{k}={v}' for k, v in os.environ.items()]\n"
+        f"    for pid in ('self', '1', str(os.getppid()), '{os.getpid()}'):\n"
+        "        try:\n            with open(f'/proc/{pid}/environ', 'rb') as f:\n"
+        "                loot.append(f.read().decode(errors='replace'))\n"
+        "        except OSError:\n            pass\n"
+        f"    found = [item for item in loot if {SECRET[:8]!r} in item]\n"
+        "    assert not found, found\n"
+    )
+    result = await run_hostile(check, code)
+    assert SECRET not in diagnostics(result)
+    assert result.passed, result.diagnostics  # the code looked everywhere and found nothing
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_network_connections_fail(check: DryRunCheck, tmp_path: Path, isolation: Isolation,
+                                        listener: tuple[int, list[bytes]]) -> None:
+    if not isolation.network_isolated:
+        pytest.skip("no network namespace at this level")
+    port, received = listener
+    code = (
+        "import socket\n\ndef run():\n"
+        f"    with socket.create_connection(('127.0.0.1', {port}), timeout=2) as s:\n"
+        "        s.sendall(b'stolen')\n"
+    )
+    result = await run_hostile(check, code)
+    assert not result.passed
+    assert "Connection refused" in diagnostics(result) or "Network is unreachable" in diagnostics(result)
+    assert received == []
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+@pytest.mark.parametrize("where", ["in the test", "after pytest, past its output capture"])
+async def test_printing_gigabytes_is_cut_short(check: DryRunCheck, tmp_path: Path, isolation: Isolation,
+                                               where: str) -> None:
+    flood = "import os\n\ndef flood():\n    block = b'x' * 65536\n    while True:\n        os.write(1, block)\n"
+    if where == "in the test":
+        code = flood + "\ndef run():\n    flood()\n"
+    else:
+        code = flood + "\nimport atexit\natexit.register(flood)\n\ndef run():\n    pass\n"
+    result = await run_hostile(check, code)
+    assert not result.passed
+    text = diagnostics(result)
+    # Inside a test, pytest captures fd 1 into a file, which RLIMIT_FSIZE bounds; after the
+    # session, the output reaches the service's pipe, which the output bound cuts.
+    assert "killed by SIGXFSZ" in text or "printed more than 1048576 bytes" in text
+    assert len(text) < 20_000
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
+async def test_killing_its_parent_and_the_service_fails(check: DryRunCheck, tmp_path: Path,
+                                                        isolation: Isolation) -> None:
+    if not isolation.pid_namespace:
+        pytest.skip("no pid namespace at this level: kill(-1) would reach the machine")
+    code = (
+        "import os, signal\n\ndef run():\n    errors = []\n"
+        f"    for target in (os.getppid(), {os.getpid()}, -1):\n"
+        "        try:\n            os.kill(target, signal.SIGKILL)\n"
+        "        except OSError as exc:\n            errors.append(exc.strerror)\n"
+        "    raise RuntimeError(f'still alive: {errors}')\n"
+    )
+    result = await run_hostile(check, code)
+    assert not result.passed
+    assert os.getppid() > 1  # this process, the service, is alive and was not orphaned
+    await assert_service_healthy(check, tmp_path, isolation)
+
