@@ -44,7 +44,7 @@ from orchestrator_core.store import DeliberationRecord, RecordPage, RecordStatus
 SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"
 
-_STATUS_TO_PROTO: dict[RecordStatus, pb.DeliberationStatus.ValueType] = {
+_STATUS_TO_PROTO: dict[RecordStatus, pb.DeliberationStatus] = {
     RecordStatus.RUNNING: pb.DELIBERATION_STATUS_RUNNING,
     RecordStatus.SUCCEEDED: pb.DELIBERATION_STATUS_SUCCEEDED,
     RecordStatus.FAILED: pb.DELIBERATION_STATUS_FAILED,
@@ -83,12 +83,17 @@ def deliberation_request_from_proto(request: pb.DeliberateRequest) -> Deliberati
     )
 
 
-def record_status_from_proto(value: int) -> RecordStatus | None:
+def time_bound_from_proto(seconds: float) -> float | None:
+    """A ListDeliberations time bound: 0 (unset) leaves that end of the range open."""
+    return seconds or None
+
+
+def record_status_from_proto(value: pb.DeliberationStatus) -> RecordStatus | None:
     """The record status a ListDeliberations filter names; None for "every status"."""
     if value == pb.DELIBERATION_STATUS_UNSPECIFIED:
         return None
     try:
-        return _STATUS_FROM_PROTO[value]  # type: ignore[index]
+        return _STATUS_FROM_PROTO[value]
     except KeyError:
         raise InvalidRequest(f"status {value} is not a DeliberationStatus value") from None
 
@@ -96,21 +101,24 @@ def record_status_from_proto(value: int) -> RecordStatus | None:
 # -- requests (core -> proto), for clients ---------------------------------------------
 
 
+def constraints_to_proto(constraints: TaskConstraints) -> pb.TaskConstraints:
+    return pb.TaskConstraints(
+        rubric=constraints.rubric,
+        requirements=list(constraints.requirements),
+        forbidden=list(constraints.forbidden),
+        max_rounds=constraints.max_rounds,
+        timeout_seconds=constraints.timeout_seconds,
+        tests=[pb.TaskTest(path=t.path, content=t.content) for t in constraints.tests],
+    )
+
+
 def deliberate_request_to_proto(
     task: Task, *, num_agents: int = 0, rounds: int = 0, request_id: str = ""
 ) -> pb.DeliberateRequest:
-    constraints = task.constraints
     return pb.DeliberateRequest(
         role=task.role,
         task=task.description,
-        constraints=pb.TaskConstraints(
-            rubric=constraints.rubric,
-            requirements=list(constraints.requirements),
-            forbidden=list(constraints.forbidden),
-            max_rounds=constraints.max_rounds,
-            timeout_seconds=constraints.timeout_seconds,
-            tests=[pb.TaskTest(path=t.path, content=t.content) for t in constraints.tests],
-        ),
+        constraints=constraints_to_proto(task.constraints),
         num_agents=num_agents,
         rounds=rounds,
         request_id=request_id,
@@ -225,7 +233,8 @@ def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.Deliber
         case ProposalRevised(proposal=proposal):
             message.revision.CopyFrom(proposal_to_proto(proposal))
         case CheckCompleted(proposal_id=proposal_id, result=result):
-            message.check.CopyFrom(pb.CheckEvent(proposal_id=proposal_id, result=check_result_to_proto(result)))
+            check = pb.CheckEvent(proposal_id=proposal_id, result=check_result_to_proto(result))
+            message.check.CopyFrom(check)
         case AgentFailed(failure=failure):
             message.agent_failure.CopyFrom(failure_to_proto(failure))
         case RankingReady(outcome=outcome):
@@ -244,6 +253,27 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
         error=record.error,
         kind=record.kind,
         request_id=record.request_id,
+        owner=record.owner,
+        updated_at=record.updated_at,
+        error_kind=record.error_kind,
+        council=[
+            pb.CouncilSeat(agent_id=s.agent_id, backend=s.backend, options=dict(s.options)) for s in record.council
+        ],
+        num_agents=record.num_agents,
+        rounds=record.rounds,
+        top_k=record.top_k,
+        proposals=[proposal_to_proto(p) for p in record.proposals],
+        critiques=[critique_to_proto(c) for c in record.critiques],
+        checks=[
+            pb.CheckEvent(proposal_id=c.proposal_id, result=check_result_to_proto(c.result)) for c in record.checks
+        ],
+        failures=[failure_to_proto(f) for f in record.failures],
+        phases=[
+            pb.PhaseTiming(phase=p.phase, round=p.round, started_at=p.started_at, finished_at=p.finished_at)
+            for p in record.phases
+        ],
+        usage=usage_to_proto(record.usage),
+        constraints=constraints_to_proto(record.task.constraints),
     )
     if record.outcome is not None:
         message.response.CopyFrom(outcome_to_proto(record.outcome))

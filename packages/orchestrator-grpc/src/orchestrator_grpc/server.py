@@ -19,14 +19,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_core.plugins import PluginHost, load_plugins
+from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
-from orchestrator_core.store import SQLiteStore
-
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class RunningServer:
         port: int,
         orchestrator: Orchestrator,
         servicer: OrchestratorServicer,
-        health_servicer: health.aio.HealthServicer,
+        health_servicer: health_aio.HealthServicer,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -82,13 +83,13 @@ class RunningServer:
 
 async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer:
     """Build the orchestrator over ``plugins`` and start serving on the settings' host:port."""
-    orchestrator = Orchestrator(settings, plugins, SQLiteStore(settings.database_path))
+    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings))
     await orchestrator.start()
     try:
         server = grpc.aio.server()
         servicer = OrchestratorServicer(orchestrator)
-        pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
-        health_servicer = health.aio.HealthServicer()
+        pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server

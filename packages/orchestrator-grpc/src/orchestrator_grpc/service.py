@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
+from grpc.aio import ServicerContext as Context
+
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.events import DeliberationEvent, RankingReady
 from orchestrator_core.orchestrator import Orchestrator
-
 from orchestrator_grpc import convert
 from orchestrator_grpc.status import stream_errors, unary_errors
 
@@ -39,7 +39,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary_errors
     async def Deliberate(
-        self, request: pb.DeliberateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DeliberateRequest, context: Context[pb.DeliberateRequest, pb.DeliberateResponse]
     ) -> pb.DeliberateResponse:
         outcome = await self._orchestrator.deliberate(
             convert.deliberation_request_from_proto(request), timeout=context.time_remaining()
@@ -48,7 +48,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @stream_errors
     async def StreamDeliberation(
-        self, request: pb.DeliberateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DeliberateRequest, context: Context[pb.DeliberateRequest, pb.DeliberationEvent]
     ) -> AsyncIterator[pb.DeliberationEvent]:
         queue: asyncio.Queue[DeliberationEvent | _Finished] = asyncio.Queue()
         run = asyncio.create_task(
@@ -74,7 +74,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary_errors
     async def Orchestrate(
-        self, request: pb.OrchestrateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.OrchestrateRequest, context: Context[pb.OrchestrateRequest, pb.OrchestrateResponse]
     ) -> pb.OrchestrateResponse:
         orchestration = await self._orchestrator.orchestrate(
             convert.deliberation_request_from_proto(request.deliberation),
@@ -85,18 +85,22 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary_errors
     async def GetDeliberation(
-        self, request: pb.GetDeliberationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetDeliberationRequest, context: Context[pb.GetDeliberationRequest, pb.DeliberationRecord]
     ) -> pb.DeliberationRecord:
         record = await self._orchestrator.get_record(request.deliberation_id)
         return convert.record_to_proto(record)
 
     @unary_errors
     async def ListDeliberations(
-        self, request: pb.ListDeliberationsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListDeliberationsRequest,
+        context: Context[pb.ListDeliberationsRequest, pb.ListDeliberationsResponse],
     ) -> pb.ListDeliberationsResponse:
         page = await self._orchestrator.list_records(
             role=request.role,
             status=convert.record_status_from_proto(request.status),
+            created_after=convert.time_bound_from_proto(request.created_after),
+            created_before=convert.time_bound_from_proto(request.created_before),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -104,7 +108,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary_errors
     async def GetStatus(
-        self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetStatusRequest, context: Context[pb.GetStatusRequest, pb.GetStatusResponse]
     ) -> pb.GetStatusResponse:
         response = convert.status_to_proto(self._orchestrator.status())
         if self.draining:

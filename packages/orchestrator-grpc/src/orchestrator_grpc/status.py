@@ -14,9 +14,10 @@ import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import grpc
+
 from orchestrator_core.errors import (
     AgentError,
     AtCapacity,
@@ -27,13 +28,14 @@ from orchestrator_core.errors import (
     NoCouncil,
     NotFound,
     QuorumLost,
+    RecordsUnavailable,
 )
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
-S = TypeVar("S")
 R = TypeVar("R")
+_Context = grpc.aio.ServicerContext[Any, Any]
 
 # Most specific first: BackendUnavailable and BackendRejected are AgentErrors.
 _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
@@ -45,6 +47,7 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (BackendRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AgentError, grpc.StatusCode.UNAVAILABLE),
+    (RecordsUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 INTERNAL_MESSAGE = "internal error in the orchestrator service; see its log (ref {ref})"
 CANCELLED_MESSAGE = "the deliberation was cancelled"
@@ -66,7 +69,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
-async def abort_for(context: grpc.aio.ServicerContext, error: BaseException) -> None:
+async def abort_for(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
     """End the call with the status ``error`` maps to (INTERNAL, logged, for a bug)."""
     mapped = status_for(error)
     if mapped is None:
@@ -83,16 +86,14 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def unary_errors(
-    method: Callable[Concatenate[S, P], Awaitable[R]],
-) -> Callable[Concatenate[S, P], Awaitable[R]]:
+def unary_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Wraps a unary servicer method (``self, request, context``) with the mapping."""
 
     @functools.wraps(method)
-    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        context: grpc.aio.ServicerContext = args[-1]  # type: ignore[assignment]
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        context = cast(_Context, args[-1])
         try:
-            return await method(self, *args, **kwargs)
+            return await method(*args, **kwargs)
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError as error:
@@ -106,16 +107,14 @@ def unary_errors(
     return wrapper
 
 
-def stream_errors(
-    method: Callable[Concatenate[S, P], AsyncIterator[R]],
-) -> Callable[Concatenate[S, P], AsyncIterator[R]]:
+def stream_errors(method: Callable[P, AsyncIterator[R]]) -> Callable[P, AsyncIterator[R]]:
     """Wraps a server-streaming servicer method (an async generator) with the mapping."""
 
     @functools.wraps(method)
-    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
-        context: grpc.aio.ServicerContext = args[-1]  # type: ignore[assignment]
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
+        context = cast(_Context, args[-1])
         try:
-            async for item in method(self, *args, **kwargs):
+            async for item in method(*args, **kwargs):
                 yield item
         except grpc.aio.AbortError:
             raise

@@ -1,0 +1,177 @@
+"""``orchestrator deliberate``: stream a deliberation with a live progress display, then
+print the ranked proposals (or, with ``--orchestrate``, the selected winner)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import grpc
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from orchestrator_core.events import RankingReady
+from orchestrator_core.models import (
+    DeliberationOutcome,
+    RankedProposal,
+    Task,
+    TaskConstraints,
+    TaskTest,
+)
+from orchestrator_core.orchestrator import Orchestration
+from orchestrator_grpc import convert
+from orchestrator_grpc.cli.output import fail_rpc, print_json, to_dict
+from orchestrator_grpc.cli.progress import DeliberationProgress
+from orchestrator_grpc.client import OrchestratorClient
+
+USAGE_ERROR = 2
+FAILURE = 1
+
+
+class StreamEndedEarly(Exception):
+    """The server closed the stream without sending the ranking."""
+
+
+def add_parser(
+    commands: Any, add_client_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    parser = commands.add_parser("deliberate", help="run a deliberation and show its progress")
+    add_client_options(parser)
+    parser.add_argument("--role", required=True, help="DEV, QA, ARCHITECT, DEVOPS, DATA, ...")
+    parser.add_argument("--task", required=True, help="what the council should do")
+    parser.add_argument("--agents", type=int, default=0, help="council size (default: the council's)")
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="critique/revise rounds (default: the server's)"
+    )
+    parser.add_argument("--rubric", default="", help="what reviewers judge proposals against")
+    parser.add_argument(
+        "--requirement", action="append", default=[], help="something every proposal must satisfy"
+    )
+    parser.add_argument(
+        "--tests", nargs="+", default=[], metavar="FILE", help="test files for dry-run checks"
+    )
+    parser.add_argument("--orchestrate", action="store_true", help="also select a winner")
+    parser.add_argument("--top-k", type=int, default=0, help="candidates the selector chooses among")
+    parser.add_argument("--json", action="store_true", help="print the response as JSON, no display")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        task = Task(
+            role=args.role,
+            description=args.task,
+            constraints=TaskConstraints(
+                rubric=args.rubric,
+                requirements=tuple(args.requirement),
+                tests=tuple(_read_test(path) for path in args.tests),
+            ),
+        )
+    except OSError as exc:
+        print(f"orchestrator: cannot read test file: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        if args.orchestrate:
+            orchestration = asyncio.run(_orchestrate(args, task))
+            _print_orchestration(args, orchestration)
+        else:
+            outcome = asyncio.run(_stream(args, task))
+            _print_outcome(args, outcome)
+    except grpc.aio.AioRpcError as error:
+        return fail_rpc(error, args.address)
+    except StreamEndedEarly as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return FAILURE
+    return 0
+
+
+def _read_test(name: str) -> TaskTest:
+    """A test file under the path given, if it is relative and stays inside; else its name."""
+    path = Path(name)
+    relative = PurePosixPath(path.as_posix())
+    inside = not relative.is_absolute() and ".." not in relative.parts
+    return TaskTest(path=str(relative) if inside else path.name, content=path.read_text(encoding="utf-8"))
+
+
+async def _stream(args: argparse.Namespace, task: Task) -> DeliberationOutcome:
+    progress = DeliberationProgress(task.role.upper(), args.agents)
+    console = Console(stderr=True, quiet=args.json)
+    outcome: DeliberationOutcome | None = None
+    async with OrchestratorClient(args.address) as client:
+        events = client.stream_deliberation(
+            task, num_agents=args.agents, rounds=args.rounds, deadline=args.timeout
+        )
+        # Transient: a failed call leaves only its error line; a finished one its last state.
+        with Live(progress, console=console, transient=True, auto_refresh=False) as live:
+            async for event in events:
+                progress.update(event)
+                live.refresh()
+                if isinstance(event, RankingReady):
+                    outcome = event.outcome
+    console.print(progress)
+    if outcome is None:
+        raise StreamEndedEarly(f"{args.address} ended the stream without a ranking")
+    return outcome
+
+
+async def _orchestrate(args: argparse.Namespace, task: Task) -> Orchestration:
+    console = Console(stderr=True)
+    async with OrchestratorClient(args.address) as client:
+        call = client.orchestrate(
+            task, num_agents=args.agents, rounds=args.rounds, top_k=args.top_k, deadline=args.timeout
+        )
+        if args.json:
+            return await call
+        with console.status(f"the {task.role.upper()} council is deliberating, then selecting"):
+            return await call
+
+
+def _print_outcome(args: argparse.Namespace, outcome: DeliberationOutcome) -> None:
+    if args.json:
+        print_json(to_dict(convert.outcome_to_proto(outcome)))
+        return
+    console = Console()
+    console.print(_results_table(outcome.results))
+    for failure in outcome.failures:
+        console.print(f"[red]{failure.agent_id} failed in {failure.phase.value}[/red]: {failure.error}")
+    usage = outcome.usage
+    console.print(
+        f"deliberation {outcome.deliberation_id}: {outcome.rounds} round(s), "
+        f"{outcome.duration_seconds:.1f}s, {usage.total_tokens} tokens"
+    )
+    if outcome.results:
+        best = outcome.results[0]
+        console.print(Panel(best.proposal.content, title=f"#1 {best.proposal.proposal_id}"))
+
+
+def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration) -> None:
+    if args.json:
+        print_json(to_dict(convert.orchestration_to_proto(orchestration)))
+        return
+    console = Console()
+    selection = orchestration.selection
+    console.print(_results_table(selection.candidates))
+    if selection.failure is not None:
+        console.print(f"[yellow]selection fell back to the top score[/yellow]: {selection.failure.error}")
+    winner = selection.winner.proposal
+    console.print(f"winner {winner.proposal_id}, selected by {selection.selected_by}: {selection.rationale}")
+    console.print(Panel(winner.content, title=f"winner {winner.proposal_id}"))
+
+
+def _results_table(results: tuple[RankedProposal, ...]) -> Table:
+    table = Table("rank", "proposal", "author", "score", "checks")
+    for result in results:
+        checks = " ".join(
+            f"[green]{c.name}✓[/green]" if c.passed else f"[red]{c.name}✗[/red]" for c in result.checks
+        )
+        table.add_row(
+            str(result.rank), result.proposal.proposal_id, result.proposal.author_id,
+            f"{result.score:.3f}", checks,
+        )
+    return table

@@ -1,0 +1,154 @@
+"""A small typed async client of the OrchestratorService and its health service.
+
+Deliberations come back as core models; records and status as their protobuf messages.
+Failed calls raise :class:`grpc.aio.AioRpcError` with the server's status code. Every call
+takes a ``deadline`` in seconds from now; the server sees it as the call's deadline and
+stops the work when it passes (DEADLINE_EXCEEDED).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator_core.events import DeliberationEvent
+from orchestrator_core.models import DeliberationOutcome, Task
+from orchestrator_core.orchestrator import Orchestration
+from orchestrator_grpc import convert
+
+ADDRESS_ENV = "ORCH_ADDRESS"
+DEFAULT_ADDRESS = "127.0.0.1:50055"
+
+
+def default_address() -> str:
+    return os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+
+
+class OrchestratorClient:
+    """One channel to one server. Use as ``async with OrchestratorClient(address) as client``."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address or default_address()
+        self._channel = grpc.aio.insecure_channel(self.address)
+        self._stub = pb_grpc.OrchestratorServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def __aenter__(self) -> OrchestratorClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def deliberate(
+        self,
+        task: Task,
+        *,
+        num_agents: int = 0,
+        rounds: int = 0,
+        request_id: str = "",
+        deadline: float | None = None,
+    ) -> DeliberationOutcome:
+        request = convert.deliberate_request_to_proto(
+            task, num_agents=num_agents, rounds=rounds, request_id=request_id
+        )
+        response = await self._stub.Deliberate(request, timeout=deadline)
+        return convert.outcome_from_proto(response, task)
+
+    async def stream_deliberation(
+        self,
+        task: Task,
+        *,
+        num_agents: int = 0,
+        rounds: int = 0,
+        request_id: str = "",
+        deadline: float | None = None,
+    ) -> AsyncIterator[DeliberationEvent]:
+        """The deliberation's events as they happen; the last one is its ``RankingReady``.
+        Leaving the loop early cancels the deliberation on the server."""
+        request = convert.deliberate_request_to_proto(
+            task, num_agents=num_agents, rounds=rounds, request_id=request_id
+        )
+        call = self._stub.StreamDeliberation(request, timeout=deadline)
+        try:
+            async for message in call:
+                event = convert.event_from_proto(message, task)
+                if event is not None:
+                    yield event
+        finally:
+            call.cancel()
+
+    async def orchestrate(
+        self,
+        task: Task,
+        *,
+        num_agents: int = 0,
+        rounds: int = 0,
+        top_k: int = 0,
+        request_id: str = "",
+        deadline: float | None = None,
+    ) -> Orchestration:
+        request = pb.OrchestrateRequest(
+            deliberation=convert.deliberate_request_to_proto(
+                task, num_agents=num_agents, rounds=rounds, request_id=request_id
+            ),
+            top_k=top_k,
+        )
+        response = await self._stub.Orchestrate(request, timeout=deadline)
+        return convert.orchestration_from_proto(response, task)
+
+    async def get_deliberation(
+        self, deliberation_id: str, *, deadline: float | None = None
+    ) -> pb.DeliberationRecord:
+        request = pb.GetDeliberationRequest(deliberation_id=deliberation_id)
+        record: pb.DeliberationRecord = await self._stub.GetDeliberation(request, timeout=deadline)
+        return record
+
+    async def list_deliberations(
+        self,
+        *,
+        role: str = "",
+        status: pb.DeliberationStatus = pb.DELIBERATION_STATUS_UNSPECIFIED,
+        page_size: int = 0,
+        page_token: str = "",
+        created_after: float = 0.0,
+        created_before: float = 0.0,
+        deadline: float | None = None,
+    ) -> pb.ListDeliberationsResponse:
+        """Records newest first; ``created_after``/``created_before`` are seconds since the
+        Unix epoch (0: no bound)."""
+        request = pb.ListDeliberationsRequest(
+            role=role,
+            status=status,
+            page_size=page_size,
+            page_token=page_token,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        page: pb.ListDeliberationsResponse = await self._stub.ListDeliberations(request, timeout=deadline)
+        return page
+
+    async def status(self, *, deadline: float | None = None) -> pb.GetStatusResponse:
+        status: pb.GetStatusResponse = await self._stub.GetStatus(pb.GetStatusRequest(), timeout=deadline)
+        return status
+
+    async def health(self, service: str = "", *, deadline: float | None = None) -> str:
+        """The serving status of ``service`` ("" for the whole server), e.g. ``SERVING``."""
+        response = await self._health.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=deadline, wait_for_ready=False
+        )
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return name

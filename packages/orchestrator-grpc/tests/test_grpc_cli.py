@@ -1,0 +1,203 @@
+"""The ``orchestrator`` command, run as real processes: ``serve`` on a free port, the client
+commands against it, and a graceful exit on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from grpc_test_support import HANG_GUARD
+
+PLUGIN_PATH = Path(__file__).parent / "plugin_path"
+PLUGIN_NAME = "scripted-cli"
+READY_LINE = "orchestrator serving on "
+
+
+def _orchestrator() -> str:
+    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
+    if found is None:
+        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Process environment with the test plugin installed (a dist-info on PYTHONPATH)."""
+    site = tmp_path_factory.mktemp("site")
+    dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
+        ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
+        ORCH_COUNCILS__DEV__BACKEND="scripted",
+        ORCH_COUNCILS__DEV__AGENTS="2",
+        ORCH_DATABASE_PATH=str(tmp_path_factory.mktemp("db") / "records.sqlite3"),
+        ORCH_HOST="127.0.0.1",
+        ORCH_PORT="0",
+        ORCH_GRACE_PERIOD_SECONDS="5",
+    )
+    return env
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    address: str
+
+
+def start_server(env: dict[str, str], log: Path) -> Served:
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [_orchestrator(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=HANG_GUARD):
+            process.kill()
+            pytest.fail(f"orchestrator serve did not start; its log:\n{log.read_text()}")
+    line = process.stdout.readline()
+    if not line.startswith(READY_LINE):
+        process.kill()
+        pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
+    return Served(process, line.removeprefix(READY_LINE).strip())
+
+
+@pytest.fixture(scope="module")
+def served(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    server = start_server(environment, tmp_path_factory.mktemp("log") / "serve.log")
+    yield server
+    server.process.kill()
+    server.process.wait()
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_orchestrator(), *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3, check=False
+    )
+
+
+def test_health_exits_0_when_serving(environment: dict[str, str], served: Served) -> None:
+    result = run(environment, "health", "--address", served.address)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"server at {served.address}: SERVING\n"
+
+    result = run(environment, "health", "--address", served.address, "--service", "orchestrator.v1.OrchestratorService")
+    assert result.returncode == 0, result.stderr
+
+
+def test_health_of_an_unknown_service_or_an_unreachable_server_fails(
+    environment: dict[str, str], served: Served
+) -> None:
+    unknown = run(environment, "health", "--address", served.address, "--service", "no.such.Service")
+    assert unknown.returncode == 3
+    assert unknown.stderr == f"unknown service 'no.such.Service' at {served.address}\n"
+
+    unreachable = run(environment, "health", "--address", "127.0.0.1:1", "--timeout", "2")
+    assert unreachable.returncode == 2
+    assert unreachable.stderr.startswith("unreachable: 127.0.0.1:1: ")
+    assert unreachable.stderr.count("\n") == 1
+
+
+def test_status_prints_json(environment: dict[str, str], served: Served) -> None:
+    result = run(environment, "status", "--address", served.address)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["status"] == "SERVING"
+    assert [p["name"] for p in status["plugins"]] == [PLUGIN_NAME]
+    dev = next(c for c in status["councils"] if c["role"] == "DEV")
+    assert (dev["backend"], dev["agents"], dev["ready"]) == ("scripted", 2, True)
+
+
+def test_deliberate_streams_then_prints_ranked_results(environment: dict[str, str], served: Served) -> None:
+    as_json = run(environment, "deliberate", "--address", served.address, "--role", "dev", "--task", "Add", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    response = json.loads(as_json.stdout)
+    assert [r["rank"] for r in response["results"]] == [1, 2]
+    assert response["results"][0]["checks"]["lint"]["name"] == "lint"
+
+    shown = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "Add")
+    assert shown.returncode == 0, shown.stderr
+    assert "dev-1-v1" in shown.stdout
+    assert "Proposal by dev-1 for: Add" in shown.stdout
+    assert "ranked" in shown.stderr  # the live display's last state
+
+
+def test_deliberate_with_tests_and_orchestrate(environment: dict[str, str], served: Served, tmp_path: Path) -> None:
+    test_file = tmp_path / "test_add.py"
+    test_file.write_text("def test_add():\n    assert True\n")
+    result = run(
+        environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "Add",
+        "--tests", str(test_file), "--orchestrate", "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["selected_by"] == "score"  # no ARCHITECT council is ready on this server
+    assert response["winner"]["rank"] == 1
+
+
+def test_deliberate_errors_are_one_line_with_the_status_code(environment: dict[str, str], served: Served) -> None:
+    result = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", " ")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"orchestrator: {served.address}: INVALID_ARGUMENT: task is required")
+    assert result.stderr.count("\n") == 1
+
+
+def test_deliberations_list_and_show(environment: dict[str, str], served: Served) -> None:
+    created = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "Add", "--json")
+    deliberation_id = json.loads(created.stdout)["deliberation_id"]
+
+    listed = run(environment, "deliberations", "list", "--address", served.address, "--json", "--page-size", "1")
+    assert listed.returncode == 0, listed.stderr
+    page = json.loads(listed.stdout)
+    assert [r["deliberation_id"] for r in page["deliberations"]] == [deliberation_id]
+    assert page["next_page_token"]
+
+    shown = run(environment, "deliberations", "show", "--address", served.address, deliberation_id)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert (record["deliberation_id"], record["status"]) == (deliberation_id, "DELIBERATION_STATUS_SUCCEEDED")
+
+    missing = run(environment, "deliberations", "show", "--address", served.address, "nope")
+    assert missing.returncode == 1
+    assert "NOT_FOUND" in missing.stderr
+
+
+def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str, str]) -> None:
+    result = run(environment, "plugins")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "plugins": [
+            {
+                "name": PLUGIN_NAME,
+                "version": "0.0.1",
+                "hooks": ["register_agents", "register_checks"],
+                "agents": ["scripted"],
+                "checks": ["lint"],
+            }
+        ],
+        "failed": [],
+    }
+
+
+def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_path: Path) -> None:
+    server = start_server(environment, tmp_path / "serve.log")
+    assert run(environment, "health", "--address", server.address).returncode == 0
+
+    server.process.send_signal(signal.SIGTERM)
+
+    assert server.process.wait(timeout=HANG_GUARD) == 0
+    assert "stopped" in (tmp_path / "serve.log").read_text()
+    assert run(environment, "health", "--address", server.address, "--timeout", "2").returncode == 2
