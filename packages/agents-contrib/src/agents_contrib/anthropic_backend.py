@@ -15,12 +15,14 @@ council still write different proposals.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import random
-from typing import Any
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,7 +43,17 @@ from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
 
+if TYPE_CHECKING:
+    import anthropic
+
 log = logging.getLogger(__name__)
+
+
+@cache
+def _sdk() -> ModuleType:
+    """The Anthropic SDK, imported on first use: it takes about a second to import, which
+    every service start would otherwise pay whether or not a council uses this backend."""
+    return importlib.import_module("anthropic")
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -118,7 +130,7 @@ class AnthropicBackend:
         clients = self._clients.get()
         client = clients.get(cache_key)
         if client is None:
-            client = anthropic.AsyncAnthropic(
+            client = _sdk().AsyncAnthropic(
                 api_key=key_value,
                 base_url=options.base_url,
                 max_retries=0,
@@ -174,25 +186,26 @@ class AnthropicAgent(PromptedAgent):
     async def _attempt(self, params: dict[str, Any], seconds_left: float, phase: Phase) -> AgentReply:
         seconds = max(min(self.options.request_timeout_seconds, seconds_left), 0.001)
         client = self._backend.client(self.options)
+        sdk = _sdk()
         async with self._backend.limit():
             try:
                 async with asyncio.timeout(seconds):
                     message = await client.messages.create(**params, timeout=seconds)
             except TimeoutError:
                 raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
-            except anthropic.APITimeoutError:
+            except sdk.APITimeoutError:
                 raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
-            except anthropic.APIConnectionError as exc:
+            except sdk.APIConnectionError as exc:
                 detail = str(exc) or "connection failed"
                 error = errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail)
                 raise self._retry(error, phase) from None
-            except anthropic.APIStatusError as exc:
+            except sdk.APIStatusError as exc:
                 raise self._status_error(exc, phase) from None
             except json.JSONDecodeError:
                 raise errors.MalformedReply(
                     f"the server at {self._endpoint} answered with a body that is not JSON"
                 ) from None
-            except (anthropic.AnthropicError, ValueError, TypeError) as exc:
+            except (sdk.AnthropicError, ValueError, TypeError) as exc:
                 raise AgentError(f"the request to {self._endpoint} failed: {type(exc).__name__}: {exc}") from None
         return self._reply(message)
 

@@ -1,0 +1,210 @@
+"""The rules rendered deploy/k8s objects must follow, as functions listing what breaks them.
+
+Each function returns the problems it finds (empty when the rule holds), so a test can
+show both that the real manifests pass and that a manifest breaking the rule is caught.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+
+ROOT = Path(__file__).resolve().parents[1]
+UID = 1000
+GRPC_PORT = 50055
+NO_PRESTOP_PAUSE = 0.0
+
+
+def project_version() -> str:
+    data = tomllib.loads((ROOT / "packages" / "orchestrator-core" / "pyproject.toml").read_text(encoding="utf-8"))
+    version: str = data["project"]["version"]
+    return version
+
+
+def service_health_name() -> str:
+    """``<package>.<service>`` of the API spec: the health name of the OrchestratorService."""
+    spec = (ROOT / "specs" / "orchestrator" / "v1" / "orchestrator.proto").read_text(encoding="utf-8")
+    package = re.search(r"^package\s+([\w.]+);", spec, re.MULTILINE)
+    service = re.search(r"^service\s+(\w+)", spec, re.MULTILINE)
+    assert package, "the spec names no package"
+    assert service, "the spec names no service"
+    return f"{package.group(1)}.{service.group(1)}"
+
+
+def one(objects: list[Obj], kind: str) -> Obj:
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} objects, not 1"
+    return found[0]
+
+
+def pod_spec(deployment: Obj) -> Obj:
+    spec: Obj = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def settings(objects: list[Obj]) -> dict[str, str]:
+    data: dict[str, str] = one(objects, "ConfigMap")["data"]
+    return data
+
+
+def pod_security_problems(deployment: Obj) -> list[str]:
+    """The restricted Pod Security Standard, UID/GID 1000 and a read-only root."""
+    problems: list[str] = []
+    spec = pod_spec(deployment)
+    pod = spec.get("securityContext", {})
+    expected_pod = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID}
+    problems += [f"pod securityContext.{k} is {pod.get(k)!r}, not {v!r}" for k, v in expected_pod.items()
+                 if pod.get(k) != v]
+    if pod.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append("pod seccompProfile is not RuntimeDefault")
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("the pod mounts a service account token")
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        name = container["name"]
+        context = container.get("securityContext", {})
+        expected = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True}
+        problems += [f"{name}: securityContext.{k} is {context.get(k)!r}, not {v!r}" for k, v in expected.items()
+                     if context.get(k) != v]
+        for key in ("runAsUser", "runAsGroup"):
+            if context.get(key, pod.get(key)) != UID:
+                problems.append(f"{name}: runs with {key} {context.get(key, pod.get(key))!r}, not {UID}")
+        if context.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append(f"{name}: capabilities are not all dropped")
+        if context.get("capabilities", {}).get("add"):
+            problems.append(f"{name}: adds capabilities {context['capabilities']['add']}")
+        if context.get("privileged"):
+            problems.append(f"{name}: is privileged")
+        seccomp = context.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
+        if seccomp != "RuntimeDefault":
+            problems.append(f"{name}: seccompProfile is {seccomp!r}, not RuntimeDefault")
+        resources = container.get("resources", {})
+        for section in ("requests", "limits"):
+            missing = {"cpu", "memory"} - set(resources.get(section, {}))
+            if missing:
+                problems.append(f"{name}: no {section} for {sorted(missing)}")
+    return problems
+
+
+def writable_path_problems(deployment: Obj, database_path: str) -> list[str]:
+    """With a read-only root, /tmp and the database's directory must be volumes."""
+    spec = pod_spec(deployment)
+    volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    problems: list[str] = []
+    container = spec["containers"][0]
+    mounts = {mount["mountPath"]: mount for mount in container.get("volumeMounts", [])}
+    for path in ("/tmp", str(Path(database_path).parent)):
+        mount = mounts.get(path)
+        if mount is None:
+            problems.append(f"{path} is not a mounted volume (the root filesystem is read-only)")
+        elif mount.get("readOnly"):
+            problems.append(f"{path} is mounted read-only")
+        elif mount["name"] not in volumes:
+            problems.append(f"{path} mounts the undeclared volume {mount['name']!r}")
+    return problems
+
+
+def probe_problems(deployment: Obj, health_name: str) -> list[str]:
+    """Native gRPC liveness/readiness probes; readiness on the OrchestratorService's health."""
+    problems: list[str] = []
+    container = pod_spec(deployment)["containers"][0]
+    for kind in ("livenessProbe", "readinessProbe"):
+        probe = container.get(kind)
+        if probe is None or "grpc" not in probe:
+            problems.append(f"{kind} is not a native gRPC probe")
+        elif probe["grpc"].get("port") != GRPC_PORT:
+            problems.append(f"{kind} probes port {probe['grpc'].get('port')!r}, not {GRPC_PORT}")
+    liveness = container.get("livenessProbe", {}).get("grpc", {})
+    if liveness.get("service", "") != "":
+        problems.append(f"livenessProbe checks {liveness['service']!r}, not the whole server ('')")
+    readiness = container.get("readinessProbe", {}).get("grpc", {})
+    if readiness.get("service") != health_name:
+        problems.append(f"readinessProbe checks {readiness.get('service')!r}, not {health_name!r}")
+    return problems
+
+
+def port_problems(objects: list[Obj]) -> list[str]:
+    """The gRPC port agrees everywhere: settings, container, Service, NetworkPolicy."""
+    problems: list[str] = []
+    config = settings(objects)
+    if config.get("ORCH_HOST") != "0.0.0.0":
+        problems.append(f"ORCH_HOST is {config.get('ORCH_HOST')!r}: the pod would not be reachable")
+    if config.get("ORCH_PORT") != str(GRPC_PORT):
+        problems.append(f"ORCH_PORT is {config.get('ORCH_PORT')!r}, not {GRPC_PORT}")
+    container = pod_spec(one(objects, "Deployment"))["containers"][0]
+    ports = {port["name"]: port for port in container.get("ports", [])}
+    if ports.get("grpc", {}).get("containerPort") != GRPC_PORT or len(ports) != 1:
+        problems.append(f"the container's ports are {container.get('ports')}, not only grpc:{GRPC_PORT}")
+    service = one(objects, "Service")["spec"]
+    if service.get("type", "ClusterIP") != "ClusterIP":
+        problems.append(f"the Service is {service.get('type')}, not ClusterIP")
+    service_ports = service.get("ports", [])
+    if [(p.get("name"), p.get("port"), p.get("targetPort")) for p in service_ports] != [("grpc", GRPC_PORT, "grpc")]:
+        problems.append(f"the Service's ports are {service_ports}, not grpc {GRPC_PORT} -> grpc")
+    elif service_ports[0].get("appProtocol") != "grpc":
+        problems.append("the Service's port does not declare appProtocol grpc")
+    policy = one(objects, "NetworkPolicy")["spec"]
+    if policy.get("policyTypes") != ["Ingress"]:
+        problems.append(f"the NetworkPolicy's policyTypes are {policy.get('policyTypes')}, not [Ingress]")
+    ingress_ports = sorted(
+        (port.get("port"), port.get("protocol", "TCP")) for rule in policy.get("ingress", []) for port in rule.get(
+            "ports", [{"port": "ANY"}])
+    )
+    if ingress_ports != [(GRPC_PORT, "TCP")] or any("from" in rule for rule in policy.get("ingress", [])):
+        problems.append(f"the NetworkPolicy admits {ingress_ports}, not only TCP {GRPC_PORT}")
+    return problems
+
+
+def grace_problems(objects: list[Obj]) -> list[str]:
+    """The kubelet waits longer than the preStop pause plus the service's own drain."""
+    deployment = one(objects, "Deployment")
+    spec = pod_spec(deployment)
+    grace = float(settings(objects).get("ORCH_GRACE_PERIOD_SECONDS", "10"))
+    pause = _prestop_seconds(spec["containers"][0])
+    termination = spec.get("terminationGracePeriodSeconds", 30)
+    if termination <= pause + grace:
+        return [f"terminationGracePeriodSeconds {termination} is not longer than preStop {pause}s + "
+                f"ORCH_GRACE_PERIOD_SECONDS {grace:g}s"]
+    return []
+
+
+def _prestop_seconds(container: Obj) -> float:
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in pre_stop:
+        return float(pre_stop["sleep"]["seconds"])
+    command = pre_stop.get("exec", {}).get("command", [])
+    if len(command) == 2 and command[0] == "sleep":
+        return float(command[1])
+    return NO_PRESTOP_PAUSE
+
+
+def image_problems(deployment: Obj, version: str) -> list[str]:
+    problems: list[str] = []
+    for container in pod_spec(deployment)["containers"]:
+        image = container["image"]
+        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+        if "@sha256:" in image:
+            continue
+        if tag in ("", "latest"):
+            problems.append(f"{container['name']}: image {image!r} is not pinned to a tag")
+        elif tag != version:
+            problems.append(f"{container['name']}: image tag {tag!r} is not the release {version!r}")
+    return problems
+
+
+def selector_problems(objects: list[Obj]) -> list[str]:
+    """The Service, PodDisruptionBudget and NetworkPolicy select the Deployment's pods."""
+    deployment = one(objects, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selectors = {
+        "Deployment": deployment["spec"]["selector"]["matchLabels"],
+        "Service": one(objects, "Service")["spec"]["selector"],
+        "PodDisruptionBudget": one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        "NetworkPolicy": one(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    }
+    return [f"the {kind} selector {selector} does not select the pods ({labels})"
+            for kind, selector in selectors.items() if not selector or any(labels.get(k) != v
+                                                                            for k, v in selector.items())]
