@@ -3,6 +3,9 @@
 Every phase runs its agent calls at once, so the critical path is (1 + 2R) agent calls
 plus the slowest proposal's checks. An agent that raises or times out is recorded as a
 failure and takes no further part; the council goes on while a quorum remains.
+Each agent call is bounded by the agent timeout: the server's, or the task's
+``constraints.agent_timeout_seconds`` when that is tighter. A phase starts all its calls
+together, so the same figure bounds each agent phase.
 Cancelling the task that awaits :meth:`DeliberationEngine.deliberate` cancels every
 agent call and check in flight.
 """
@@ -41,6 +44,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.scoring import Scorer, rank
+from orchestrator_core.validation import agent_timeout
 
 T = TypeVar("T")
 
@@ -109,6 +113,7 @@ class _Run:
         self.emit = on_event
         self.members = [_Member(agent) for agent in agents]
         self.quorum = min(engine.quorum, len(agents))
+        self.agent_timeout = agent_timeout(task, engine.agent_timeout_seconds)
         self.failures: list[AgentFailure] = []
         self.causes: list[AgentError | None] = []
         self.usage = TokenUsage()
@@ -211,17 +216,18 @@ class _Run:
         round_number: int,
         call: Callable[[], Awaitable[AgentReply]],
     ) -> AgentReply | None:
-        """One agent call under the agent timeout; a failure is recorded, never raised."""
+        """One agent call under the agent timeout (the server's, or the task's when tighter);
+        a failure is recorded, never raised."""
         cause: AgentError | None = None
         try:
-            async with asyncio.timeout(self.engine.agent_timeout_seconds):
+            async with asyncio.timeout(self.agent_timeout):
                 reply = await call()
             if not isinstance(reply, AgentReply):
                 raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
             if not reply.text.strip():
                 raise AgentError("returned an empty reply")
         except TimeoutError:
-            error = f"timed out after {self.engine.agent_timeout_seconds:g}s"
+            error = f"timed out after {self.agent_timeout:g}s"
         except AgentError as exc:
             error, cause = str(exc), exc
         except Exception as exc:  # a plugin's bug must not sink the council

@@ -45,3 +45,7 @@ class QuorumLost(OrchestratorError):
 
 class DeadlineExceeded(OrchestratorError):
     """The deliberation ran past its time budget (the caller's deadline or the task's timeout)."""
+
+
+class RecordsUnavailable(OrchestratorError):
+    """The deliberation records' database cannot be reached or used; the message says which."""

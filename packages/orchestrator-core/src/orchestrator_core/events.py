@@ -15,6 +15,13 @@ from orchestrator_core.models import (
 
 
 @dataclass(frozen=True)
+class DeliberationStarted:
+    """The deliberation's record exists: the first event, naming the deliberation."""
+
+    deliberation_id: str
+
+
+@dataclass(frozen=True)
 class ProposalGenerated:
     proposal: Proposal
 
@@ -46,7 +53,13 @@ class RankingReady:
 
 
 DeliberationEvent = (
-    ProposalGenerated | CritiqueWritten | ProposalRevised | CheckCompleted | AgentFailed | RankingReady
+    DeliberationStarted
+    | ProposalGenerated
+    | CritiqueWritten
+    | ProposalRevised
+    | CheckCompleted
+    | AgentFailed
+    | RankingReady
 )
 
 EventSink = Callable[[DeliberationEvent], None]

@@ -42,7 +42,10 @@ class TaskConstraints:
     forbidden: tuple[str, ...] = ()
     max_rounds: int = 0
     timeout_seconds: float = 0.0
+    """Budget of the whole deliberation; 0 means the server's."""
     tests: tuple[TaskTest, ...] = ()
+    agent_timeout_seconds: float = 0.0
+    """Bound on each agent call; 0 means the server's (the tighter of the two applies)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
@@ -20,18 +21,31 @@ from orchestrator_core.errors import (
     NoCouncil,
     NotFound,
 )
-from orchestrator_core.events import EventSink, discard_event
+from orchestrator_core.events import EventSink, RankingReady, discard_event
 from orchestrator_core.hookspecs import Agent, SelectingAgent
 from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
+from orchestrator_core.records.idempotency import claim, request_fingerprint
+from orchestrator_core.records.model import (
+    CouncilSeat,
+    DeliberationRecord,
+    RecordPage,
+    RecordQuery,
+    RecordStatus,
+)
+from orchestrator_core.records.redaction import redacted_options
+from orchestrator_core.records.store import DeliberationStore
+from orchestrator_core.records.upkeep import RecordUpkeep
+from orchestrator_core.records.writer import RecordWriter
 from orchestrator_core.scoring import Scorer
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
-from orchestrator_core.store import DeliberationRecord, DeliberationStore, RecordPage, RecordStatus
 from orchestrator_core.validation import DeliberationRequest, Plan, normalised_task, plan
 
 __all__ = ["DeliberationRequest", "Orchestration", "Orchestrator", "StatusSnapshot"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,9 @@ class Orchestrator:
             heavy_check_slots=asyncio.Semaphore(settings.heavy_check_concurrency),
         )
         self.statistics = StatisticsRecorder()
+        self.owner = uuid.uuid4().hex
+        """This process's id on the records it runs (and its lease, with a shared database)."""
+        self.upkeep = RecordUpkeep(store, settings, self.owner)
         self._started = time.monotonic()
 
     @property
@@ -74,9 +91,16 @@ class Orchestrator:
         return any(council.ready for council in self.councils.values())
 
     async def start(self) -> None:
+        """Open the records and start their upkeep (leases, interrupted records, retention)."""
         await self.store.open()
+        try:
+            await self.upkeep.start()
+        except BaseException:
+            await self.store.close()
+            raise
 
     async def close(self) -> None:
+        await self.upkeep.stop()
         await self.store.close()
 
     # -- deliberations --------------------------------------------------------
@@ -114,53 +138,103 @@ class Orchestrator:
         on_event: EventSink,
         timeout: float | None,
     ) -> tuple[DeliberationOutcome, Selection | None]:
-        """Run and record one deliberation, and select a winner when ``top_k`` is given."""
+        """Run and record one deliberation, and select a winner when ``top_k`` is given.
+
+        With a request_id, a call whose id a succeeded record already holds returns that
+        record's outcome instead (see :mod:`orchestrator_core.records.idempotency`).
+        """
         council = self._council_for(request.task)
         checked = plan(request, self.settings, council.size)
         agents = council.agents(checked.num_agents)
         budget = self._budget(checked.task, timeout)
         with self._slot():
-            record = DeliberationRecord(
-                deliberation_id=uuid.uuid4().hex,
-                kind="deliberate" if top_k is None else "orchestrate",
-                role=checked.task.role,
-                task=checked.task,
-                status=RecordStatus.RUNNING,
-                created_at=time.time(),
-                request_id=checked.request_id,
-            )
-            await self.store.put(record)
+            record = self._new_record(checked, council, agents, top_k)
             started = time.monotonic()
+            answered = await self._create(record, budget)
+            if answered is not None:
+                return self._replay(answered, on_event)
+            writer = RecordWriter(self.store, record, on_event)
+            writer.start()
             try:
-                async with asyncio.timeout(budget):
-                    outcome, selection = await self._deliberate(
-                        record, checked, agents, top_k, on_event
-                    )
+                async with asyncio.timeout(budget - (time.monotonic() - started)):
+                    outcome, selection = await self._deliberate(writer, checked, agents, top_k)
             except TimeoutError:
-                await self._finish(record, RecordStatus.FAILED, started, error="deadline exceeded")
+                await self._finish_failed(
+                    writer, RecordStatus.FAILED, started, "deadline exceeded", DeadlineExceeded.__name__
+                )
                 raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
             except asyncio.CancelledError:
-                await asyncio.shield(self._finish(record, RecordStatus.CANCELLED, started, error="cancelled"))
+                await asyncio.shield(
+                    self._finish_failed(writer, RecordStatus.CANCELLED, started, "cancelled", "Cancelled")
+                )
                 raise
             except Exception as exc:
-                await self._finish(record, RecordStatus.FAILED, started, error=str(exc))
+                await self._finish_failed(writer, RecordStatus.FAILED, started, str(exc), type(exc).__name__)
                 raise
-            await self._finish(
-                record, RecordStatus.SUCCEEDED, started, outcome=outcome, selection=selection
-            )
+            await self._finish(writer, RecordStatus.SUCCEEDED, started, outcome=outcome, selection=selection)
             return outcome, selection
+
+    def _new_record(
+        self, checked: Plan, council: Council, agents: Sequence[Agent], top_k: int | None
+    ) -> DeliberationRecord:
+        kind = "deliberate" if top_k is None else "orchestrate"
+        now = time.time()
+        fingerprint = request_fingerprint(
+            kind, checked.task, num_agents=checked.num_agents, rounds=checked.rounds, top_k=top_k or 0
+        )
+        return DeliberationRecord(
+            deliberation_id=uuid.uuid4().hex,
+            kind=kind,
+            role=checked.task.role,
+            task=checked.task,
+            status=RecordStatus.RUNNING,
+            created_at=now,
+            updated_at=now,
+            request_id=checked.request_id,
+            request_fingerprint=fingerprint if checked.request_id else "",
+            owner=self.owner,
+            num_agents=checked.num_agents,
+            rounds=checked.rounds,
+            top_k=top_k or 0,
+            council=tuple(
+                CouncilSeat(agent.agent_id, council.settings.backend, redacted_options(council.settings.options_for(i)))
+                for i, agent in enumerate(agents)
+            ),
+        )
+
+    async def _create(self, record: DeliberationRecord, budget: float) -> DeliberationRecord | None:
+        """Store the new RUNNING record; or, for a request_id already answered, the record
+        that answers it (waiting, within ``budget``, while it runs elsewhere)."""
+        if not record.request_id:
+            await self.store.create(record)
+            return None
+        try:
+            async with asyncio.timeout(budget):
+                return await claim(self.store, record)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the first call with request_id {record.request_id!r} did not finish within {budget:g}s"
+            ) from None
+
+    @staticmethod
+    def _replay(
+        record: DeliberationRecord, on_event: EventSink
+    ) -> tuple[DeliberationOutcome, Selection | None]:
+        if record.outcome is None:  # pragma: no cover - a succeeded record has its outcome
+            raise RuntimeError(f"record {record.deliberation_id} succeeded without an outcome")
+        on_event(RankingReady(record.outcome))
+        return record.outcome, record.selection
 
     async def _deliberate(
         self,
-        record: DeliberationRecord,
+        writer: RecordWriter,
         checked: Plan,
         agents: Sequence[Agent],
         top_k: int | None,
-        on_event: EventSink,
     ) -> tuple[DeliberationOutcome, Selection | None]:
         outcome = await self.engine.deliberate(
             checked.task, agents, checked.rounds,
-            deliberation_id=record.deliberation_id, on_event=on_event,
+            deliberation_id=writer.record.deliberation_id, on_event=writer.observe,
         )
         if top_k is None:
             return outcome, None
@@ -168,12 +242,15 @@ class Orchestrator:
             checked.task, outcome.results, self._selector(), top_k=top_k,
             timeout_seconds=self.settings.agent_timeout_seconds,
         )
+        writer.mark_phase("select")
         return outcome, selection
 
     async def _finish(
-        self, record: DeliberationRecord, status: RecordStatus, started: float, **changes: object
+        self, writer: RecordWriter, status: RecordStatus, started: float, **changes: object
     ) -> None:
-        outcome = changes.get("outcome")
+        """Count the run, then write its finished record (durable when this returns)."""
+        record = writer.record
+        outcome = changes.get("outcome", record.outcome)
         selection = changes.get("selection")
         usage = outcome.usage if isinstance(outcome, DeliberationOutcome) else TokenUsage()
         if isinstance(selection, Selection):
@@ -185,7 +262,17 @@ class Orchestrator:
             failed=status is not RecordStatus.SUCCEEDED,
             usage=usage,
         )
-        await self.store.put(record.finished(status, time.time(), **changes))
+        await writer.finish(status, usage=usage, **changes)
+
+    async def _finish_failed(
+        self, writer: RecordWriter, status: RecordStatus, started: float, error: str, error_kind: str
+    ) -> None:
+        """Like :meth:`_finish`, for a run that failed: a failure to write the record is
+        logged, and the run's own error is what the caller gets."""
+        try:
+            await self._finish(writer, status, started, error=error, error_kind=error_kind)
+        except Exception as exc:
+            log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
 
     def _council_for(self, task: Task) -> Council:
         role = normalised_task(task, self.settings).role
@@ -239,12 +326,29 @@ class Orchestrator:
         *,
         role: str = "",
         status: RecordStatus | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
         page_size: int = 0,
         page_token: str = "",
     ) -> RecordPage:
-        return await self.store.list(
-            role=role.strip().upper(), status=status, page_size=page_size, page_token=page_token
+        """Records newest first. ``created_after`` (inclusive) and ``created_before``
+        (exclusive) bound their creation time, in seconds since the Unix epoch."""
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and not math.isfinite(value):
+                raise InvalidRequest(f"{name} must be a finite number of seconds since the Unix epoch")
+        if created_after is not None and created_before is not None and created_after > created_before:
+            raise InvalidRequest(
+                f"created_after ({created_after:g}) is later than created_before ({created_before:g})"
+            )
+        query = RecordQuery(
+            role=role.strip().upper(),
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            page_size=page_size,
+            page_token=page_token,
         )
+        return await self.store.list(query)
 
     def status(self) -> StatusSnapshot:
         return StatusSnapshot(

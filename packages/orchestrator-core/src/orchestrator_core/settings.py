@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -105,6 +105,19 @@ class Settings(BaseSettings):
 
     # Records
     database_path: Path = Path("orchestrator.sqlite3")
+    """The SQLite file of deliberation records, unless ``database_url`` names a database."""
+    database_url: SecretStr | None = None
+    """``postgresql://user:password@host:5432/db`` for records shared by replicas, or
+    ``sqlite:///path``; unset means the SQLite file ``database_path``."""
+    database_pool_size: int = Field(default=10, ge=1)
+    database_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    record_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """How often a replica renews its lease and interrupts the records of dead replicas."""
+    record_lease_seconds: float = Field(default=30.0, gt=0)
+    """A replica silent this long is dead: its running records are marked interrupted."""
+    record_retention_days: float = Field(default=0.0, ge=0)
+    """Finished records older than this are deleted; 0 keeps them for ever."""
+    record_retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("plugins_enabled", "plugins_disabled", mode="before")
     @classmethod
@@ -118,6 +131,15 @@ class Settings(BaseSettings):
         councils = _default_councils()
         councils.update({role.upper(): council for role, council in value.items()})
         return {role: council for role, council in councils.items() if council.enabled}
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeat(self) -> Settings:
+        if self.record_lease_seconds <= self.record_heartbeat_seconds:
+            raise ValueError(
+                f"record_lease_seconds ({self.record_lease_seconds:g}) must exceed "
+                f"record_heartbeat_seconds ({self.record_heartbeat_seconds:g}), or live replicas look dead"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

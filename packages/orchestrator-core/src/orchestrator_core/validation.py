@@ -79,6 +79,11 @@ def _checked_constraints(constraints: TaskConstraints, settings: Settings) -> Ta
     timeout = constraints.timeout_seconds
     if not math.isfinite(timeout) or timeout < 0:
         raise InvalidRequest(f"constraints.timeout_seconds must be a non-negative number; got {timeout}")
+    agent_timeout = constraints.agent_timeout_seconds
+    if not math.isfinite(agent_timeout) or agent_timeout < 0:
+        raise InvalidRequest(
+            f"constraints.agent_timeout_seconds must be a non-negative number; got {agent_timeout}"
+        )
     for name in ("requirements", "forbidden"):
         items = getattr(constraints, name)
         if len(items) > MAX_LIST_ITEMS:
@@ -98,6 +103,15 @@ def _checked_constraints(constraints: TaskConstraints, settings: Settings) -> Ta
             raise InvalidRequest(f"constraints.tests names {test.path!r} twice")
         seen.add(test.path)
     return constraints
+
+
+def agent_timeout(task: Task, server_seconds: float) -> float:
+    """The bound on each agent call of ``task``: the server's, or the task's when tighter.
+
+    A phase starts all its calls together, so this also bounds each phase.
+    """
+    task_seconds = task.constraints.agent_timeout_seconds
+    return min(server_seconds, task_seconds) if task_seconds > 0 else server_seconds
 
 
 def _check_test_path(path: str) -> None:

@@ -1,11 +1,13 @@
 """A small third-party plugin: a rule-based agent backend and a length check.
 
 Its agents write deterministic text from the task, so a deliberation through it is
-reproducible without any model server.
+reproducible without any model server. The ``delay_seconds`` option makes every agent call
+take that long, so tests can catch a server mid-deliberation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -25,15 +27,19 @@ class TemplateAgent:
     def __init__(self, config: AgentConfig) -> None:
         self.agent_id = config.agent_id
         self.style = str(config.options.get("style", "plain"))
+        self.delay_seconds = float(config.options.get("delay_seconds", 0.0))
 
     async def generate(self, task: Task) -> AgentReply:
+        await asyncio.sleep(self.delay_seconds)
         text = f"[{self.style}] {self.agent_id} proposes: {task.description}" + "!" * len(self.agent_id)
         return AgentReply(text, TokenUsage(len(task.description.split()), len(text.split())))
 
     async def critique(self, task: Task, proposal: Proposal) -> AgentReply:
+        await asyncio.sleep(self.delay_seconds)
         return AgentReply(f"{self.agent_id}: {proposal.author_id} should be more specific", TokenUsage(1, 1))
 
     async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> AgentReply:
+        await asyncio.sleep(self.delay_seconds)
         return AgentReply(f"{proposal.content} (specific, after {len(feedback)} critique)", TokenUsage(1, 1))
 
 
@@ -41,7 +47,7 @@ class TemplateBackend:
     name = "sample-template"
 
     def create(self, config: AgentConfig) -> TemplateAgent:
-        unknown = set(config.options) - {"style"}
+        unknown = set(config.options) - {"style", "delay_seconds"}
         if unknown:
             raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
         return TemplateAgent(config)

@@ -1,0 +1,125 @@
+"""What a deliberation record holds, and how records are asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from orchestrator_core.models import (
+    AgentFailure,
+    CheckResult,
+    Critique,
+    DeliberationOutcome,
+    Proposal,
+    Selection,
+    Task,
+    TokenUsage,
+)
+
+
+class RecordStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RecordStatus.RUNNING
+
+
+RETRYABLE_STATUSES = (RecordStatus.FAILED, RecordStatus.CANCELLED, RecordStatus.INTERRUPTED)
+"""A record in one of these gives its request_id up to a retry of the same request."""
+
+
+@dataclass(frozen=True)
+class CouncilSeat:
+    """One agent of the council that ran: its id, backend and options (secrets redacted;
+    each value as JSON text)."""
+
+    agent_id: str
+    backend: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedCheck:
+    """One check result, with the proposal version it judged."""
+
+    proposal_id: str
+    result: CheckResult
+
+
+@dataclass(frozen=True)
+class PhaseTiming:
+    """When one phase ran (wall-clock seconds since the Unix epoch).
+
+    ``phase`` is generate, critique, revise, check or select; ``round`` numbers the
+    critique/revise rounds from 1 (0 for the others).
+    """
+
+    phase: str
+    round: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class DeliberationRecord:
+    """The audit trail of one deliberation or orchestration, written as it goes.
+
+    ``proposals`` holds every version (generated and each revision) in the order they
+    appeared; ``outcome`` and ``selection`` hold the ranking, scores, winner and rationale
+    once they exist. ``request_fingerprint`` identifies the request a ``request_id`` was
+    used for, so a retry with a different request is told apart.
+    """
+
+    deliberation_id: str
+    kind: str
+    role: str
+    task: Task
+    status: RecordStatus
+    created_at: float
+    finished_at: float | None = None
+    outcome: DeliberationOutcome | None = None
+    selection: Selection | None = None
+    error: str = ""
+    request_id: str = ""
+    request_fingerprint: str = ""
+    error_kind: str = ""
+    owner: str = ""
+    updated_at: float = 0.0
+    num_agents: int = 0
+    rounds: int = 0
+    top_k: int = 0
+    council: tuple[CouncilSeat, ...] = ()
+    proposals: tuple[Proposal, ...] = ()
+    critiques: tuple[Critique, ...] = ()
+    checks: tuple[RecordedCheck, ...] = ()
+    failures: tuple[AgentFailure, ...] = ()
+    phases: tuple[PhaseTiming, ...] = ()
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+    def finished(self, status: RecordStatus, at: float, **changes: object) -> DeliberationRecord:
+        return replace(self, status=status, finished_at=at, updated_at=at, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """A ListDeliberations filter. Times are seconds since the Unix epoch: ``created_after``
+    is inclusive, ``created_before`` exclusive; None leaves that end open."""
+
+    role: str = ""
+    status: RecordStatus | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    page_size: int = 0
+    page_token: str = ""
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: tuple[DeliberationRecord, ...]
+    next_page_token: str

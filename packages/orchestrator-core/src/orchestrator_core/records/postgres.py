@@ -1,0 +1,232 @@
+"""Records in PostgreSQL, shared by every replica of the service.
+
+psycopg 3 with an async connection pool: nothing blocks the event loop. Leases in the
+``replicas`` table use the database's clock, so replicas' clocks need not agree. Migrations
+run under a transaction-scoped advisory lock, so replicas starting at once apply each one
+once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, LiteralString
+from urllib.parse import urlsplit, urlunsplit
+
+from orchestrator_core.errors import RecordsUnavailable
+from orchestrator_core.records import migrations
+from orchestrator_core.records.model import DeliberationRecord, RecordPage, RecordQuery
+from orchestrator_core.records.store import (
+    DELETE_BEFORE,
+    INSERT_RECORD,
+    INTERRUPTED_ERROR,
+    RELEASE_REQUEST,
+    SELECT_RECORD,
+    UPDATE_FINAL,
+    UPDATE_PROGRESS,
+    decode_row,
+    insert_params,
+    list_sql,
+    page_of,
+    update_params,
+)
+
+try:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+except ImportError:  # pragma: no cover - the `postgres` extra is not installed
+    psycopg = None  # type: ignore[assignment]
+
+_NOW = "extract(epoch from clock_timestamp())"
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('orchestrator-records:' || current_schema()))"
+
+
+class PostgresStore:
+    """Records in the PostgreSQL database at ``url`` (``postgresql://user@host:5432/db``)."""
+
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+        if psycopg is None:  # pragma: no cover - the `postgres` extra is not installed
+            raise RecordsUnavailable(
+                "ORCH_DATABASE_URL names PostgreSQL, but psycopg is not installed: "
+                "pip install 'orchestrator-core[postgres]'"
+            )
+        self._url = url
+        self._where = redacted(url)
+        self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Any] | None = None
+
+    async def open(self) -> None:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            timeout=self._connect_timeout,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout))},
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout)
+            self._pool = pool
+            await self._migrate()
+        except BaseException as exc:
+            self._pool = None
+            await pool.close()
+            if isinstance(exc, RecordsUnavailable | psycopg.Error) or type(exc).__name__ == "PoolTimeout":
+                raise RecordsUnavailable(
+                    f"cannot use the records database {self._where} (ORCH_DATABASE_URL): {_reason(exc)}"
+                ) from None
+            raise
+
+    async def _migrate(self) -> None:
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute(_MIGRATION_LOCK)
+            await connection.execute(migrations.version_table("postgresql"))
+            cursor = await connection.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            row = await cursor.fetchone()
+            current = int(row[0]) if row else 0
+            migrations.check_not_newer(current, self._where)
+            for version, statements in migrations.migrations("postgresql"):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await connection.execute(statement)
+                await connection.execute(
+                    "INSERT INTO schema_version VALUES (%s, %s)", (version, time.time())
+                )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
+        async with self._connection() as connection, connection.transaction():
+            if record.request_id:
+                await connection.execute(_pg(RELEASE_REQUEST), (record.request_id, record.request_fingerprint))
+            cursor = await connection.execute(
+                _pg(INSERT_RECORD + " ON CONFLICT (request_key) DO NOTHING RETURNING deliberation_id"),
+                insert_params(record),
+            )
+            if await cursor.fetchone() is not None:
+                return None
+            cursor = await connection.execute(
+                _pg(f"{SELECT_RECORD} WHERE request_key = ?"), (record.request_id,)
+            )
+            row = await cursor.fetchone()
+        if row is None:  # the holder gave the id up between the two statements
+            return await self.create(record)
+        return decode_row(row)
+
+    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
+        await self._execute(UPDATE_FINAL if final else UPDATE_PROGRESS, update_params(record))
+
+    async def get(self, deliberation_id: str) -> DeliberationRecord | None:
+        return await self._one(f"{SELECT_RECORD} WHERE deliberation_id = ?", deliberation_id)
+
+    async def get_by_request(self, request_id: str) -> DeliberationRecord | None:
+        return await self._one(f"{SELECT_RECORD} WHERE request_key = ?", request_id)
+
+    async def list(self, query: RecordQuery) -> RecordPage:
+        sql, params, limit = list_sql(query)
+        rows = await self._fetch(sql, tuple(params))
+        return page_of([decode_row(row) for row in rows], limit)
+
+    async def heartbeat(self, owner: str) -> None:
+        await self._execute(
+            f"INSERT INTO replicas (owner, started_at, heartbeat_at) VALUES (?, {_NOW}, {_NOW}) "
+            "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (owner,),
+        )
+
+    async def retire(self, owner: str) -> None:
+        await self._execute("DELETE FROM replicas WHERE owner = ?", (owner,))
+
+    async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
+        live = "" if lease_seconds is None else (
+            f" AND owner NOT IN (SELECT owner FROM replicas WHERE heartbeat_at >= {_NOW} - ?)"
+        )
+        params: tuple[object, ...] = (time.time(), time.time(), INTERRUPTED_ERROR, owner)
+        if lease_seconds is not None:
+            params += (lease_seconds,)
+        forget = "DELETE FROM replicas WHERE owner <> ?" + (
+            "" if lease_seconds is None else f" AND heartbeat_at < {_NOW} - ?"
+        )
+        async with self._connection() as connection, connection.transaction():
+            cursor = await connection.execute(
+                _pg(
+                    "UPDATE deliberations SET status = 'interrupted', finished_at = ?, updated_at = ?, error = ? "
+                    f"WHERE status = 'running' AND owner <> ?{live} RETURNING deliberation_id"
+                ),
+                params,
+            )
+            rows = await cursor.fetchall()
+            await connection.execute(_pg(forget), (owner, *params[4:]))
+        return tuple(row[0] for row in rows)
+
+    async def delete_before(self, cutoff: float) -> int:
+        async with self._connection() as connection:
+            cursor = await connection.execute(_pg(DELETE_BEFORE), (cutoff,))
+            deleted: int = cursor.rowcount
+            return deleted
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._pool is None:
+            raise RecordsUnavailable("the record store is not open")
+        return _Guarded(self._pool, self._where)
+
+    async def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        async with self._connection() as connection:
+            await connection.execute(_pg(sql), params)
+
+    async def _fetch(self, sql: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]:
+        async with self._connection() as connection:
+            cursor = await connection.execute(_pg(sql), params)
+            rows: Sequence[tuple[Any, ...]] = await cursor.fetchall()
+            return rows
+
+    async def _one(self, sql: str, value: str) -> DeliberationRecord | None:
+        rows = await self._fetch(sql, (value,))
+        return decode_row(rows[0]) if rows else None
+
+
+class _Guarded:
+    """A pooled connection whose database errors become :class:`RecordsUnavailable`."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], where: str) -> None:
+        self._context = pool.connection()
+        self._where = where
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._context.__aenter__()
+        except Exception as exc:
+            raise RecordsUnavailable(f"the records database {self._where} is unreachable: {_reason(exc)}") from exc
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        await self._context.__aexit__(kind, error, traceback)
+        if isinstance(error, psycopg.OperationalError):
+            raise RecordsUnavailable(f"the records database {self._where} failed: {_reason(error)}") from error
+
+
+def _pg(sql: str) -> LiteralString:
+    """``?`` placeholders (the shared SQL's) as psycopg's ``%s``."""
+    return sql.replace("?", "%s")
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))

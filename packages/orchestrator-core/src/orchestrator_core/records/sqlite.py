@@ -1,0 +1,219 @@
+"""Records in one local SQLite file: the embedded default, nothing to install.
+
+The file is in WAL mode with ``synchronous=FULL``: a record is on disk when a write
+returns, so a killed process loses nothing it had finished writing. Every call runs on one
+dedicated worker thread, so the event loop never waits on the disk and calls stay in the
+order they were made. One process owns the file: at startup every record another process
+left RUNNING is interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from orchestrator_core.errors import RecordsUnavailable
+from orchestrator_core.records import migrations
+from orchestrator_core.records.model import DeliberationRecord, RecordPage, RecordQuery
+from orchestrator_core.records.store import (
+    DELETE_BEFORE,
+    INSERT_RECORD,
+    INTERRUPTED_ERROR,
+    RELEASE_REQUEST,
+    SELECT_RECORD,
+    UPDATE_FINAL,
+    UPDATE_PROGRESS,
+    decode_row,
+    insert_params,
+    list_sql,
+    page_of,
+    update_params,
+)
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """Records in the SQLite file at ``path``."""
+
+    shared = False
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = Path(path)
+        self._connection: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-sqlite")
+        try:
+            self._connection = await self._call(self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self._path.parent != Path():
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise RecordsUnavailable(
+                f"cannot open the records file {self._path} (ORCH_DATABASE_PATH): {exc}"
+            ) from None
+        try:
+            connection.execute("PRAGMA busy_timeout = 10000")
+            _set_up(connection, self._path)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._call(connection.close)
+        executor, self._executor = self._executor, None
+        executor.shutdown(wait=False)
+
+    async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
+        def create(c: sqlite3.Connection) -> DeliberationRecord | None:
+            with _transaction(c):
+                if record.request_id:
+                    c.execute(RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
+                    row = c.execute(f"{SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
+                    if row is not None:
+                        return decode_row(row)
+                c.execute(INSERT_RECORD, insert_params(record))
+                return None
+
+        return await self._run(create)
+
+    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
+        sql = UPDATE_FINAL if final else UPDATE_PROGRESS
+        await self._run(lambda c: c.execute(sql, update_params(record)))
+
+    async def get(self, deliberation_id: str) -> DeliberationRecord | None:
+        return await self._one(f"{SELECT_RECORD} WHERE deliberation_id = ?", deliberation_id)
+
+    async def get_by_request(self, request_id: str) -> DeliberationRecord | None:
+        return await self._one(f"{SELECT_RECORD} WHERE request_key = ?", request_id)
+
+    async def list(self, query: RecordQuery) -> RecordPage:
+        sql, params, limit = list_sql(query)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        return page_of([decode_row(row) for row in rows], limit)
+
+    async def heartbeat(self, owner: str) -> None:
+        now = time.time()
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO replicas (owner, started_at, heartbeat_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, now, now),
+            )
+        )
+
+    async def retire(self, owner: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM replicas WHERE owner = ?", (owner,)))
+
+    async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
+        now = time.time()
+        live = "" if lease_seconds is None else " AND owner NOT IN (SELECT owner FROM replicas WHERE heartbeat_at >= ?)"
+        params: tuple[object, ...] = (now, now, INTERRUPTED_ERROR, owner)
+        if lease_seconds is not None:
+            params += (now - lease_seconds,)
+        sql = (
+            "UPDATE deliberations SET status = 'interrupted', finished_at = ?, updated_at = ?, error = ? "
+            f"WHERE status = 'running' AND owner <> ?{live} RETURNING deliberation_id"
+        )
+        forget = "DELETE FROM replicas WHERE owner <> ?" + ("" if lease_seconds is None else " AND heartbeat_at < ?")
+
+        def sweep(c: sqlite3.Connection) -> list[tuple[str]]:
+            with _transaction(c):
+                rows = c.execute(sql, params).fetchall()
+                c.execute(forget, (owner, *params[4:]))
+                return rows
+
+        rows = await self._run(sweep)
+        return tuple(row[0] for row in rows)
+
+    async def delete_before(self, cutoff: float) -> int:
+        cursor = await self._run(lambda c: c.execute(DELETE_BEFORE, (cutoff,)))
+        return cursor.rowcount
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _one(self, sql: str, value: str) -> DeliberationRecord | None:
+        row = await self._run(lambda c: c.execute(sql, (value,)).fetchone())
+        return decode_row(row) if row else None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._connection is None:
+                raise RecordsUnavailable("the record store is not open")
+            try:
+                return work(self._connection)
+            except sqlite3.OperationalError as exc:
+                raise RecordsUnavailable(f"the records file {self._path} failed: {exc}") from exc
+
+        return await self._call(run)
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise RecordsUnavailable("the record store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        self._connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _set_up(connection: sqlite3.Connection, path: Path, attempts: int = 50) -> None:
+    """WAL, full sync, the schema. Switching to WAL can report "locked" at once, without
+    waiting, while another connection opens the same new file; that is retried."""
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            _migrate(connection, path)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise RecordsUnavailable(f"cannot set up the records file {path}: {exc}") from None
+            time.sleep(0.1)  # on the store's worker thread, never the event loop
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    with _transaction(connection):
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "deliberations" in tables and "schema_version" not in tables:
+            raise RecordsUnavailable(
+                f"{path} holds records in an unversioned layout from a development build; "
+                "move it away or set ORCH_DATABASE_PATH to a new file"
+            )
+        connection.execute(migrations.version_table("sqlite"))
+        current = connection.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        migrations.check_not_newer(current, str(path))
+        for version, statements in migrations.migrations("sqlite"):
+            if version <= current:
+                continue
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))

@@ -1,0 +1,65 @@
+"""The record writer: events become one coalesced write at a time, and the end is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from orchestrator_core.events import ProposalGenerated
+from orchestrator_core.models import Proposal, Task
+from orchestrator_core.records import DeliberationRecord, RecordStatus, SQLiteStore
+from orchestrator_core.records.writer import RecordWriter
+
+
+class GatedStore(SQLiteStore):
+    """A test double around the real SQLite store: the first progress write waits for ``gate``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.progress_writes: list[int] = []
+
+    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
+        if not final:
+            self.progress_writes.append(len(record.proposals))
+            self.entered.set()
+            await self.gate.wait()
+        await super().update(record, final=final)
+
+
+def proposal(n: int) -> Proposal:
+    return Proposal(f"dev-{n}-v0", f"dev-{n}", "DEV", f"proposal {n}")
+
+
+async def test_a_burst_of_events_costs_one_write_and_the_end_is_durable(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "records.sqlite3")
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    await store.create(record)
+    forwarded: list[object] = []
+    writer = RecordWriter(store, record, forwarded.append)
+    writer.start()
+
+    writer.observe(ProposalGenerated(proposal(1)))
+    await store.entered.wait()  # the first write is in flight, held at the gate
+    for n in range(2, 11):
+        writer.observe(ProposalGenerated(proposal(n)))
+    store.gate.set()
+    while len(store.progress_writes) < 2:  # the loop writes the latest state once more
+        await asyncio.sleep(0.01)
+    final = await writer.finish(RecordStatus.SUCCEEDED)
+    await store.close()
+
+    assert store.progress_writes == [1, 10]  # nine events while a write was in flight: one more write
+    assert len(forwarded) == 10
+    reopened = SQLiteStore(tmp_path / "records.sqlite3")
+    await reopened.open()
+    try:
+        assert await reopened.get("d1") == final
+    finally:
+        await reopened.close()
+    assert final.status is RecordStatus.SUCCEEDED
+    assert [p.author_id for p in final.proposals] == [f"dev-{n}" for n in range(1, 11)]
+    assert [(p.phase, p.round) for p in final.phases] == [("generate", 0)]
