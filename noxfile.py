@@ -103,3 +103,11 @@ def serve(session: nox.Session) -> None:
     """Run the service on ORCH_PORT (default 50055) with every contrib plugin installed."""
     install_project(session)
     session.run("orchestrator", "serve", *session.posargs, env=dict(os.environ))
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Speed figures, each against a baseline of the same run, written to BENCHMARKS.md."""
+    install_project(session)
+    session.install(*(str(Path(p).parent) for p in TEST_PLUGINS))
+    session.run("python", "bench/run.py", *session.posargs)
