@@ -29,7 +29,7 @@ def slugify(title: str) -> str:
 ```
 '''
 
-TESTS = '''from slugify import slugify
+TESTS = """from slugify import slugify
 
 
 def test_words_are_joined_by_hyphens():
@@ -42,7 +42,7 @@ def test_empty_title():
 
 def test_digits_are_kept():
     assert slugify("Top 10 Tips") == "top-10-tips"
-'''
+"""
 
 TASK = Task(
     role="DEV",
@@ -89,7 +89,9 @@ def _plain_pytest_seconds() -> float:
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-            cwd=directory, check=True, capture_output=True,
+            cwd=directory,
+            check=True,
+            capture_output=True,
         )
         return time.perf_counter() - started
 

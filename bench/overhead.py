@@ -59,25 +59,26 @@ async def measure(calls: int = 300, warmup: int = 30) -> dict[str, float]:
             councils={"DEV": CouncilSettings(backend="scripted", agents=3)},
             selector_role="",
         )
-        async with running_server(settings, plugins=host) as server:
-            async with grpc.aio.insecure_channel(server.address) as channel, grpc.aio.insecure_channel(
-                f"127.0.0.1:{echo_port}"
-            ) as echo_channel:
-                stub = pb_grpc.OrchestratorServiceStub(channel)
-                echo = echo_channel.unary_unary(ECHO_METHOD, _identity, _identity)
-                request = pb.DeliberateRequest(role="DEV", task="Add two numbers", num_agents=3, rounds=1)
-                payload = request.SerializeToString()
-                echo_times, deliberate_times = [], []
-                for index in range(warmup + calls):
-                    started = time.perf_counter()
-                    await echo(payload)
-                    echo_elapsed = time.perf_counter() - started
-                    started = time.perf_counter()
-                    await stub.Deliberate(request)
-                    deliberate_elapsed = time.perf_counter() - started
-                    if index >= warmup:
-                        echo_times.append(echo_elapsed)
-                        deliberate_times.append(deliberate_elapsed)
+        async with (
+            running_server(settings, plugins=host) as server,
+            grpc.aio.insecure_channel(server.address) as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as echo_channel,
+        ):
+            stub = pb_grpc.OrchestratorServiceStub(channel)
+            echo = echo_channel.unary_unary(ECHO_METHOD, _identity, _identity)
+            request = pb.DeliberateRequest(role="DEV", task="Add two numbers", num_agents=3, rounds=1)
+            payload = request.SerializeToString()
+            echo_times, deliberate_times = [], []
+            for index in range(warmup + calls):
+                started = time.perf_counter()
+                await echo(payload)
+                echo_elapsed = time.perf_counter() - started
+                started = time.perf_counter()
+                await stub.Deliberate(request)
+                deliberate_elapsed = time.perf_counter() - started
+                if index >= warmup:
+                    echo_times.append(echo_elapsed)
+                    deliberate_times.append(deliberate_elapsed)
     await echo_server.stop(None)
     return {
         "echo_p50_ms": 1000 * statistics.median(echo_times),

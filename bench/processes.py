@@ -28,10 +28,24 @@ def concurrency(deliberations: int = 200, latency: float = 0.2, rounds: int = 1)
     with tempfile.TemporaryDirectory() as scratch, server_process(port, env, Path(scratch)) as process:
         wait_until_serving(f"127.0.0.1:{port}")
         completed = subprocess.run(
-            [sys.executable, str(HERE / "load.py"), "--address", f"127.0.0.1:{port}",
-             "--requests", str(deliberations), "--concurrency", str(deliberations),
-             "--rounds", str(rounds), "--server-pid", str(process.pid)],
-            capture_output=True, text=True, check=True, timeout=600,
+            [
+                sys.executable,
+                str(HERE / "load.py"),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--requests",
+                str(deliberations),
+                "--concurrency",
+                str(deliberations),
+                "--rounds",
+                str(rounds),
+                "--server-pid",
+                str(process.pid),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
         )
     result = json.loads(completed.stdout)
     critical_path = (1 + 2 * rounds) * latency

@@ -20,13 +20,15 @@ import processes  # noqa: E402
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor() or "unknown",
     )
     memory_kib = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
     )
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory_kib / 1024 / 1024:.0f} GiB, "
@@ -74,7 +76,7 @@ def main() -> None:
         "| --- | --- | --- |",
         f"| bare grpc.aio echo | {o['echo_p50_ms']:.2f} ms | {o['echo_p99_ms']:.2f} ms |",
         f"| Deliberate (9 agent calls, records) | {o['deliberate_p50_ms']:.2f} ms | {o['deliberate_p99_ms']:.2f} ms |",
-        f"| ratio | {o['ratio_p50']:.1f}× | {o['ratio_p99']:.1f}× |",
+        f"| ratio | {o['ratio_p50']:.1f}x | {o['ratio_p99']:.1f}x |",
     ]
     c = processes.concurrency()
     lines += [
@@ -85,7 +87,8 @@ def main() -> None:
         "`orchestrator serve` with a DEV council of 3 agents (the sample plugin's backend) whose every",
         f"call takes 200 ms, 1 round: critical path {c['critical_path_seconds']:.1f} s.",
         "",
-        "| throughput | p50 wall | p99 wall | p50 / critical path | p99 / critical path | status codes | server peak RSS |",
+        "| throughput | p50 wall | p99 wall | p50 / critical path | p99 / critical path | status codes "
+        "| server peak RSS |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         f"| {c['throughput_per_second']:.1f} /s | {c['wall_p50_seconds']:.3f} s | {c['wall_p99_seconds']:.3f} s | "
         f"{c['p50_over_critical_path']:.2f} | {c['p99_over_critical_path']:.2f} | {c['codes']} | "
@@ -99,10 +102,11 @@ def main() -> None:
         "`orchestrator serve` from process start to health SERVING, with every installed plugin",
         "(agents-contrib's backends and checks) loaded; median of 5.",
         "",
-        "| start → SERVING | `python -c pass` | `python -c 'import grpc, grpc_health.v1.health'` | ratio to the import |",
+        "| start → SERVING | `python -c pass` | `python -c 'import grpc, grpc_health.v1.health'` "
+        "| ratio to the import |",
         "| --- | --- | --- | --- |",
         f"| {s['start_to_serving_seconds']:.2f} s | {s['python_start_seconds']:.3f} s | "
-        f"{s['python_import_grpc_seconds']:.3f} s | {s['over_python_import_grpc']:.1f}× |",
+        f"{s['python_import_grpc_seconds']:.3f} s | {s['over_python_import_grpc']:.1f}x |",
     ]
     k = checks.run()
     lines += [

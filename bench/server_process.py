@@ -43,9 +43,7 @@ def server_process(port: int, env: Mapping[str, str], scratch: Path) -> Iterator
         "ORCH_LOG_LEVEL": "WARNING",
         **env,
     }
-    process = subprocess.Popen(
-        orchestrator_command(), env=settings, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    process = subprocess.Popen(orchestrator_command(), env=settings, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield process
     finally:
