@@ -57,7 +57,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     install_project(session)
-    session.install("mypy>=1.11", "types-protobuf", "grpc-stubs", *TEST_REQUIREMENTS)
+    session.install("mypy>=1.11", "types-protobuf", "grpc-stubs", "types-PyYAML", *TEST_REQUIREMENTS)
     session.run("mypy", *[f"{d}/src" for d in PACKAGE_DIRS])
 
 
