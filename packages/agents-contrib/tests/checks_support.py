@@ -34,7 +34,7 @@ CALC_HALF = (
     "def mean(values):\n    return sum(values) / len(values)\n"
     "```\n"
 )
-CALC_WRONG = "```python\ndef add(a, b):\n    return a - b\n\n\ndef mean(values):\n    return 0\n```\n"
+CALC_WRONG = "```python\ndef add(a, b):\n    return a - b\n\n\ndef mean(values):\n    return -1\n```\n"
 
 
 def sample(name: str) -> str:

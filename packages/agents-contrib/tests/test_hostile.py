@@ -106,17 +106,17 @@ async def test_infinite_loop_is_stopped_by_the_cpu_limit(check: DryRunCheck, tmp
 
 
 async def test_sleeping_forever_is_stopped_by_the_timeout(tmp_path: Path, isolation: Isolation) -> None:
-    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=3.0), isolation)
+    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=2.0), isolation)
     result = await run_hostile(check, "import time\n\ndef run():\n    time.sleep(10**6)\n")
     assert not result.passed
-    assert "stopped: timed out after 3s, process group killed" in result.diagnostics
+    assert "stopped: timed out after 2s, process group killed" in result.diagnostics
     await assert_service_healthy(check, tmp_path, isolation)
 
 
 async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolation: Isolation) -> None:
     if not isolation.process_limit_enforced or isolation.uid is None:
         pytest.skip("RLIMIT_NPROC binds no one at this level: the sandbox runs as root")
-    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=4.0), isolation)
+    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=3.0), isolation)
     peak = 0
     done = threading.Event()
 

@@ -148,7 +148,7 @@ def _artifact(index: int, info: str, body: str, line_before: str, line: int) -> 
                 filename = word
     if not filename:
         filename = _name_from_first_line(body) or _name_from_line_before(line_before)
-    if language == "text" or not language:
+    if not language:
         language = _language_of_file(filename) or guess_language(body)
     return Artifact(index=index, language=language, content=body.rstrip("\n") + "\n",
                     filename=filename, fenced=True, line=line)
@@ -209,8 +209,10 @@ def _looks_like_python(content: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     code = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-            ast.Assign, ast.AnnAssign, ast.If, ast.For, ast.While, ast.With, ast.Try)
-    return any(isinstance(node, code) for node in tree.body)
+            ast.Assign, ast.If, ast.For, ast.While, ast.With, ast.Try)
+    # ``key: value`` lines parse as bare annotations; YAML, not code, unless something else is.
+    return any(isinstance(node, code) or (isinstance(node, ast.AnnAssign) and node.value is not None)
+               for node in tree.body)
 
 
 def _looks_like_yaml(content: str) -> bool:

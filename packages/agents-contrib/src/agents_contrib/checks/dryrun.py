@@ -87,7 +87,9 @@ class DryRunCheck:
         return [sys.executable, "-I", "-B", "-m", "pytest", "-q", "--color=no", "--tb=short",
                 "-p", "no:cacheprovider", "--rootdir", str(workdir), "-o", f"pythonpath={workdir}",
                 "-o", "junit_family=xunit2", "-o", "console_output_style=classic",
-                f"--junitxml={workdir / REPORT_PATH}", "--", *workspace.tests]
+                f"--junitxml={workdir / REPORT_PATH}",
+                *(arg for plugin in self.settings.pytest_plugins for arg in ("-p", plugin)),
+                "--", *workspace.tests]
 
     def _judge(self, workspace: Workspace, outcome: RunOutcome, report: TestReport | str,
                header: list[str], watch: Stopwatch) -> CheckResult:

@@ -64,7 +64,11 @@ class LintReport:
 
 
 class RuffLinter:
-    """Ruff on a Python artifact, through its JSON output; the artifact's own config is ignored."""
+    """Ruff on a Python artifact, through its JSON output.
+
+    The proposal cannot silence it: no configuration file is read (``--isolated``) and
+    ``noqa`` comments are ignored.
+    """
 
     tool = "ruff"
 
@@ -75,7 +79,8 @@ class RuffLinter:
         self.settings = settings
 
     async def lint(self, artifact: Artifact) -> LintReport:
-        args = [self.binary, "check", "--isolated", "--no-cache", "--no-fix", "--output-format", "json",
+        args = [self.binary, "check", "--isolated", "--no-cache", "--no-fix", "--ignore-noqa",
+                "--output-format", "json",
                 "--select", ",".join(self.settings.ruff_select),
                 "--line-length", str(self.settings.ruff_line_length),
                 "--stdin-filename", artifact.filename or f"artifact_{artifact.index}.py", "-"]

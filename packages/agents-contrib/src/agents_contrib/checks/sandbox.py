@@ -11,6 +11,10 @@ Three levels, strongest first, probed once at startup (``auto``):
     the code from writing outside its directory.
 ``none``
     resource limits and the unprivileged user only; the result says the network was open.
+    ``auto`` takes it only when the service runs as root and can switch the code to an
+    unprivileged user; running untrusted code as the service's own user takes an explicit
+    ``ORCH_DRYRUN_ISOLATION=none``. Where nothing qualifies, the dryrun plugin fails to load
+    with the reason, and the service runs without it.
 
 At every level the first process (:mod:`.sandbox_launch`) sets the resource limits and,
 when the service runs as root, switches to an unprivileged user, so that RLIMIT_NPROC
@@ -21,6 +25,7 @@ Python and pytest start inside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -101,7 +106,10 @@ class Isolation:
 
     def command(self, workdir: Path, argv: list[str], settings: DryRunSettings) -> list[str]:
         """The full command line running ``argv`` in ``workdir`` under this isolation."""
-        config = {"limits": rlimits(settings), "uid": self.uid, "cwd": str(workdir), "env": scrubbed_env(workdir)}
+        env = scrubbed_env(workdir)
+        if not settings.pytest_autoload:
+            env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        config = {"limits": rlimits(settings), "uid": self.uid, "cwd": str(workdir), "env": env}
         launch = [sys.executable, "-I", "-S", "-c", LAUNCHER_SOURCE, json.dumps(config), *argv]
         if self.level == "bwrap":
             return [*self.prefix, *self._bwrap_mounts(workdir), "--", *launch]
@@ -172,7 +180,10 @@ def _candidates(settings: DryRunSettings) -> list[Isolation]:
                 if not root:
                     prefix[1:1] = ["--user", "--map-root-user"]
                 found.append(Isolation("unshare", True, True, False, uid, tuple(prefix)))
-            elif level == "none":
+            elif level == "none" and (uid is not None or settings.isolation == "none"):
+                # Without namespaces, code running as the service's own user could read the
+                # service's memory and environment (API keys) through /proc: ``auto`` never
+                # settles for that; an operator may, by naming ``none`` explicitly.
                 found.append(Isolation("none", False, False, False, uid))
     return found
 
@@ -254,15 +265,11 @@ def remove_workdir(workdir: Path) -> None:
     """Remove the directory whatever the code did to its modes (blocking)."""
 
     def _writable_and_retry(function: object, path: str, _: object) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(path), 0o700)
             os.chmod(path, 0o700)
-        except OSError:
-            pass
         if callable(function):
-            try:
+            with contextlib.suppress(OSError):
                 function(path)
-            except OSError:
-                pass
 
     shutil.rmtree(workdir, onerror=_writable_and_retry)

@@ -55,25 +55,44 @@ class RunOutcome:
 
 
 async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], settings: DryRunSettings) -> RunOutcome:
-    """Run ``argv`` under ``isolation`` in ``workdir``; never leaves a process behind."""
-    process = await asyncio.create_subprocess_exec(
-        *isolation.command(workdir, argv, settings),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=workdir,
-        env=scrubbed_env(workdir),
-        start_new_session=True,
-    )
+    """Run ``argv`` under ``isolation`` in ``workdir``; never leaves a process behind.
+
+    The output goes through a pipe of our own rather than asyncio's: asyncio (3.11) reports
+    a child's exit only once its pipes are closed, and a process that stopped being read
+    must not hold the service waiting.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *isolation.command(workdir, argv, settings),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            cwd=workdir,
+            env=scrubbed_env(workdir),
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+    except BaseException:
+        await _kill_group(process, leftovers_possible=True)
+        raise
     head = bytearray()
     tail = bytearray()
     half = settings.output_bytes // 2
     total = 0
     timed_out = flooded = False
     try:
-        assert process.stdout is not None
         async with asyncio.timeout(settings.timeout_seconds):
-            while chunk := await process.stdout.read(READ_CHUNK):
+            while chunk := await reader.read(READ_CHUNK):
                 total += len(chunk)
                 if len(head) < half:
                     taken = half - len(head)
@@ -88,14 +107,20 @@ async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], se
     except TimeoutError:
         timed_out = True
     finally:
-        await _kill_group(process)
+        transport.close()
+        await _kill_group(process, leftovers_possible=not isolation.pid_namespace)
     return RunOutcome(process.returncode, timed_out, flooded, bytes(head), bytes(tail), total)
 
 
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """Kill the child's process group and reap the child (also when the caller is cancelled)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+async def _kill_group(process: asyncio.subprocess.Process, *, leftovers_possible: bool) -> None:
+    """Kill the child's process group and reap the child (also when the caller is cancelled).
+
+    Once the child is reaped its group is signalled only where processes may outlive it:
+    in a pid namespace they died with it, and the group id may since have been reused.
+    """
+    if process.returncode is None or leftovers_possible:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

@@ -96,3 +96,12 @@ class DryRunSettings(BaseSettings):
     """Where sandbox directories are created; the system's temporary directory by default."""
     failure_messages: int = Field(default=5, ge=0)
     """Failing tests whose message goes into the diagnostics."""
+    pytest_autoload: bool = False
+    """Load every pytest plugin installed beside the service (about 1 s more per run)."""
+    pytest_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Plugin modules to load explicitly when autoload is off, e.g. ``pytest_asyncio.plugin``."""
+
+    @field_validator("pytest_plugins", mode="before")
+    @classmethod
+    def _plugins(cls, value: Any) -> Any:
+        return split_names(value)

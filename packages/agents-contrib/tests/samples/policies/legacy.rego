@@ -1,0 +1,6 @@
+package orchestrator.legacy
+
+deny[msg] {
+	contains(input.proposal.content, "TODO")
+	msg := "proposal leaves a TODO"
+}

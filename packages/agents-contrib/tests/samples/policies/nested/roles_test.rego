@@ -1,0 +1,3 @@
+package orchestrator.roles_test
+
+this is an OPA unit test file and is not loaded

@@ -1,0 +1,88 @@
+"""Artifacts: what every check reads out of a proposal."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents_contrib.artifacts import Artifact, extract_artifacts, guess_language
+
+
+def test_fenced_blocks_keep_their_language_order_and_position() -> None:
+    text = "Intro\n\n```python\nx = 1\n```\n\nthen\n\n~~~yml\na: 1\n~~~\n"
+    artifacts = extract_artifacts(text)
+    assert [(a.index, a.language, a.content, a.line, a.fenced) for a in artifacts] == [
+        (1, "python", "x = 1\n", 4, True),
+        (2, "yaml", "a: 1\n", 10, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("info", "language"),
+    [("py", "python"), ("Python3", "python"), ("bash", "shell"), ("sh", "shell"), ("docker", "dockerfile"),
+     ("Dockerfile", "dockerfile"), ("postgresql", "sql"), ("jsonc", "json"), ("yaml", "yaml"), ("rust", "rust")],
+)
+def test_languages_are_normalised(info: str, language: str) -> None:
+    (artifact,) = extract_artifacts(f"```{info}\nsomething\n```\n")
+    assert artifact.language == language
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "language"),
+    [
+        ("```python app/main.py\nx = 1\n```", "app/main.py", "python"),
+        ("```python title=\"calc.py\"\nx = 1\n```", "calc.py", "python"),
+        ("```python:calc.py\nx = 1\n```", "calc.py", "python"),
+        ("```python\n# file: calc.py\nx = 1\n```", "calc.py", "python"),
+        ("**`deploy.yaml`**:\n```\nkind: Service\n```", "deploy.yaml", "yaml"),
+        ("```\n# settings.json\n{}\n```", "settings.json", "json"),
+    ],
+)
+def test_file_names_come_from_the_info_string_a_first_line_or_the_line_before(
+    text: str, filename: str, language: str
+) -> None:
+    (artifact,) = extract_artifacts(text)
+    assert (artifact.filename, artifact.language) == (filename, language)
+
+
+def test_a_longer_fence_contains_a_shorter_one() -> None:
+    (artifact,) = extract_artifacts("````markdown\n```python\nx = 1\n```\n````\n")
+    assert artifact.language == "markdown"
+    assert artifact.content == "```python\nx = 1\n```\n"
+
+
+def test_empty_blocks_are_dropped_and_an_unclosed_block_runs_to_the_end() -> None:
+    artifacts = extract_artifacts("```python\n\n```\n```sql\nselect 1;\n")
+    assert [(a.index, a.language, a.content) for a in artifacts] == [(1, "sql", "select 1;\n")]
+
+
+def test_without_fences_the_whole_text_is_one_artifact() -> None:
+    (artifact,) = extract_artifacts("  def f():\n    return 1\n".strip())
+    assert artifact == Artifact(index=1, language="python", content="def f():\n    return 1\n",
+                                fenced=False, line=1)
+
+
+def test_an_empty_proposal_has_no_artifact() -> None:
+    assert extract_artifacts(" \n\n") == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "language"),
+    [
+        ('{"a": [1, 2]}', "json"),
+        ("FROM python:3.11-slim\nRUN pip install x\n", "dockerfile"),
+        ("#!/bin/sh\necho hi\n", "shell"),
+        ("import os\nprint(os.getcwd())\n", "python"),
+        ("SELECT id FROM users WHERE age > 3;", "sql"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "yaml"),
+        ("Just prose, explaining the design.", "text"),
+        ("hello", "text"),
+    ],
+)
+def test_unlabelled_content_is_guessed(content: str, language: str) -> None:
+    assert guess_language(content) == language
+
+
+def test_labels_and_sizes_name_the_artifact() -> None:
+    (artifact,) = extract_artifacts("```python calc.py\nx = 'é'\n```")
+    assert artifact.label == "artifact 1 (python, calc.py)"
+    assert artifact.size == len("x = 'é'\n".encode())

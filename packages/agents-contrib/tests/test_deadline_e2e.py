@@ -1,0 +1,102 @@
+"""End to end: when a gRPC client's deadline passes, the ``openai`` agents' HTTP requests
+in flight are aborted (the model server sees each connection dropped) and no task of the
+call is left running on the server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from llm_server import CHAT_PATH, LLMServer, Reply, running_llm_server
+
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator_core.settings import Settings
+from orchestrator_grpc.server import running_server
+
+TASK = pb.DeliberateRequest(role="DEV", task="Write add(a, b) returning the sum.")
+GRPC_ACCEPTORS = {"AioServer._request_call", "AioServer._request_registered_call"}
+"""grpc.aio's own tasks that wait for the next call of each method; one replaces each call taken."""
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[LLMServer]:
+    async with running_llm_server() as server:
+        never = asyncio.Event()  # the model server holds every reply until the client leaves
+        server.responder = lambda request: Reply(hold=never)
+        yield server
+
+
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str) -> Settings:
+    for name in [name for name in os.environ if name.startswith("ORCH_")]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "ORCH_HOST": "127.0.0.1",
+        "ORCH_PORT": "0",
+        "ORCH_DATABASE_PATH": str(tmp_path / "records.sqlite3"),
+        "ORCH_PLUGINS_ENABLED": "openai",
+        "ORCH_COUNCILS__DEV__BACKEND": "openai",
+        "ORCH_COUNCILS__DEV__AGENTS": "3",
+        "ORCH_OPENAI_BASE_URL": base_url,
+        "ORCH_OPENAI_MODEL": "dev-model",
+        "ORCH_OPENAI_API_KEY": "sk-deadline-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def _new_tasks(before: set[asyncio.Task[object]]) -> list[str]:
+    names = [getattr(task.get_coro(), "__qualname__", repr(task)) for task in asyncio.all_tasks() - before]
+    return [name for name in names if name not in GRPC_ACCEPTORS]
+
+
+async def test_a_passed_deadline_aborts_every_model_request(
+    llm: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_server(configure(tmp_path, monkeypatch, llm.base_url)) as server, grpc.aio.insecure_channel(
+        server.address
+    ) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+        await stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+        before: set[asyncio.Task[object]] = asyncio.all_tasks()
+
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.Deliberate(TASK, timeout=1.0)
+
+        assert error.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        # The three generate requests reached the model server, then their clients went away.
+        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0)
+        assert len(llm.requests_to(CHAT_PATH)) == 3
+        async with asyncio.timeout(10):  # guards a hang only
+            while _new_tasks(before):
+                await asyncio.sleep(0.01)
+        [record] = (await stub.ListDeliberations(pb.ListDeliberationsRequest(), timeout=10)).deliberations
+        assert record.status in (pb.DELIBERATION_STATUS_FAILED, pb.DELIBERATION_STATUS_CANCELLED)
+        status = await stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+        assert status.statistics.in_flight == 0
+
+
+async def test_cancelling_a_stream_aborts_every_model_request(
+    llm: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_server(configure(tmp_path, monkeypatch, llm.base_url)) as server, grpc.aio.insecure_channel(
+        server.address
+    ) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+        call = stub.StreamDeliberation(TASK, timeout=60)
+        await llm.wait_for(lambda: llm.in_flight == 3)
+
+        call.cancel()
+
+        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0)
+        assert len(llm.requests_to(CHAT_PATH)) == 3
+        async with asyncio.timeout(10):  # guards a hang only
+            while True:
+                page = await stub.ListDeliberations(pb.ListDeliberationsRequest(), timeout=10)
+                if [r.status for r in page.deliberations] == [pb.DELIBERATION_STATUS_CANCELLED]:
+                    break
+                await asyncio.sleep(0.01)
