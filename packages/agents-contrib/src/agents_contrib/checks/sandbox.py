@@ -8,7 +8,8 @@ Three levels, strongest first, probed once at startup (``auto``):
 ``unshare``
     util-linux ``unshare``: new network, pid (with its own ``/proc``), ipc and uts
     namespaces; the filesystem is shared, so the unprivileged user below is what keeps
-    the code from writing outside its directory.
+    the code from writing outside its directory (``auto`` never takes this level as root
+    without that user switch).
 ``none``
     resource limits and the unprivileged user only; the result says the network was open.
     ``auto`` takes it only when the service runs as root and can switch the code to an
@@ -176,6 +177,8 @@ def _candidates(settings: DryRunSettings) -> list[Isolation]:
                     prefix.append("--unshare-user")
                 found.append(Isolation("bwrap", True, True, True, uid, tuple(prefix), hidden, exposed))
             elif level == "unshare" and shutil.which("unshare"):
+                if root and uid is None and settings.isolation == "auto":
+                    continue  # root on the shared filesystem: only an explicit choice may accept it
                 prefix = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts"]
                 if not root:
                     prefix[1:1] = ["--user", "--map-root-user"]
