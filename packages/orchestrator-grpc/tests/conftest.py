@@ -7,7 +7,10 @@ Councils of the test server, one per behaviour:
 - STALL (2): agents that propose, then never finish critiquing (stream cancellation);
 - DEVOPS (3): every agent's backend is unreachable (quorum lost -> UNAVAILABLE);
 - DATA (2): every agent's backend rejects the configuration (-> FAILED_PRECONDITION);
-- GATED (3): agents that wait at a barrier of 4 until the test joins it (graceful drain).
+- GATED (3): agents that wait at a barrier of 4 until the test joins it (graceful drain);
+- FAULTY (6): one agent of each kind: answers, raises, hangs, answers slowly, answers empty,
+  answers garbage (fault injection, quorum kept);
+- BROKEN (3): one answers, one raises, one answers garbage (below the quorum of 2).
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_test_support import REJECTED, UNREACHABLE, Doubles, ServerFactory, lint_score, make_settings
+from grpc_test_support import (
+    REJECTED,
+    UNREACHABLE,
+    Doubles,
+    FaultyBackend,
+    ServerFactory,
+    lint_score,
+    make_settings,
+)
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.errors import BackendRejected, BackendUnavailable
@@ -37,7 +48,10 @@ from orchestrator_grpc.server import RunningServer, running_server
 
 @pytest.fixture
 def doubles() -> Doubles:
-    return Doubles(hanging=ConcurrencyProbe(), stalling=ConcurrencyProbe(), gate=ConcurrencyProbe(parties=4))
+    return Doubles(
+        hanging=ConcurrencyProbe(), stalling=ConcurrencyProbe(), gate=ConcurrencyProbe(parties=4),
+        faults=ConcurrencyProbe(),
+    )
 
 
 @pytest.fixture
@@ -60,6 +74,8 @@ def host(orchestrator_plugins: PluginRegistrar, doubles: Doubles) -> PluginHost:
             ScriptedBackend(
                 name="rejecting", defaults={"fail_in": {Phase.GENERATE: BackendRejected(REJECTED)}}
             ),
+            FaultyBackend("faulty", ("ok", "raise", "hang", "slow", "empty", "garbage"), doubles.faults),
+            FaultyBackend("broken", ("ok", "raise", "garbage"), doubles.faults),
             ScriptedCheck(name="policy", kind="policy"),
             ScriptedCheck(name="lint", kind="lint", score_of=lint_score),
             ScriptedCheck(name="dryrun", kind="dryrun", score_of=lint_score),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator_core.models import Proposal
+from orchestrator_core.models import AgentConfig, Critique, Phase, Proposal, Task
 from orchestrator_core.settings import Settings
-from orchestrator_core.testing import ConcurrencyProbe
+from orchestrator_core.testing import ConcurrencyProbe, ScriptedAgent
 from orchestrator_grpc.server import RunningServer
 
 HANG_GUARD = 20.0
@@ -39,6 +39,49 @@ class Doubles:
     hanging: ConcurrencyProbe
     stalling: ConcurrencyProbe
     gate: ConcurrencyProbe
+    faults: ConcurrencyProbe
+
+
+CRASH = "model crashed"
+FAULTS: dict[str, dict[str, Any]] = {
+    "ok": {},
+    "raise": {"fail_in": {Phase.GENERATE: RuntimeError(CRASH)}},
+    "hang": {"hang_in": frozenset({Phase.GENERATE})},
+    "slow": {"delay_seconds": 0.05},
+    "empty": {"proposal": "   "},
+}
+
+
+@dataclass
+class GarbageAgent:
+    """A test double: an agent whose every answer is a dict, not an AgentReply."""
+
+    agent_id: str
+
+    async def generate(self, task: Task) -> Any:
+        return {"text": "not an AgentReply"}
+
+    async def critique(self, task: Task, proposal: Proposal) -> Any:
+        return {"text": "not an AgentReply"}
+
+    async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> Any:
+        return {"text": "not an AgentReply"}
+
+
+@dataclass
+class FaultyBackend:
+    """A test double backend whose agents misbehave by council position: ``faults`` lists
+    each position's behaviour, a key of FAULTS or "garbage"."""
+
+    name: str
+    faults: Sequence[str]
+    probe: ConcurrencyProbe
+
+    def create(self, config: AgentConfig) -> ScriptedAgent | GarbageAgent:
+        kind = self.faults[config.index] if config.index < len(self.faults) else "ok"
+        if kind == "garbage":
+            return GarbageAgent(config.agent_id)
+        return ScriptedAgent(agent_id=config.agent_id, probe=self.probe, **FAULTS[kind])
 
 
 def request(
@@ -57,12 +100,23 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
         pytest.fail(f"timed out waiting for {what}")
 
 
+GRPC_ACCEPTORS = {"AioServer._request_call", "AioServer._request_registered_call"}
+"""grpc.aio's own tasks that wait for the next call of each method; one replaces each call taken."""
+
+
+def tasks_started_since(before: set[asyncio.Task[Any]]) -> list[str]:
+    """What tasks started since ``before`` are still running (grpc's acceptors aside)."""
+    names = [getattr(task.get_coro(), "__qualname__", repr(task)) for task in asyncio.all_tasks() - before]
+    return [name for name in names if name not in GRPC_ACCEPTORS]
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
         "database_path": tmp_path / "records.sqlite3",
         "grace_period_seconds": 5.0,
+        "health_refresh_seconds": 0.05,
         "default_rounds": 1,
         "quorum": 2,
         "councils": {
@@ -73,6 +127,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
             "DEVOPS": {"backend": "unreachable", "agents": 3},
             "DATA": {"backend": "rejecting", "agents": 2},
             "GATED": {"backend": "gated", "agents": 3},
+            "FAULTY": {"backend": "faulty", "agents": 6},
+            "BROKEN": {"backend": "broken", "agents": 3},
         },
     }
     values.update(overrides)

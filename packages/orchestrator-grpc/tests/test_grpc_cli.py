@@ -10,7 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,12 +185,61 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
                 "name": PLUGIN_NAME,
                 "version": "0.0.1",
                 "hooks": ["register_agents", "register_checks"],
-                "agents": ["scripted"],
+                "agents": ["scripted", "filegate"],
                 "checks": ["lint"],
             }
         ],
         "failed": [],
     }
+
+
+def test_sigterm_drains_an_in_flight_deliberation_then_exits_0(environment: dict[str, str], tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**environment, "GRPC_CLI_TEST_GATE": str(gate), "ORCH_COUNCILS__GATED__BACKEND": "filegate",
+           "ORCH_COUNCILS__GATED__AGENTS": "2", "ORCH_GRACE_PERIOD_SECONDS": str(HANG_GUARD)}
+    server = start_server(env, tmp_path / "serve.log")
+    deliberation = subprocess.Popen(
+        [_orchestrator(), "deliberate", "--address", server.address, "--role", "GATED", "--task", "Add",
+         "--rounds", "0", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for(lambda: len(list(gate.glob("entered-*"))) == 2, "the agents to be called")
+
+        server.process.send_signal(signal.SIGTERM)
+
+        # New calls are refused at once (UNAVAILABLE) while the deliberation runs on.
+        _wait_for(lambda: run(env, "status", "--address", server.address, "--timeout", "5").returncode == 1,
+                  "new calls to be refused")
+        refused = run(env, "status", "--address", server.address, "--timeout", "5")
+        assert "UNAVAILABLE" in refused.stderr
+        assert run(env, "health", "--address", server.address, "--timeout", "5").returncode != 0
+        assert deliberation.poll() is None
+        assert server.process.poll() is None
+
+        (gate / "open").touch()  # let the agents answer
+
+        out, err = deliberation.communicate(timeout=HANG_GUARD)
+        assert deliberation.returncode == 0, err
+        assert [r["proposal"]["author_id"] for r in json.loads(out)["results"]] == ["gated-1", "gated-2"]
+        assert server.process.wait(timeout=HANG_GUARD) == 0
+    finally:
+        for process in (deliberation, server.process):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    log = (tmp_path / "serve.log").read_text()
+    assert "shutting down; letting in-flight calls finish" in log
+    assert log.rstrip().endswith("stopped")
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD * 3  # guards a hang only
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from grpc_test_support import (
     ServerFactory,
     eventually,
     request,
+    tasks_started_since,
 )
 
 from orchestrator.v1 import orchestrator_pb2 as pb
@@ -221,3 +222,25 @@ async def _refused(stub: Stub) -> grpc.StatusCode:
             await stub.GetStatus(pb.GetStatusRequest(), timeout=HANG_GUARD)
         except grpc.aio.AioRpcError as error:
             return error.code()
+
+
+async def test_calls_running_past_the_grace_period_are_cancelled_and_recorded(
+    serve_with: ServerFactory, doubles: Doubles
+) -> None:
+    gate = doubles.gate  # the agents never pass its barrier: the test does not join them
+    async with serve_with(default_rounds=0) as server, grpc.aio.insecure_channel(server.address) as channel:
+        before: set[asyncio.Task[object]] = asyncio.all_tasks()
+        call = asyncio.ensure_future(Stub(channel).Deliberate(request(role="GATED")))
+        await eventually(lambda: gate.in_flight[Phase.GENERATE] == 3, "the agents to start")
+
+        await server.shutdown(grace=0.2)
+
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        # gRPC's own answer to a call the server stopped: retryable, on another replica.
+        assert (error.value.code(), error.value.details()) == (grpc.StatusCode.UNAVAILABLE, "Cancelling all calls")
+        await eventually(lambda: tasks_started_since(before) == [], "the deliberation's tasks to end")
+    # The record says so, as the next server on the same database shows.
+    async with serve_with() as again, grpc.aio.insecure_channel(again.address) as channel:
+        page = await Stub(channel).ListDeliberations(pb.ListDeliberationsRequest(role="GATED"))
+    assert [(r.status, r.error_kind) for r in page.deliberations] == [(pb.DELIBERATION_STATUS_CANCELLED, "Cancelled")]

@@ -39,10 +39,13 @@ async def test_status_reports_councils_plugins_and_statistics(stub: pb_grpc.Orch
     assert statistics.in_flight == 0
     councils = {c.role: c for c in status.councils}
     assert (councils["DEV"].backend, councils["DEV"].agents, councils["DEV"].ready) == ("scripted", 3, True)
+    assert councils["DEV"].circuit == "closed"
     [plugin] = status.plugins
     assert plugin.name == "grpc-test-doubles"
     assert list(plugin.hooks) == ["register_agents", "register_checks"]
-    assert set(plugin.agents) == {"scripted", "hanging", "stalling", "gated", "unreachable", "rejecting"}
+    assert set(plugin.agents) == {
+        "scripted", "hanging", "stalling", "gated", "unreachable", "rejecting", "faulty", "broken",
+    }
     assert list(plugin.checks) == ["policy", "lint", "dryrun", "style"]
     assert list(status.failed_plugins) == []
 

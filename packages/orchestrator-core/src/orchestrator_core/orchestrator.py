@@ -21,7 +21,7 @@ from orchestrator_core.errors import (
     NoCouncil,
     NotFound,
 )
-from orchestrator_core.events import EventSink, RankingReady, discard_event
+from orchestrator_core.events import DeliberationStarted, EventSink, RankingReady, discard_event
 from orchestrator_core.hookspecs import Agent, SelectingAgent
 from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
@@ -41,7 +41,7 @@ from orchestrator_core.scoring import Scorer
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
-from orchestrator_core.validation import DeliberationRequest, Plan, normalised_task, plan
+from orchestrator_core.validation import DeliberationRequest, Plan, agent_timeout, normalised_task, plan
 
 __all__ = ["DeliberationRequest", "Orchestration", "Orchestrator", "StatusSnapshot"]
 
@@ -153,6 +153,7 @@ class Orchestrator:
             answered = await self._create(record, budget)
             if answered is not None:
                 return self._replay(answered, on_event)
+            on_event(DeliberationStarted(record.deliberation_id))
             writer = RecordWriter(self.store, record, on_event)
             writer.start()
             try:
@@ -240,7 +241,7 @@ class Orchestrator:
             return outcome, None
         selection = await select_winner(
             checked.task, outcome.results, self._selector(), top_k=top_k,
-            timeout_seconds=self.settings.agent_timeout_seconds,
+            timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
         )
         writer.mark_phase("select")
         return outcome, selection

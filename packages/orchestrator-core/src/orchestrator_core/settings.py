@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     grace_period_seconds: float = Field(default=10.0, ge=0)
     max_concurrent_deliberations: int = Field(default=64, ge=1)
     log_level: str = "INFO"
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    """Largest gRPC message the server receives or sends (RESOURCE_EXHAUSTED beyond it)."""
+    health_refresh_seconds: float = Field(default=1.0, gt=0)
+    """How often each council's health status is refreshed from its circuit breaker."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key_file`` the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle of client certificates; set, every client must present one (mutual TLS)."""
+    auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Bearer tokens accepted by the server (comma-separated in the environment)."""
+    auth_tokens_file: Path | None = None
+    """A file of bearer tokens, one a line ('#' comments); with ``auth_tokens`` they add up."""
 
     # Plugins
     plugins_strict: bool = False
@@ -119,7 +132,7 @@ class Settings(BaseSettings):
     """Finished records older than this are deleted; 0 keeps them for ever."""
     record_retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
-    @field_validator("plugins_enabled", "plugins_disabled", mode="before")
+    @field_validator("plugins_enabled", "plugins_disabled", "auth_tokens", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         return _split_names(value)
@@ -139,6 +152,16 @@ class Settings(BaseSettings):
                 f"record_lease_seconds ({self.record_lease_seconds:g}) must exceed "
                 f"record_heartbeat_seconds ({self.record_heartbeat_seconds:g}), or live replicas look dead"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_pair_up(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls_cert_file and tls_key_file must be set together (ORCH_TLS_CERT_FILE, ORCH_TLS_KEY_FILE)"
+            )
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file too")
         return self
 
     @classmethod

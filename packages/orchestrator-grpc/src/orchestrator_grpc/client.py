@@ -3,7 +3,8 @@
 Deliberations come back as core models; records and status as their protobuf messages.
 Failed calls raise :class:`grpc.aio.AioRpcError` with the server's status code. Every call
 takes a ``deadline`` in seconds from now; the server sees it as the call's deadline and
-stops the work when it passes (DEADLINE_EXCEEDED).
+stops the work when it passes (DEADLINE_EXCEEDED). ``tls`` dials with TLS (mutual TLS with
+a client certificate); ``token`` is sent as ``authorization: Bearer <token>`` metadata.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -21,9 +23,11 @@ from orchestrator_core.events import DeliberationEvent
 from orchestrator_core.models import DeliberationOutcome, Task
 from orchestrator_core.orchestrator import Orchestration
 from orchestrator_grpc import convert
+from orchestrator_grpc.tls import ClientTLS
 
 ADDRESS_ENV = "ORCH_ADDRESS"
 DEFAULT_ADDRESS = "127.0.0.1:50055"
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 def default_address() -> str:
@@ -33,9 +37,26 @@ def default_address() -> str:
 class OrchestratorClient:
     """One channel to one server. Use as ``async with OrchestratorClient(address) as client``."""
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        tls: ClientTLS | None = None,
+        token: SecretStr | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.address = address or default_address()
-        self._channel = grpc.aio.insecure_channel(self.address)
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=options)
+        else:
+            self._channel = grpc.aio.secure_channel(self.address, tls.credentials(), options=options)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token.get_secret_value()}"),) if token is not None else ()
+        )
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -65,7 +86,7 @@ class OrchestratorClient:
         request = convert.deliberate_request_to_proto(
             task, num_agents=num_agents, rounds=rounds, request_id=request_id
         )
-        response = await self._stub.Deliberate(request, timeout=deadline)
+        response = await self._stub.Deliberate(request, timeout=deadline, metadata=self._metadata)
         return convert.outcome_from_proto(response, task)
 
     async def stream_deliberation(
@@ -82,7 +103,7 @@ class OrchestratorClient:
         request = convert.deliberate_request_to_proto(
             task, num_agents=num_agents, rounds=rounds, request_id=request_id
         )
-        call = self._stub.StreamDeliberation(request, timeout=deadline)
+        call = self._stub.StreamDeliberation(request, timeout=deadline, metadata=self._metadata)
         try:
             async for message in call:
                 event = convert.event_from_proto(message, task)
@@ -107,14 +128,16 @@ class OrchestratorClient:
             ),
             top_k=top_k,
         )
-        response = await self._stub.Orchestrate(request, timeout=deadline)
+        response = await self._stub.Orchestrate(request, timeout=deadline, metadata=self._metadata)
         return convert.orchestration_from_proto(response, task)
 
     async def get_deliberation(
         self, deliberation_id: str, *, deadline: float | None = None
     ) -> pb.DeliberationRecord:
         request = pb.GetDeliberationRequest(deliberation_id=deliberation_id)
-        record: pb.DeliberationRecord = await self._stub.GetDeliberation(request, timeout=deadline)
+        record: pb.DeliberationRecord = await self._stub.GetDeliberation(
+            request, timeout=deadline, metadata=self._metadata
+        )
         return record
 
     async def list_deliberations(
@@ -138,17 +161,24 @@ class OrchestratorClient:
             created_after=created_after,
             created_before=created_before,
         )
-        page: pb.ListDeliberationsResponse = await self._stub.ListDeliberations(request, timeout=deadline)
+        page: pb.ListDeliberationsResponse = await self._stub.ListDeliberations(
+            request, timeout=deadline, metadata=self._metadata
+        )
         return page
 
     async def status(self, *, deadline: float | None = None) -> pb.GetStatusResponse:
-        status: pb.GetStatusResponse = await self._stub.GetStatus(pb.GetStatusRequest(), timeout=deadline)
+        status: pb.GetStatusResponse = await self._stub.GetStatus(
+            pb.GetStatusRequest(), timeout=deadline, metadata=self._metadata
+        )
         return status
 
     async def health(self, service: str = "", *, deadline: float | None = None) -> str:
         """The serving status of ``service`` ("" for the whole server), e.g. ``SERVING``."""
         response = await self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=deadline, wait_for_ready=False
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=deadline,
+            metadata=self._metadata,
+            wait_for_ready=False,
         )
         name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         return name

@@ -38,6 +38,7 @@ from orchestrator_core.models import (
 )
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestration, StatusSnapshot
 from orchestrator_core.plugins import FailedPlugin, PluginInfo
+from orchestrator_core.records.store import encode_page_token
 from orchestrator_core.statistics import RoleStatistics, Statistics
 from orchestrator_core.store import DeliberationRecord, RecordPage, RecordStatus
 
@@ -70,6 +71,7 @@ def task_from_proto(request: pb.DeliberateRequest) -> Task:
             max_rounds=constraints.max_rounds,
             timeout_seconds=constraints.timeout_seconds,
             tests=tuple(TaskTest(path=t.path, content=t.content) for t in constraints.tests),
+            agent_timeout_seconds=constraints.agent_timeout_seconds,
         ),
     )
 
@@ -109,6 +111,7 @@ def constraints_to_proto(constraints: TaskConstraints) -> pb.TaskConstraints:
         max_rounds=constraints.max_rounds,
         timeout_seconds=constraints.timeout_seconds,
         tests=[pb.TaskTest(path=t.path, content=t.content) for t in constraints.tests],
+        agent_timeout_seconds=constraints.agent_timeout_seconds,
     )
 
 
@@ -224,6 +227,8 @@ def orchestration_to_proto(orchestration: Orchestration) -> pb.OrchestrateRespon
 
 
 def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.DeliberationEvent:
+    """The streamed message of ``event``. A ``DeliberationStarted`` has none of its own (the
+    servicer puts its id on every later event); here it is a message with no event set."""
     message = pb.DeliberationEvent(deliberation_id=deliberation_id)
     match event:
         case ProposalGenerated(proposal=proposal):
@@ -284,10 +289,24 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
     return message
 
 
-def page_to_proto(page: RecordPage) -> pb.ListDeliberationsResponse:
-    return pb.ListDeliberationsResponse(
-        deliberations=[record_to_proto(r) for r in page.records], next_page_token=page.next_page_token
-    )
+PAGE_HEADROOM_BYTES = 1024
+"""Room left in a page for its token and framing."""
+
+
+def page_to_proto(page: RecordPage, max_bytes: int | None = None) -> pb.ListDeliberationsResponse:
+    """The page; with ``max_bytes``, cut short where the next record would make it larger
+    (its token then resumes after the last record sent). A first record larger than that
+    on its own is still sent, and fails as gRPC's own RESOURCE_EXHAUSTED."""
+    response = pb.ListDeliberationsResponse(next_page_token=page.next_page_token)
+    size = 0
+    for index, record in enumerate(page.records):
+        message = record_to_proto(record)
+        size += message.ByteSize() + 8  # the field's tag and length
+        if max_bytes is not None and index > 0 and size > max_bytes - PAGE_HEADROOM_BYTES:
+            response.next_page_token = encode_page_token(page.records[index - 1])
+            break
+        response.deliberations.append(message)
+    return response
 
 
 def _role_statistics_to_proto(statistics: RoleStatistics) -> pb.RoleStatistics:
@@ -317,6 +336,7 @@ def council_to_proto(council: CouncilInfo) -> pb.CouncilInfo:
         agents=council.agents,
         ready=council.ready,
         detail=council.detail,
+        circuit=council.circuit.value,
     )
 
 

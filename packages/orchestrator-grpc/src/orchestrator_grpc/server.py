@@ -1,8 +1,10 @@
 """The composition root: settings and plugins -> orchestrator -> a grpc.aio server.
 
-Beside the OrchestratorService the server runs standard gRPC health checking (overall
-and per service) and server reflection, so ``grpcurl`` and ``grpc-health-probe`` work
-against it unchanged.
+Beside the OrchestratorService the server runs standard gRPC health checking (the server,
+the service and each council: :mod:`orchestrator_grpc.health`) and server reflection, so
+``grpcurl`` and ``grpc-health-probe`` work against it unchanged. The settings add TLS or
+mutual TLS (:mod:`orchestrator_grpc.tls`), bearer tokens (:mod:`orchestrator_grpc.auth`)
+and the largest message size.
 
 Tests and embedders use :func:`running_server`::
 
@@ -28,12 +30,16 @@ from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_core.plugins import PluginHost, load_plugins
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
+from orchestrator_grpc.auth import BearerAuth, configured_tokens
+from orchestrator_grpc.health import OVERALL_HEALTH, HealthPublisher
+from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterceptor
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
+from orchestrator_grpc.tls import server_credentials
+
+__all__ = ["OVERALL_HEALTH", "RunningServer", "running_server", "serve", "start_server"]
 
 log = logging.getLogger(__name__)
 
-OVERALL_HEALTH = ""
-"""The health-check service name that stands for the whole server."""
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -47,14 +53,17 @@ class RunningServer:
         port: int,
         orchestrator: Orchestrator,
         servicer: OrchestratorServicer,
-        health_servicer: health_aio.HealthServicer,
+        health: HealthPublisher,
+        gate: DrainGate,
     ) -> None:
         self.settings = settings
         self.server = server
         self.port = port
         self.orchestrator = orchestrator
         self.servicer = servicer
-        self.health = health_servicer
+        self.health_publisher = health
+        self.health: health_aio.HealthServicer = health.servicer
+        self._gate = gate
         self._stopped = False
 
     @property
@@ -66,14 +75,17 @@ class RunningServer:
         return f"{_bracketed(host)}:{self.port}"
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Health -> NOT_SERVING at once, stop accepting calls, let in-flight calls finish
-        within ``grace`` seconds (default: the settings' grace period), then close the core.
+        """Health -> NOT_SERVING and new calls -> UNAVAILABLE at once, let in-flight calls
+        finish within ``grace`` seconds (default: the settings' grace period; calls still
+        running then are cancelled), then close the core.
         """
         if self._stopped:
             return
         self._stopped = True
         grace = self.settings.grace_period_seconds if grace is None else grace
+        self._gate.closed = True
         self.servicer.draining = True
+        await self.health_publisher.stop()
         await self.health.enter_graceful_shutdown()
         log.info("shutting down; letting in-flight calls finish within %gs", grace)
         await self.server.stop(grace)
@@ -83,35 +95,52 @@ class RunningServer:
 
 async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer:
     """Build the orchestrator over ``plugins`` and start serving on the settings' host:port."""
+    # Secrets and certificates are read before anything starts: a bad file fails startup.
+    credentials = await asyncio.to_thread(server_credentials, settings)
+    tokens = await asyncio.to_thread(configured_tokens, settings)
+    gate = DrainGate()
+    interceptors: list[ServerInterceptor] = [gate]
+    if tokens:
+        interceptors.append(BearerAuth(tokens))
+    interceptors.append(DecodeGuard())
     orchestrator = Orchestrator(settings, plugins, store_from_settings(settings))
     await orchestrator.start()
     try:
-        server = grpc.aio.server()
-        servicer = OrchestratorServicer(orchestrator)
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ],
+        )
+        servicer = OrchestratorServicer(orchestrator, settings.max_message_bytes)
         pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        health_servicer = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        health = HealthPublisher(health_aio.HealthServicer(), orchestrator, settings.health_refresh_seconds)
+        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(f"{_bracketed(settings.host)}:{settings.port}")
+        address = f"{_bracketed(settings.host)}:{settings.port}"
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
         if port == 0:
             raise OSError(f"could not bind {settings.host}:{settings.port}")
-        serving = (
-            health_pb2.HealthCheckResponse.SERVING
-            if orchestrator.ready
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in (OVERALL_HEALTH, SERVICE_NAME):
-            await health_servicer.set(name, serving)
+        await health.publish()
         await server.start()
+        health.start()
     except BaseException:
         await orchestrator.close()
         raise
     if not orchestrator.ready:
         log.warning("no council is ready; health is NOT_SERVING: %s", _council_problems(orchestrator))
-    log.info("serving %s on %s:%d", SERVICE_NAME, settings.host, port)
-    return RunningServer(settings, server, port, orchestrator, servicer, health_servicer)
+    log.info(
+        "serving %s on %s:%d (%s%s)", SERVICE_NAME, settings.host, port,
+        "plaintext" if credentials is None else "TLS" if settings.tls_client_ca_file is None else "mutual TLS",
+        f", {len(tokens)} bearer token(s)" if tokens else "",
+    )
+    return RunningServer(settings, server, port, orchestrator, servicer, health, gate)
 
 
 @asynccontextmanager

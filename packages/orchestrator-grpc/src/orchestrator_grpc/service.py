@@ -14,7 +14,7 @@ from grpc.aio import ServicerContext as Context
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_core.events import DeliberationEvent, RankingReady
+from orchestrator_core.events import DeliberationEvent, DeliberationStarted, RankingReady
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_grpc import convert
 from orchestrator_grpc.status import stream_errors, unary_errors
@@ -32,8 +32,9 @@ _FINISHED = _Finished()
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     """Serves one :class:`Orchestrator`."""
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: Orchestrator, max_message_bytes: int | None = None) -> None:
         self._orchestrator = orchestrator
+        self._max_message_bytes = max_message_bytes
         self.draining = False
         """Set when the server is shutting down; GetStatus then reports NOT_SERVING."""
 
@@ -63,6 +64,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         deliberation_id = ""
         try:
             while not isinstance(event := await queue.get(), _Finished):
+                # DeliberationStarted comes first (a replayed request_id: only its ranking);
+                # it has no message of its own, its id goes on every event after it.
+                if isinstance(event, DeliberationStarted):
+                    deliberation_id = event.deliberation_id
+                    continue
                 if isinstance(event, RankingReady):
                     deliberation_id = event.outcome.deliberation_id
                 yield convert.event_to_proto(deliberation_id, event)
@@ -104,7 +110,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return convert.page_to_proto(page)
+        return convert.page_to_proto(page, self._max_message_bytes)
 
     @unary_errors
     async def GetStatus(

@@ -2,17 +2,48 @@
 
 The tests make it an installed plugin by writing a ``.dist-info`` directory with its entry
 point (group ``orchestrator``) onto the ``PYTHONPATH`` of the processes they start.
+
+Besides ``scripted`` it registers ``filegate``, a test double whose agents hold their
+proposal until the test lets them go, across processes: each agent touches
+``$GRPC_CLI_TEST_GATE/entered-<agent>`` when called, then waits until ``open`` exists there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 from orchestrator_core.hookspecs import RegisterAgentBackend, RegisterCheck, hookimpl
-from orchestrator_core.testing import ScriptedBackend, ScriptedCheck
+from orchestrator_core.models import AgentConfig, AgentReply, Task
+from orchestrator_core.testing import ScriptedAgent, ScriptedBackend, ScriptedCheck
+
+GATE_ENV = "GRPC_CLI_TEST_GATE"
+
+
+@dataclass
+class FileGatedAgent(ScriptedAgent):
+    gate: Path = Path()
+
+    async def generate(self, task: Task) -> AgentReply:
+        (self.gate / f"entered-{self.agent_id}").touch()
+        while not (self.gate / "open").exists():
+            await asyncio.sleep(0.01)
+        return await super().generate(task)
+
+
+class FileGateBackend:
+    name = "filegate"
+
+    def create(self, config: AgentConfig) -> FileGatedAgent:
+        return FileGatedAgent(agent_id=config.agent_id, gate=Path(os.environ[GATE_ENV]))
 
 
 @hookimpl
 def register_agents(register: RegisterAgentBackend) -> None:
     register(ScriptedBackend())
+    register(FileGateBackend())
 
 
 @hookimpl

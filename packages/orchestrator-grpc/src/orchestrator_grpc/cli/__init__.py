@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from orchestrator_grpc.cli import commands, deliberate
-from orchestrator_grpc.client import ADDRESS_ENV, DEFAULT_ADDRESS, default_address
+from orchestrator_grpc.cli.connection import ConnectionOptionsError, add_client_options
 
 Command = Callable[[argparse.Namespace], int]
+USAGE_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,22 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(run=commands.plugins)
 
     status = commands_.add_parser("status", help="the server's status as JSON")
-    _add_client_options(status)
+    add_client_options(status)
     status.set_defaults(run=commands.status)
 
     health = commands_.add_parser(
         "health", help="exit 0 when the server is SERVING (like grpc-health-probe)"
     )
-    _add_client_options(health, timeout=5.0)
+    add_client_options(health, timeout=5.0)
     health.add_argument("--service", default="", help='service to check (default: "", the whole server)')
     health.set_defaults(run=commands.health)
 
-    deliberate.add_parser(commands_, _add_client_options)
+    deliberate.add_parser(commands_, add_client_options)
 
     records = commands_.add_parser("deliberations", help="stored deliberation records")
     records_commands = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
     listing = records_commands.add_parser("list", help="records, newest first")
-    _add_client_options(listing)
+    add_client_options(listing)
     listing.add_argument("--role", default="", help="only this role's records")
     listing.add_argument("--status", choices=commands.RECORD_STATUSES, help="only records in this status")
     listing.add_argument(
@@ -64,21 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=commands.list_deliberations)
     show = records_commands.add_parser("show", help="one record as JSON")
-    _add_client_options(show)
+    add_client_options(show)
     show.add_argument("deliberation_id")
     show.set_defaults(run=commands.show_deliberation)
     return parser
-
-
-def _add_client_options(parser: argparse.ArgumentParser, timeout: float | None = None) -> None:
-    parser.add_argument(
-        "--address",
-        default=default_address(),
-        help=f"server host:port (default: {ADDRESS_ENV} or {DEFAULT_ADDRESS})",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=timeout, help="deadline of the call in seconds"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
+    except ConnectionOptionsError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

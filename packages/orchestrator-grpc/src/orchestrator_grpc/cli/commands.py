@@ -18,9 +18,11 @@ from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.errors import OrchestratorError
 from orchestrator_core.plugins import load_plugins
 from orchestrator_core.settings import Settings
+from orchestrator_grpc.auth import TokensUnavailable
+from orchestrator_grpc.cli.connection import Connection
 from orchestrator_grpc.cli.output import fail_rpc, print_json, to_dict
-from orchestrator_grpc.client import OrchestratorClient
 from orchestrator_grpc.server import serve as serve_forever
+from orchestrator_grpc.tls import TLSFilesUnavailable
 
 _STATUS_FILTERS = {
     "running": pb.DELIBERATION_STATUS_RUNNING,
@@ -44,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        print(f"orchestrator: invalid settings: {exc}", file=sys.stderr)
+        print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
         return 1
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -54,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         plugins = load_plugins(settings)
         asyncio.run(serve_forever(settings, plugins))
-    except (OrchestratorError, OSError) as exc:
+    except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -63,7 +65,10 @@ def serve(args: argparse.Namespace) -> int:
 def plugins(args: argparse.Namespace) -> int:
     try:
         host = load_plugins(Settings())
-    except (OrchestratorError, ValidationError) as exc:
+    except ValidationError as exc:
+        print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
+        return 1
+    except OrchestratorError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     print_json(
@@ -76,8 +81,9 @@ def plugins(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    connection = Connection.from_args(args)
     async def call() -> pb.GetStatusResponse:
-        async with OrchestratorClient(args.address) as client:
+        async with connection.client() as client:
             return await client.status(deadline=args.timeout)
 
     try:
@@ -88,8 +94,9 @@ def status(args: argparse.Namespace) -> int:
 
 
 def health(args: argparse.Namespace) -> int:
+    connection = Connection.from_args(args)
     async def call() -> str:
-        async with OrchestratorClient(args.address) as client:
+        async with connection.client() as client:
             return await client.health(args.service, deadline=args.timeout)
 
     service = f"service {args.service!r}" if args.service else "server"
@@ -111,9 +118,10 @@ def health(args: argparse.Namespace) -> int:
 
 def list_deliberations(args: argparse.Namespace) -> int:
     status_filter = _STATUS_FILTERS[args.status] if args.status else pb.DELIBERATION_STATUS_UNSPECIFIED
+    connection = Connection.from_args(args)
 
     async def call() -> pb.ListDeliberationsResponse:
-        async with OrchestratorClient(args.address) as client:
+        async with connection.client() as client:
             return await client.list_deliberations(
                 role=args.role,
                 status=status_filter,
@@ -138,8 +146,9 @@ def list_deliberations(args: argparse.Namespace) -> int:
 
 
 def show_deliberation(args: argparse.Namespace) -> int:
+    connection = Connection.from_args(args)
     async def call() -> pb.DeliberationRecord:
-        async with OrchestratorClient(args.address) as client:
+        async with connection.client() as client:
             return await client.get_deliberation(args.deliberation_id, deadline=args.timeout)
 
     try:
@@ -147,6 +156,15 @@ def show_deliberation(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as error:
         return fail_rpc(error, args.address)
     return 0
+
+
+def settings_problems(error: ValidationError) -> str:
+    """What is wrong with the settings, without the values given: pydantic's own message
+    quotes the input, which may hold tokens, keys or a database password."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+        for problem in error.errors(include_url=False, include_input=False, include_context=False)
+    )
 
 
 def point_in_time(text: str) -> float:

@@ -26,9 +26,9 @@ from orchestrator_core.models import (
 )
 from orchestrator_core.orchestrator import Orchestration
 from orchestrator_grpc import convert
+from orchestrator_grpc.cli.connection import Connection
 from orchestrator_grpc.cli.output import fail_rpc, print_json, to_dict
 from orchestrator_grpc.cli.progress import DeliberationProgress
-from orchestrator_grpc.client import OrchestratorClient
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -56,6 +56,10 @@ def add_parser(
     parser.add_argument(
         "--tests", nargs="+", default=[], metavar="FILE", help="test files for dry-run checks"
     )
+    parser.add_argument(
+        "--agent-timeout", type=float, default=0.0,
+        help="seconds each agent call may take (default: the server's; the tighter applies)",
+    )
     parser.add_argument("--orchestrate", action="store_true", help="also select a winner")
     parser.add_argument("--top-k", type=int, default=0, help="candidates the selector chooses among")
     parser.add_argument("--json", action="store_true", help="print the response as JSON, no display")
@@ -71,17 +75,19 @@ def run(args: argparse.Namespace) -> int:
                 rubric=args.rubric,
                 requirements=tuple(args.requirement),
                 tests=tuple(_read_test(path) for path in args.tests),
+                agent_timeout_seconds=args.agent_timeout,
             ),
         )
     except OSError as exc:
         print(f"orchestrator: cannot read test file: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    connection = Connection.from_args(args)
     try:
         if args.orchestrate:
-            orchestration = asyncio.run(_orchestrate(args, task))
+            orchestration = asyncio.run(_orchestrate(args, task, connection))
             _print_orchestration(args, orchestration)
         else:
-            outcome = asyncio.run(_stream(args, task))
+            outcome = asyncio.run(_stream(args, task, connection))
             _print_outcome(args, outcome)
     except grpc.aio.AioRpcError as error:
         return fail_rpc(error, args.address)
@@ -99,11 +105,11 @@ def _read_test(name: str) -> TaskTest:
     return TaskTest(path=str(relative) if inside else path.name, content=path.read_text(encoding="utf-8"))
 
 
-async def _stream(args: argparse.Namespace, task: Task) -> DeliberationOutcome:
+async def _stream(args: argparse.Namespace, task: Task, connection: Connection) -> DeliberationOutcome:
     progress = DeliberationProgress(task.role.upper(), args.agents)
     console = Console(stderr=True, quiet=args.json)
     outcome: DeliberationOutcome | None = None
-    async with OrchestratorClient(args.address) as client:
+    async with connection.client() as client:
         events = client.stream_deliberation(
             task, num_agents=args.agents, rounds=args.rounds, deadline=args.timeout
         )
@@ -120,9 +126,9 @@ async def _stream(args: argparse.Namespace, task: Task) -> DeliberationOutcome:
     return outcome
 
 
-async def _orchestrate(args: argparse.Namespace, task: Task) -> Orchestration:
+async def _orchestrate(args: argparse.Namespace, task: Task, connection: Connection) -> Orchestration:
     console = Console(stderr=True)
-    async with OrchestratorClient(args.address) as client:
+    async with connection.client() as client:
         call = client.orchestrate(
             task, num_agents=args.agents, rounds=args.rounds, top_k=args.top_k, deadline=args.timeout
         )
