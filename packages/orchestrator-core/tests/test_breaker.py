@@ -33,7 +33,7 @@ async def test_repeated_failures_open_the_circuit_and_calls_fail_fast() -> None:
     breaker = CircuitBreaker("http://model:8000/v1", failure_threshold=3, cooldown_seconds=30, clock=clock)
     for _ in range(3):
         with pytest.raises(BackendUnavailable):
-            await breaker.call(fail_unreachable, 5)
+            await breaker.call(fail_unreachable)
     assert breaker.current_state() is CircuitState.OPEN
     attempts = 0
 
@@ -43,7 +43,7 @@ async def test_repeated_failures_open_the_circuit_and_calls_fail_fast() -> None:
         return "ok"
 
     with pytest.raises(CircuitOpen, match=r"circuit for http://model:8000/v1 is open after 3 consecutive failures"):
-        await breaker.call(counted, 5)
+        await breaker.call(counted)
     assert attempts == 0
 
 
@@ -51,14 +51,14 @@ async def test_after_the_cooldown_one_trial_decides() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker("e", failure_threshold=1, cooldown_seconds=10, clock=clock)
     with pytest.raises(BackendUnavailable):
-        await breaker.call(fail_unreachable, 5)
+        await breaker.call(fail_unreachable)
     clock.now = 10
     assert breaker.current_state() is CircuitState.HALF_OPEN
     with pytest.raises(BackendUnavailable):
-        await breaker.call(fail_unreachable, 5)  # the trial fails: open again
+        await breaker.call(fail_unreachable)  # the trial fails: open again
     assert breaker.current_state() is CircuitState.OPEN
     clock.now = 20
-    assert await breaker.call(succeed, 5) == "ok"
+    assert await breaker.call(succeed) == "ok"
     assert breaker.current_state() is CircuitState.CLOSED
 
 
@@ -69,20 +69,31 @@ async def test_refused_configuration_does_not_count_as_the_endpoint_being_down()
         raise BackendRejected("credentials refused")
 
     with pytest.raises(BackendRejected):
-        await breaker.call(refused, 5)
+        await breaker.call(refused)
     assert breaker.current_state() is CircuitState.CLOSED
 
 
-async def test_timeouts_count_as_failures() -> None:
-    breaker = CircuitBreaker("e", failure_threshold=1)
+async def test_agent_timeouts_count_as_failures_of_the_endpoint() -> None:
+    from orchestrator_core.deliberation import DeliberationEngine
+    from orchestrator_core.scoring import Scorer
 
-    async def hang() -> None:
-        import asyncio
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    settings = Settings(councils={"DEV": CouncilSettings(backend="scripted", agents=2)}, breaker_failure_threshold=2)
+    council = build_councils(settings, {"scripted": backend})["DEV"]
+    engine = DeliberationEngine(checks=(), scorer=Scorer(), quorum=1, agent_timeout_seconds=0.01)
+    with pytest.raises(QuorumLost, match="timed out"):
+        await engine.deliberate(Task(role="DEV", description="x"), council.agents(2), rounds=0)
+    assert council.info().circuit is CircuitState.OPEN
 
-        await asyncio.Event().wait()
 
-    with pytest.raises(TimeoutError):
-        await breaker.call(hang, 0.01)
+async def test_a_trial_call_that_times_out_reopens_the_circuit() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("e", failure_threshold=1, cooldown_seconds=10, clock=clock)
+    breaker.record_failure()
+    clock.now = 10
+    breaker.before_call()  # the trial goes out ...
+    breaker.record_abandoned()  # ... is cancelled by the caller's timeout ...
+    breaker.record_timeout()  # ... which the caller reports
     assert breaker.current_state() is CircuitState.OPEN
 
 

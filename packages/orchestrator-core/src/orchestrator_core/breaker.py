@@ -43,6 +43,7 @@ class CircuitBreaker:
     consecutive_failures: int = 0
     opened_at: float = 0.0
     _trial_in_flight: bool = False
+    _abandoned_trial: bool = False
 
     def current_state(self) -> CircuitState:
         if self.state is CircuitState.OPEN and self.clock() - self.opened_at >= self.cooldown_seconds:
@@ -76,14 +77,22 @@ class CircuitBreaker:
 
     def record_abandoned(self) -> None:
         """A call was cancelled before it told us anything about the endpoint."""
+        self._abandoned_trial = self._abandoned_trial or self._trial_in_flight
         self._trial_in_flight = False
 
-    async def call(self, work: Callable[[], Awaitable[T]], timeout_seconds: float) -> T:
+    def record_timeout(self) -> None:
+        """The caller's timeout cancelled a call: the endpoint did not answer in time."""
+        self._trial_in_flight = self._abandoned_trial
+        self._abandoned_trial = False
+        self.record_failure()
+
+    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one call through the breaker. Timeouts are the caller's: it reports them
+        with :meth:`record_timeout`, since here they look like any other cancellation."""
         self.before_call()
         try:
-            async with asyncio.timeout(timeout_seconds):
-                result = await work()
-        except (BackendUnavailable, TimeoutError):
+            result = await work()
+        except BackendUnavailable:
             self.record_failure()
             raise
         except asyncio.CancelledError:
@@ -99,25 +108,26 @@ class CircuitBreaker:
 class GuardedAgent:
     """An agent whose calls pass through its endpoint's circuit breaker."""
 
-    def __init__(self, agent: Agent, breaker: CircuitBreaker, timeout_seconds: float) -> None:
+    def __init__(self, agent: Agent, breaker: CircuitBreaker) -> None:
         self.agent = agent
         self.agent_id = agent.agent_id
         self.breaker = breaker
-        self.timeout_seconds = timeout_seconds
+
+    def on_timeout(self) -> None:
+        """Told by the engine when its timeout ended one of this agent's calls."""
+        self.breaker.record_timeout()
 
     async def generate(self, task: Task) -> AgentReply:
-        return await self.breaker.call(lambda: self.agent.generate(task), self.timeout_seconds)
+        return await self.breaker.call(lambda: self.agent.generate(task))
 
     async def critique(self, task: Task, proposal: Proposal) -> AgentReply:
-        return await self.breaker.call(lambda: self.agent.critique(task, proposal), self.timeout_seconds)
+        return await self.breaker.call(lambda: self.agent.critique(task, proposal))
 
     async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> AgentReply:
-        return await self.breaker.call(
-            lambda: self.agent.revise(task, proposal, feedback), self.timeout_seconds
-        )
+        return await self.breaker.call(lambda: self.agent.revise(task, proposal, feedback))
 
     async def select(self, task: Task, candidates: Sequence[Proposal]) -> AgentReply:
         select = getattr(self.agent, "select", None)
         if select is None:
             raise TypeError(f"{self.agent_id} cannot select a winner")
-        return await self.breaker.call(lambda: select(task, candidates), self.timeout_seconds)
+        return await self.breaker.call(lambda: select(task, candidates))

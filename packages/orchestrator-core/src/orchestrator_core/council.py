@@ -50,14 +50,12 @@ class Council:
         problem: str = "",
         *,
         breakers: Breakers | None = None,
-        agent_timeout_seconds: float = 180.0,
     ) -> None:
         self.role = role
         self.settings = settings
         self._backend = backend
         self.problem = problem
         self._breakers = breakers or Breakers(failure_threshold=5, cooldown_seconds=30.0)
-        self._agent_timeout_seconds = agent_timeout_seconds
 
     @property
     def ready(self) -> bool:
@@ -90,7 +88,7 @@ class Council:
             )
         )
         breaker = self._breakers.for_options(self.settings.backend, options)
-        return GuardedAgent(agent, breaker, self._agent_timeout_seconds)
+        return GuardedAgent(agent, breaker)
 
     @property
     def circuit(self) -> CircuitState:
@@ -129,7 +127,7 @@ def build_councils(settings: Settings, backends: Mapping[str, AgentBackend]) -> 
             )
         council = Council(
             role, council_settings, backend, problem,
-            breakers=breakers, agent_timeout_seconds=settings.agent_timeout_seconds,
+            breakers=breakers,
         )
         if backend is not None:
             try:

@@ -228,6 +228,7 @@ class _Run:
                 raise AgentError("returned an empty reply")
         except TimeoutError:
             error = f"timed out after {self.agent_timeout:g}s"
+            report_timeout(member.agent)
         except AgentError as exc:
             error, cause = str(exc), exc
         except Exception as exc:  # a plugin's bug must not sink the council
@@ -307,6 +308,13 @@ class _Run:
             raise QuorumLost(f"{cause} ({summary})", cause=cause)
         details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
         raise QuorumLost(f"{summary}: {details}")
+
+
+def report_timeout(agent: object) -> None:
+    """Tell an agent that can use it (one behind a circuit breaker) that a call of it timed out."""
+    on_timeout = getattr(agent, "on_timeout", None)
+    if callable(on_timeout):
+        on_timeout()
 
 
 def _proposal_of(member: _Member) -> Proposal:

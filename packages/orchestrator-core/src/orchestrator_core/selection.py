@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator_core.deliberation import report_timeout
 from orchestrator_core.hookspecs import SelectingAgent
 from orchestrator_core.models import (
     AgentFailure,
@@ -107,6 +108,7 @@ async def select_winner(
             reply = await selector.select(task, [c.proposal for c in candidates])
     except TimeoutError:
         error = f"timed out after {timeout_seconds:g}s"
+        report_timeout(selector)
     except Exception as exc:  # the selector's failure must not lose the deliberation
         error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
     else:
