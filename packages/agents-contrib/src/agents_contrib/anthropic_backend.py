@@ -27,9 +27,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents_contrib import backend_errors as errors
+from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.options import ModelOptions, check_base_url, effective_options, redact_url
 from agents_contrib.prompted import PromptedAgent
-from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
+from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
     Deadline,
     LoopLocal,
@@ -88,7 +89,7 @@ _HINTS = {
 _ClientKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
-class AnthropicBackend:
+class AnthropicBackend(LimitedBackend[AnthropicSettings]):
     name = "anthropic"
 
     def __init__(
@@ -99,12 +100,8 @@ class AnthropicBackend:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings if settings is not None else AnthropicSettings()
-        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
-        self.sleep = sleep
-        self.rng = rng or random.Random()
-        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
-            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        super().__init__(
+            settings if settings is not None else AnthropicSettings(), prompts_dir=prompts_dir, sleep=sleep, rng=rng
         )
         self._clients: LoopLocal[dict[_ClientKey, anthropic.AsyncAnthropic]] = LoopLocal(dict)
 
@@ -118,9 +115,6 @@ class AnthropicBackend:
             )
         prompts = prompt_book(options.prompts_dir or self.prompts_dir)
         return AnthropicAgent(config, options, backend=self, prompts=prompts)
-
-    def limit(self) -> asyncio.Semaphore:
-        return self._limits.get()
 
     def client(self, options: AnthropicOptions) -> anthropic.AsyncAnthropic:
         """One SDK client per endpoint, key and headers, per event loop; agents come and go."""

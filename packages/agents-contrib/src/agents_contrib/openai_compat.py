@@ -26,6 +26,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents_contrib import backend_errors as errors
+from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.openai_wire import parse_reply, request_body
 from agents_contrib.options import (
     ModelOptions,
@@ -37,7 +38,7 @@ from agents_contrib.options import (
     spread,
 )
 from agents_contrib.prompted import PromptedAgent
-from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
+from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
     Deadline,
     LoopLocal,
@@ -92,7 +93,7 @@ class OpenAISettings(BaseSettings, OpenAIOptions):
 _HINTS = {"max_concurrency": "it is backend-wide: set ORCH_OPENAI_MAX_CONCURRENCY"}
 
 
-class OpenAIBackend:
+class OpenAIBackend(LimitedBackend[OpenAISettings]):
     """Builds ``openai`` agents; holds what they share (connections, the concurrency limit)."""
 
     name = "openai"
@@ -105,12 +106,8 @@ class OpenAIBackend:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings if settings is not None else OpenAISettings()
-        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
-        self.sleep = sleep
-        self.rng = rng or random.Random()
-        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
-            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        super().__init__(
+            settings if settings is not None else OpenAISettings(), prompts_dir=prompts_dir, sleep=sleep, rng=rng
         )
         self._clients: LoopLocal[httpx.AsyncClient] = LoopLocal(self._new_client)
         self.user_agent = _user_agent()
@@ -133,9 +130,6 @@ class OpenAIBackend:
             ),
             seed=agent_seed(options.seed, config.index),
         )
-
-    def limit(self) -> asyncio.Semaphore:
-        return self._limits.get()
 
     def client(self) -> httpx.AsyncClient:
         return self._clients.get()

@@ -1,0 +1,45 @@
+"""What the model-server backends share: settings, prompts, backoff randomness, a limit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Generic, Protocol, TypeVar
+
+from agents_contrib.prompting import PromptSettings
+from agents_contrib.resilience import LoopLocal, Sleep
+
+
+class LimitedSettings(Protocol):
+    @property
+    def max_concurrency(self) -> int: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=LimitedSettings)
+
+
+class LimitedBackend(Generic[SettingsT]):
+    """A backend with a concurrency limit shared by every agent it creates.
+
+    ``sleep`` and ``rng`` drive the retry backoff; tests pass their own to observe it.
+    """
+
+    def __init__(
+        self,
+        settings: SettingsT,
+        *,
+        prompts_dir: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
+            lambda: asyncio.Semaphore(self.settings.max_concurrency)
+        )
+
+    def limit(self) -> asyncio.Semaphore:
+        """The semaphore of the running event loop: at most ``max_concurrency`` calls at once."""
+        return self._limits.get()
