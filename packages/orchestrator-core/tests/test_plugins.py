@@ -81,3 +81,25 @@ def test_every_hook_is_documented_with_its_exact_signature() -> None:
         assert signature in readme, f"README.md does not document {signature}"
         assert spec.__doc__, f"{name} has no docstring"
 
+
+
+async def test_an_installed_plugin_serves_a_deliberation(tmp_path: Path) -> None:
+    from orchestrator_core.models import Task
+    from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
+    from orchestrator_core.records.factory import store_from_settings
+
+    settings = Settings(
+        plugins_enabled=["sample"],
+        councils={"DEV": {"backend": "sample-template", "agents": 2, "options": {"style": "terse"}}},
+        database_path=tmp_path / "records.sqlite3",
+    )
+    orchestrator = Orchestrator(settings, load_plugins(settings), store_from_settings(settings))
+    await orchestrator.start()
+    try:
+        outcome = await orchestrator.deliberate(DeliberationRequest(Task("DEV", "Sort a list"), rounds=1))
+    finally:
+        await orchestrator.close()
+    assert [r.proposal.author_id for r in outcome.results] == ["dev-1", "dev-2"]
+    assert all(r.proposal.content.startswith("[terse] dev-") for r in outcome.results)
+    assert all(r.proposal.content.endswith("(specific, after 1 critique)") for r in outcome.results)
+    assert [[c.name for c in r.checks] for r in outcome.results] == [["sample-length"], ["sample-length"]]
