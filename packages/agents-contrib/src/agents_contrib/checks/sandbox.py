@@ -192,15 +192,23 @@ def _candidates(settings: DryRunSettings) -> list[Isolation]:
 
 
 def _hidden_home() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The service user's home is hidden, except the Python installation if it lives there."""
+    """The service user's home is hidden, except the Python installation if it lives there.
+
+    bwrap also gives the code a fresh ``/tmp``; an interpreter or virtual environment living
+    under ``/tmp`` is mounted back read-only too.
+    """
     home = Path.home().resolve()
-    if home == Path("/") or not home.is_dir():
-        return (), ()
-    needed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                          Path(sys.executable).resolve().parent.parent)}
+    fresh = [Path("/tmp")]
+    hidden: tuple[str, ...] = ()
+    if home != Path("/") and home.is_dir():
+        fresh.append(home)
+        hidden = (str(home),)
+    needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, Path(sys.executable).parent.parent)}
+    needed |= {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                           Path(sys.executable).resolve().parent.parent)}
     needed |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
-    exposed = sorted({str(p) for p in needed if p.is_relative_to(home) and p != home})
-    return (str(home),), tuple(_outermost(exposed))
+    exposed = sorted({str(p) for p in needed for f in fresh if p.is_relative_to(f) and p != f})
+    return hidden, tuple(_outermost(exposed))
 
 
 def _outermost(paths: list[str]) -> list[str]:
