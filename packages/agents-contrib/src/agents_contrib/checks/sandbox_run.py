@@ -54,6 +54,9 @@ class RunOutcome:
                 + self.tail.decode("utf-8", errors="replace"))
 
 
+KILL_SETTLE_SECONDS = 5.0
+
+
 async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], settings: DryRunSettings) -> RunOutcome:
     """Run ``argv`` under ``isolation`` in ``workdir``; never leaves a process behind.
 
@@ -107,9 +110,20 @@ async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], se
     except TimeoutError:
         timed_out = True
     finally:
-        transport.close()
         await _kill_group(process, leftovers_possible=not isolation.pid_namespace)
+        await _until_every_writer_is_gone(reader)
+        transport.close()
     return RunOutcome(process.returncode, timed_out, flooded, bytes(head), bytes(tail), total)
+
+
+async def _until_every_writer_is_gone(reader: asyncio.StreamReader) -> None:
+    """Discard output until the pipe closes: every sandbox process holds its write end, so
+    the close means the last of them has exited (a pid namespace dies a moment after its
+    first process). Bounded, so a process stuck in the kernel cannot hold the service."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(KILL_SETTLE_SECONDS):
+            while await reader.read(READ_CHUNK):
+                pass
 
 
 async def _kill_group(process: asyncio.subprocess.Process, *, leftovers_possible: bool) -> None:
