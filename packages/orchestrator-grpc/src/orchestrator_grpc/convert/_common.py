@@ -1,0 +1,22 @@
+"""Shared by the conversion modules: record statuses and the standard check kinds."""
+
+from __future__ import annotations
+
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator_core.models import (
+    CheckKind,
+)
+from orchestrator_core.store import RecordStatus
+
+SERVING = "SERVING"
+NOT_SERVING = "NOT_SERVING"
+
+STATUS_TO_PROTO: dict[RecordStatus, pb.DeliberationStatus] = {
+    RecordStatus.RUNNING: pb.DELIBERATION_STATUS_RUNNING,
+    RecordStatus.SUCCEEDED: pb.DELIBERATION_STATUS_SUCCEEDED,
+    RecordStatus.FAILED: pb.DELIBERATION_STATUS_FAILED,
+    RecordStatus.CANCELLED: pb.DELIBERATION_STATUS_CANCELLED,
+    RecordStatus.INTERRUPTED: pb.DELIBERATION_STATUS_INTERRUPTED,
+}
+STATUS_FROM_PROTO = {value: status for status, value in STATUS_TO_PROTO.items()}
+STANDARD_KINDS = (CheckKind.POLICY.value, CheckKind.LINT.value, CheckKind.DRYRUN.value)

@@ -1,0 +1,92 @@
+"""Requests, proto -> core (and back, for the client)."""
+
+from __future__ import annotations
+
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator_core.errors import InvalidRequest
+from orchestrator_core.models import (
+    Task,
+    TaskConstraints,
+    TaskTest,
+)
+from orchestrator_core.orchestrator import DeliberationRequest
+from orchestrator_core.store import RecordStatus
+from orchestrator_grpc.convert._common import (
+    STATUS_FROM_PROTO,
+)
+
+# -- requests (proto -> core) ---------------------------------------------------------
+
+
+def task_from_proto(request: pb.DeliberateRequest) -> Task:
+    constraints = request.constraints
+    return Task(
+        role=request.role,
+        description=request.task,
+        constraints=TaskConstraints(
+            rubric=constraints.rubric,
+            requirements=tuple(constraints.requirements),
+            forbidden=tuple(constraints.forbidden),
+            max_rounds=constraints.max_rounds,
+            timeout_seconds=constraints.timeout_seconds,
+            tests=tuple(TaskTest(path=t.path, content=t.content) for t in constraints.tests),
+            agent_timeout_seconds=constraints.agent_timeout_seconds,
+        ),
+    )
+
+
+def deliberation_request_from_proto(request: pb.DeliberateRequest) -> DeliberationRequest:
+    return DeliberationRequest(
+        task=task_from_proto(request),
+        num_agents=request.num_agents,
+        rounds=request.rounds,
+        request_id=request.request_id,
+    )
+
+
+def time_bound_from_proto(seconds: float) -> float | None:
+    """A ListDeliberations time bound: 0 (unset) leaves that end of the range open."""
+    return seconds or None
+
+
+def record_status_from_proto(value: pb.DeliberationStatus) -> RecordStatus | None:
+    """The record status a ListDeliberations filter names; None for "every status"."""
+    if value == pb.DELIBERATION_STATUS_UNSPECIFIED:
+        return None
+    try:
+        return STATUS_FROM_PROTO[value]
+    except KeyError:
+        raise InvalidRequest(f"status {value} is not a DeliberationStatus value") from None
+
+
+# -- requests (core -> proto), for clients ---------------------------------------------
+
+
+def constraints_to_proto(constraints: TaskConstraints) -> pb.TaskConstraints:
+    return pb.TaskConstraints(
+        rubric=constraints.rubric,
+        requirements=list(constraints.requirements),
+        forbidden=list(constraints.forbidden),
+        max_rounds=constraints.max_rounds,
+        timeout_seconds=constraints.timeout_seconds,
+        tests=[pb.TaskTest(path=t.path, content=t.content) for t in constraints.tests],
+        agent_timeout_seconds=constraints.agent_timeout_seconds,
+    )
+
+
+def deliberate_request_to_proto(
+    task: Task, *, num_agents: int = 0, rounds: int = 0, request_id: str = ""
+) -> pb.DeliberateRequest:
+    return pb.DeliberateRequest(
+        role=task.role,
+        task=task.description,
+        constraints=constraints_to_proto(task.constraints),
+        num_agents=num_agents,
+        rounds=rounds,
+        request_id=request_id,
+    )
+
+
+# -- results (core -> proto) ---------------------------------------------------------------
+
+

@@ -1,0 +1,76 @@
+"""GetStatus: statistics, councils and plugins, core -> proto."""
+
+from __future__ import annotations
+
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator_core.council import CouncilInfo
+from orchestrator_core.orchestrator import StatusSnapshot
+from orchestrator_core.plugins import FailedPlugin, PluginInfo
+from orchestrator_core.statistics import RoleStatistics, Statistics
+from orchestrator_grpc.convert._common import (
+    NOT_SERVING,
+    SERVING,
+)
+from orchestrator_grpc.convert.results import usage_to_proto
+
+
+def _role_statistics_to_proto(statistics: RoleStatistics) -> pb.RoleStatistics:
+    return pb.RoleStatistics(
+        deliberations=statistics.deliberations,
+        failures=statistics.failures,
+        mean_duration_seconds=statistics.mean_duration_seconds,
+    )
+
+
+def statistics_to_proto(statistics: Statistics) -> pb.Statistics:
+    return pb.Statistics(
+        deliberations=statistics.deliberations,
+        orchestrations=statistics.orchestrations,
+        failures=statistics.failures,
+        mean_duration_seconds=statistics.mean_duration_seconds,
+        by_role={role: _role_statistics_to_proto(s) for role, s in statistics.by_role.items()},
+        usage=usage_to_proto(statistics.usage),
+        in_flight=statistics.in_flight,
+    )
+
+
+def council_to_proto(council: CouncilInfo) -> pb.CouncilInfo:
+    return pb.CouncilInfo(
+        role=council.role,
+        backend=council.backend,
+        agents=council.agents,
+        ready=council.ready,
+        detail=council.detail,
+        circuit=council.circuit.value,
+    )
+
+
+def plugin_to_proto(plugin: PluginInfo) -> pb.PluginInfo:
+    return pb.PluginInfo(
+        name=plugin.name,
+        version=plugin.version,
+        hooks=list(plugin.hooks),
+        agents=list(plugin.agents),
+        checks=list(plugin.checks),
+    )
+
+
+def failed_plugin_to_proto(plugin: FailedPlugin) -> pb.FailedPlugin:
+    return pb.FailedPlugin(name=plugin.name, version=plugin.version, error=plugin.error)
+
+
+def status_to_proto(snapshot: StatusSnapshot) -> pb.GetStatusResponse:
+    return pb.GetStatusResponse(
+        status=SERVING if snapshot.serving else NOT_SERVING,
+        version=snapshot.version,
+        uptime_seconds=snapshot.uptime_seconds,
+        statistics=statistics_to_proto(snapshot.statistics),
+        councils=[council_to_proto(c) for c in snapshot.councils],
+        plugins=[plugin_to_proto(p) for p in snapshot.plugins],
+        failed_plugins=[failed_plugin_to_proto(p) for p in snapshot.failed_plugins],
+    )
+
+
+# -- results (proto -> core), for clients --------------------------------------------------
+
+
