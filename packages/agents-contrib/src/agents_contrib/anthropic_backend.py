@@ -18,7 +18,6 @@ import asyncio
 import importlib
 import json
 import logging
-import random
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,6 @@ from agents_contrib.resilience import (
     LoopLocal,
     Retryable,
     RetryPolicy,
-    Sleep,
     call_with_retries,
     retry_after_seconds,
 )
@@ -92,17 +90,10 @@ _ClientKey = tuple[str, str, tuple[tuple[str, str], ...]]
 class AnthropicBackend(LimitedBackend[AnthropicSettings]):
     name = "anthropic"
 
-    def __init__(
-        self,
-        settings: AnthropicSettings | None = None,
-        *,
-        prompts_dir: str | None = None,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(
-            settings if settings is not None else AnthropicSettings(), prompts_dir=prompts_dir, sleep=sleep, rng=rng
-        )
+    settings_type = AnthropicSettings
+
+    def __init__(self, settings: AnthropicSettings | None = None, **shared: Any) -> None:
+        super().__init__(settings, **shared)
         self._clients: LoopLocal[dict[_ClientKey, anthropic.AsyncAnthropic]] = LoopLocal(dict)
 
     def create(self, config: AgentConfig) -> AnthropicAgent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from agents_contrib.prompting import PromptSettings
 from agents_contrib.resilience import LoopLocal, Sleep
@@ -24,15 +24,18 @@ class LimitedBackend(Generic[SettingsT]):
     ``sleep`` and ``rng`` drive the retry backoff; tests pass their own to observe it.
     """
 
+    settings_type: ClassVar[type]
+    """The backend's settings class, read from the environment when no settings are given."""
+
     def __init__(
         self,
-        settings: SettingsT,
+        settings: SettingsT | None = None,
         *,
         prompts_dir: str | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings: SettingsT = settings if settings is not None else self.settings_type()
         self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
         self.sleep = sleep
         self.rng = rng or random.Random()

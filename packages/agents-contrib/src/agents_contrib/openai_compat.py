@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from importlib import metadata
 from typing import Any
 
@@ -44,7 +43,6 @@ from agents_contrib.resilience import (
     LoopLocal,
     Retryable,
     RetryPolicy,
-    Sleep,
     call_with_retries,
     retry_after_seconds,
 )
@@ -98,17 +96,10 @@ class OpenAIBackend(LimitedBackend[OpenAISettings]):
 
     name = "openai"
 
-    def __init__(
-        self,
-        settings: OpenAISettings | None = None,
-        *,
-        prompts_dir: str | None = None,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(
-            settings if settings is not None else OpenAISettings(), prompts_dir=prompts_dir, sleep=sleep, rng=rng
-        )
+    settings_type = OpenAISettings
+
+    def __init__(self, settings: OpenAISettings | None = None, **shared: Any) -> None:
+        super().__init__(settings, **shared)
         self._clients: LoopLocal[httpx.AsyncClient] = LoopLocal(self._new_client)
         self.user_agent = _user_agent()
 
