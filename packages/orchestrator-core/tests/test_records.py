@@ -291,10 +291,10 @@ def test_council_options_are_kept_without_secrets() -> None:
     options = {
         "model": "qwen", "temperature": 0.2, "api_key": "sk-1", "max_tokens": 100,
         "headers": {"Authorization": "Bearer x", "X-Trace": "on"}, "password": SecretStr("p"),
-        "base_url": "http://llm:8000/v1",
+        "base_url": "http://alice:pw@llm:8000/v1?key=sk-2",
     }
     assert redacted_options(options) == {
         "model": '"qwen"', "temperature": "0.2", "api_key": '"***"', "max_tokens": "100",
-        "headers": '{"Authorization": "***", "X-Trace": "on"}', "password": '"***"',
-        "base_url": '"http://llm:8000/v1"',
+        "headers": '"***"', "password": '"***"',
+        "base_url": '"http://llm:8000/v1?key=***"',
     }

@@ -174,6 +174,19 @@ async def test_only_records_of_dead_owners_are_interrupted(make_store: MakeStore
     assert await store.interrupt_orphans("me", lease_seconds=None) == (live.deliberation_id,)
 
 
+async def test_a_late_final_write_does_not_undo_an_interruption(make_store: MakeStore, database_url: str) -> None:
+    store = await make_store()
+    slow = running(owner="slow")
+    await store.create(slow)
+    await execute(database_url, "UPDATE replicas SET heartbeat_at = 0 WHERE owner = ?", ("slow",))
+    assert await store.interrupt_orphans("me", lease_seconds=None) == (slow.deliberation_id,)
+    # the slow replica was alive after all, and finishes: its request may have run again elsewhere
+    await store.update(slow.finished(RecordStatus.SUCCEEDED, time.time()), final=True)
+    record = await store.get(slow.deliberation_id)
+    assert record is not None
+    assert record.status is RecordStatus.INTERRUPTED
+
+
 async def test_retention_deletes_old_finished_records_only(make_store: MakeStore) -> None:
     store = await make_store()
     old_done, old_running, new_done = running(1000.0), running(1000.0), running(3000.0)
@@ -230,9 +243,23 @@ async def test_an_unreachable_postgresql_is_named_without_its_password() -> None
     with pytest.raises(RecordsUnavailable) as raised:
         await store.open()
     message = str(raised.value)
-    assert "postgresql://orch:***@127.0.0.1:1/records" in message
+    assert "postgresql://127.0.0.1:1/records" in message
     assert "ORCH_DATABASE_URL" in message
     assert "sekret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://orch@127.0.0.1:1/records?password=sekret", "postgresql://127.0.0.1:1/records?password=***"),
+        ("http://alice:sekret@llm:8000/v1?api_key=sekret", "http://llm:8000/v1?api_key=***"),
+        ("http://[::1]:8000/v1", "http://[::1]:8000/v1"),
+    ],
+)
+def test_urls_lose_every_secret_before_any_message(url: str, shown: str) -> None:
+    from orchestrator_core.redaction import redact_url
+
+    assert redact_url(url) == shown
 
 
 async def test_an_unversioned_sqlite_file_is_refused_not_misread(tmp_path: Path) -> None:

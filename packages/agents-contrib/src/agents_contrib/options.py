@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from orchestrator_core.redaction import redact_url as core_redact_url
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -110,14 +112,8 @@ def agent_seed(seed: int | None, index: int) -> int | None:
 
 
 def redact_url(url: str) -> str:
-    """The URL without any user:password part, fit for a message or a log."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    """The URL without credentials or query values, fit for a message or a log."""
+    return core_redact_url(url)
 
 
 def check_base_url(url: str, backend: str) -> str:

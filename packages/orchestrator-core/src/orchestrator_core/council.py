@@ -9,6 +9,7 @@ from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
 from orchestrator_core.errors import NoCouncil
 from orchestrator_core.hookspecs import Agent, AgentBackend, SelectingAgent
 from orchestrator_core.models import AgentConfig
+from orchestrator_core.redaction import redact_url
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
 
 
@@ -31,10 +32,10 @@ class Breakers:
         self._by_endpoint: dict[tuple[str, str], CircuitBreaker] = {}
 
     def for_options(self, backend: str, options: Mapping[str, object]) -> CircuitBreaker:
-        base_url = str(options.get("base_url") or options.get("command") or "")
-        key = (backend, base_url)
+        endpoint = str(options.get("base_url") or options.get("program") or "")
+        key = (backend, endpoint)
         if key not in self._by_endpoint:
-            label = base_url or f"the {backend} backend's default endpoint"
+            label = redact_url(endpoint) if endpoint else f"the {backend} backend's default endpoint"
             self._by_endpoint[key] = CircuitBreaker(label, self.failure_threshold, self.cooldown_seconds)
         return self._by_endpoint[key]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any, LiteralString
-from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator_core.errors import RecordsUnavailable
 from orchestrator_core.records import migrations
@@ -30,6 +29,7 @@ from orchestrator_core.records.store import (
     page_of,
     update_params,
 )
+from orchestrator_core.redaction import redact_url
 
 try:
     import psycopg
@@ -223,10 +223,5 @@ def _reason(exc: BaseException) -> str:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    """``url`` without its password (in the user part or the query), for messages and logs."""
+    return redact_url(url)

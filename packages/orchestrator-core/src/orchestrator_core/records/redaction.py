@@ -9,13 +9,17 @@ from typing import Any
 
 from pydantic import SecretBytes, SecretStr
 
-REDACTED = "***"
-_SECRET_NAME = re.compile(r"(api[_-]?key|secret|passw(or)?d|token$|^token|credential|authorization|^auth)", re.I)
+from orchestrator_core.redaction import REDACTED, redact_url
+
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|secret|passw(or)?d|token$|^token|credential|authorization|^auth|headers?$)", re.I
+)
 
 
 def redacted_options(options: Mapping[str, Any]) -> dict[str, str]:
     """``options`` with each value as JSON text; values of secret-looking keys (api_key,
-    token, password, authorization, …) and SecretStr values become ``"***"``."""
+    token, password, authorization, headers, …) and SecretStr values become ``"***"``, and
+    URLs lose their credentials and query values."""
     return {str(key): json.dumps(_redacted(key, value), sort_keys=True, default=str) for key, value in options.items()}
 
 
@@ -26,4 +30,6 @@ def _redacted(key: object, value: Any) -> Any:
         return {str(k): _redacted(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redacted("", v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
     return value

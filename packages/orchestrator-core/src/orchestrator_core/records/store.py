@@ -99,7 +99,9 @@ RELEASE_REQUEST = (
 )
 _SET_STATE = "status = ?, updated_at = ?, finished_at = ?, error = ?, document = ?"
 UPDATE_PROGRESS = f"UPDATE deliberations SET {_SET_STATE} WHERE deliberation_id = ? AND status = 'running'"
-UPDATE_FINAL = f"UPDATE deliberations SET {_SET_STATE} WHERE deliberation_id = ?"
+# Both updates apply only to a running record: one already marked interrupted (its replica's
+# lease lapsed, and a retry may have taken its request_id over) keeps that status.
+UPDATE_FINAL = f"UPDATE deliberations SET {_SET_STATE} WHERE deliberation_id = ? AND status = 'running'"
 DELETE_BEFORE = "DELETE FROM deliberations WHERE created_at < ? AND status <> 'running'"
 INTERRUPTED_ERROR = "interrupted: the server process running it stopped before it finished"
 
