@@ -4,6 +4,8 @@ deliberation goes, complete when it ends, idempotent by request_id, honest after
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -298,3 +300,25 @@ def test_council_options_are_kept_without_secrets() -> None:
         "headers": '"***"', "password": '"***"',
         "base_url": '"http://llm:8000/v1?key=***"',
     }
+
+
+async def test_hostile_text_is_stored_or_refused_never_an_internal_error(make_recorded: Make) -> None:
+    orchestrator = await make_recorded(GatedBackend(gate=_open_gate()))
+    outcome = await orchestrator.deliberate(request("nul\x00byte in the task"))
+    stored = await orchestrator.get_record(outcome.deliberation_id)
+    assert stored.task.description.startswith("nul\x00byte")
+    with pytest.raises(InvalidRequest, match="deliberation_id"):
+        await orchestrator.get_record("a\x00b")
+    with pytest.raises(InvalidRequest, match="role must be"):
+        await orchestrator.list_records(role="D\x00")
+    huge = base64.urlsafe_b64encode(json.dumps({"c": 10**400, "i": "x"}).encode()).decode()
+    deep = base64.urlsafe_b64encode(("[" * 100_000).encode()).decode()
+    for token in (huge, deep):
+        with pytest.raises(InvalidRequest, match="page_token"):
+            await orchestrator.list_records(page_token=token)
+
+
+def _open_gate() -> asyncio.Event:
+    gate = asyncio.Event()
+    gate.set()
+    return gate

@@ -77,8 +77,14 @@ def test_selection_replies_are_read_leniently(reply: str, expected: tuple[int, s
     assert parse_choice(reply, candidates(3)) == expected
 
 
+NESTED = '{"choice": 1, "x": ' + "[" * 100_000 + "}"
+HUGE_NUMBER = '{"choice": 1' + "0" * 5000 + "}"
+
+
 @pytest.mark.parametrize(
-    "reply", ['{"choice": 4}', '{"choice": 0}', '{"choice": true}', "I like the second one", "CHOICE: 9", "{broken"]
+    "reply",
+    [NESTED, HUGE_NUMBER, '{"choice": 4}', '{"choice": 0}', '{"choice": true}', "I like the second one",
+     "CHOICE: 9", "{broken"],
 )
 def test_replies_naming_no_valid_candidate_are_rejected(reply: str) -> None:
     assert parse_choice(reply, candidates(3)) is None

@@ -35,8 +35,9 @@ class RequestRejected(AgentError):
     """The server refused this one request (e.g. a prompt past the context length)."""
 
 
-class ServerFailed(AgentError):
-    """The server kept failing (5xx) or was rate limiting past the call's deadline."""
+class ServerFailed(BackendUnavailable):
+    """The server kept failing (5xx) or was rate limiting past the call's deadline: for the
+    client and for the endpoint's circuit breaker, the backend is unavailable."""
 
 
 class ServerText:

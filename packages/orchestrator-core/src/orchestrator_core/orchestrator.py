@@ -41,7 +41,15 @@ from orchestrator_core.scoring import Scorer
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
-from orchestrator_core.validation import DeliberationRequest, Plan, agent_timeout, normalised_task, plan
+from orchestrator_core.validation import (
+    DeliberationRequest,
+    Plan,
+    agent_timeout,
+    checked_record_id,
+    checked_role,
+    normalised_task,
+    plan,
+)
 
 __all__ = ["DeliberationRequest", "Orchestration", "Orchestrator", "StatusSnapshot"]
 
@@ -317,7 +325,8 @@ class Orchestrator:
     # -- records and status ---------------------------------------------------
 
     async def get_record(self, deliberation_id: str) -> DeliberationRecord:
-        record = await self.store.get(deliberation_id.strip()) if deliberation_id.strip() else None
+        deliberation_id = checked_record_id(deliberation_id)
+        record = await self.store.get(deliberation_id) if deliberation_id else None
         if record is None:
             raise NotFound(f"no deliberation has id {deliberation_id!r}")
         return record
@@ -342,7 +351,7 @@ class Orchestrator:
                 f"created_after ({created_after:g}) is later than created_before ({created_before:g})"
             )
         query = RecordQuery(
-            role=role.strip().upper(),
+            role=checked_role(role),
             status=status,
             created_after=created_after,
             created_before=created_before,

@@ -27,8 +27,22 @@ from orchestrator_core.models import (
 _CHOICE_LINE = re.compile(r"^\W*choice\W*[:=]\s*#?\s*(\d+)\b.*$", re.IGNORECASE | re.MULTILINE)
 
 
+MAX_SELECTION_CHARS = 64_000
+"""Longer selection replies are read up to this length: the choice comes first or not at all."""
+
+
 def parse_choice(text: str, candidates: Sequence[RankedProposal]) -> tuple[int, str] | None:
-    """The 0-based index of the chosen candidate and the rationale, or None."""
+    """The 0-based index of the chosen candidate and the rationale, or None.
+
+    Whatever the model wrote (deeply nested JSON, huge numbers), this returns, never raises.
+    """
+    try:
+        return _parse_choice(text[:MAX_SELECTION_CHARS], candidates)
+    except (RecursionError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def _parse_choice(text: str, candidates: Sequence[RankedProposal]) -> tuple[int, str] | None:
     for obj in _json_objects(text):
         index = _candidate_index(obj.get("choice"), candidates)
         if index is not None:

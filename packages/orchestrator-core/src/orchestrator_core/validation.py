@@ -55,12 +55,25 @@ def plan(request: DeliberationRequest, settings: Settings, council_size: int) ->
     return Plan(task, request.num_agents or min(council_size, settings.max_agents), rounds, request_id)
 
 
+def checked_role(role: str) -> str:
+    """The role, upper-cased; empty stays empty (callers decide whether that is allowed)."""
+    role = role.strip().upper()
+    if role and (len(role) > 64 or not role.replace("_", "").replace("-", "").isalnum()):
+        raise InvalidRequest("role must be a short name of letters, digits, '-' and '_'")
+    return role
+
+
+def checked_record_id(deliberation_id: str) -> str:
+    deliberation_id = deliberation_id.strip()
+    if len(deliberation_id) > MAX_REQUEST_ID_CHARS or not deliberation_id.isprintable():
+        raise InvalidRequest(f"deliberation_id must be at most {MAX_REQUEST_ID_CHARS} printable characters")
+    return deliberation_id
+
+
 def normalised_task(task: Task, settings: Settings) -> Task:
-    role = task.role.strip().upper()
+    role = checked_role(task.role)
     if not role:
         raise InvalidRequest("role is required (e.g. DEV, QA, ARCHITECT, DEVOPS, DATA)")
-    if len(role) > 64 or not role.replace("_", "").replace("-", "").isalnum():
-        raise InvalidRequest("role must be a short name of letters, digits, '-' and '_'")
     description = task.description.strip()
     if not description:
         raise InvalidRequest("task is required: describe what the council should do")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, LiteralString
 
-from orchestrator_core.errors import RecordsUnavailable
+from orchestrator_core.errors import InvalidRequest, RecordsUnavailable
 from orchestrator_core.records import migrations
 from orchestrator_core.records.model import DeliberationRecord, RecordPage, RecordQuery
 from orchestrator_core.records.store import (
@@ -209,6 +209,8 @@ class _Guarded:
 
     async def __aexit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
         await self._context.__aexit__(kind, error, traceback)
+        if isinstance(error, psycopg.DataError):  # a value PostgreSQL cannot hold, e.g. a NUL byte
+            raise InvalidRequest(f"the request holds a value the records database cannot store: {_reason(error)}")
         if isinstance(error, psycopg.OperationalError):
             raise RecordsUnavailable(f"the records database {self._where} failed: {_reason(error)}") from error
 

@@ -189,17 +189,23 @@ def encode_page_token(last: DeliberationRecord) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode()
 
 
+MAX_PAGE_TOKEN_CHARS = 512
+
+
 def decode_page_token(token: str) -> tuple[float, str]:
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidRequest("page_token is not one this server issued")
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
         created_at, deliberation_id = key["c"], key["i"]
-    except (ValueError, UnicodeError, binascii.Error, TypeError, KeyError):
+        finite = isinstance(created_at, int | float) and math.isfinite(created_at)
+    except (ValueError, UnicodeError, binascii.Error, TypeError, KeyError, OverflowError, RecursionError):
         raise InvalidRequest("page_token is not one this server issued") from None
     if (
-        not isinstance(created_at, int | float)
+        not finite
         or isinstance(created_at, bool)
-        or not math.isfinite(created_at)
         or not isinstance(deliberation_id, str)
+        or not deliberation_id.isprintable()
     ):
         raise InvalidRequest("page_token is not one this server issued")
     return float(created_at), deliberation_id
