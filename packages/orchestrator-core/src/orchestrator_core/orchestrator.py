@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -51,6 +52,8 @@ from orchestrator_core.validation import (
     plan,
 )
 
+CLOSE_WAIT_SECONDS = 5.0
+
 __all__ = ["DeliberationRequest", "Orchestration", "Orchestrator", "StatusSnapshot"]
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,8 @@ class Orchestrator:
             heavy_check_slots=asyncio.Semaphore(settings.heavy_check_concurrency),
         )
         self.statistics = StatisticsRecorder()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.owner = uuid.uuid4().hex
         """This process's id on the records it runs (and its lease, with a shared database)."""
         self.upkeep = RecordUpkeep(store, settings, self.owner)
@@ -107,7 +112,12 @@ class Orchestrator:
             await self.store.close()
             raise
 
-    async def close(self) -> None:
+    async def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
+        """Close the records, once the deliberations still unwinding (e.g. cancelled at the end
+        of a shutdown's grace period) have written their final state, or after ``wait_seconds``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                await self._idle.wait()
         await self.upkeep.stop()
         await self.store.close()
 
@@ -317,10 +327,13 @@ class Orchestrator:
                 "(ORCH_MAX_CONCURRENT_DELIBERATIONS); retry later"
             )
         self.statistics.in_flight += 1
+        self._idle.clear()
         try:
             yield
         finally:
             self.statistics.in_flight -= 1
+            if self.statistics.in_flight == 0:
+                self._idle.set()
 
     # -- records and status ---------------------------------------------------
 
