@@ -12,6 +12,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True  # a missing Python fails, never passes silently
 
 ROOT = Path(__file__).parent
 PACKAGES = ("orchestrator-core", "orchestrator-grpc", "agents-contrib")

@@ -218,6 +218,56 @@ async def test_network_connections_fail(check: DryRunCheck, tmp_path: Path, isol
     await assert_service_healthy(check, tmp_path, isolation)
 
 
+@pytest.fixture
+def host_unix_socket() -> Iterator[tuple[Path, list[bytes]]]:
+    """A Unix socket of the machine, outside any temp dir (as a database's is, in /run)."""
+    path = Path("/run") / f"orch-hostile-{secrets.token_hex(6)}.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    path.chmod(0o777)  # reachable by any user, as PostgreSQL's socket is
+    server.listen()
+    server.settimeout(0.2)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                received.append(b"<connected>")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, received
+    stop.set()
+    thread.join()
+    server.close()
+    path.unlink()
+
+
+async def test_unix_sockets_of_the_machine_are_out_of_reach(check: DryRunCheck, tmp_path: Path,
+                                                            isolation: Isolation,
+                                                            host_unix_socket: tuple[Path, list[bytes]]) -> None:
+    path, received = host_unix_socket
+    if not isolation.filesystem_isolated:
+        # The filesystem is shared at this level: every result says so, and the socket is not tried.
+        assert "shared filesystem" in isolation.describe(check.settings)
+        return
+    code = (
+        "import socket\n\ndef run():\n"
+        "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        f"    s.connect({str(path)!r})\n"
+    )
+    result = await run_hostile(check, code)
+    assert not result.passed
+    assert "No such file or directory" in diagnostics(result)
+    assert received == []
+    await assert_service_healthy(check, tmp_path, isolation)
+
+
 @pytest.mark.parametrize("where", ["in the test", "after pytest, past its output capture"])
 async def test_printing_gigabytes_is_cut_short(check: DryRunCheck, tmp_path: Path, isolation: Isolation,
                                                where: str) -> None:

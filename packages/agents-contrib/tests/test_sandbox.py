@@ -73,12 +73,16 @@ def test_limits_follow_the_settings() -> None:
 
 def test_the_bwrap_command_isolates_network_pids_and_the_filesystem() -> None:
     isolation = Isolation("bwrap", True, True, True, 65534, prefix=("bwrap", "--unshare-net", "--unshare-pid"),
-                          hidden=("/root",), exposed=("/root/.pyenv/versions/3.11",))
+                          exposed=("/root/.pyenv/versions/3.11",))
     command = isolation.command(Path("/tmp/a/box"), ["python", "-c", "pass"], DryRunSettings())
     text = " ".join(command)
     assert command[:3] == ["bwrap", "--unshare-net", "--unshare-pid"]
-    assert "--ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /root" in text
-    assert "--perms 0755 --dir /root/.pyenv --perms 0755 --dir /root/.pyenv/versions" in text
+    assert "--ro-bind / /" not in text  # a new root, not the machine's
+    assert "--ro-bind /usr /usr" in text
+    assert "/run" not in text
+    assert "/var" not in text
+    assert "--dev /dev --proc /proc --tmpfs /tmp" in text
+    assert "--perms 0755 --dir /root --perms 0755 --dir /root/.pyenv --perms 0755 --dir /root/.pyenv/versions" in text
     assert "--ro-bind /root/.pyenv/versions/3.11 /root/.pyenv/versions/3.11" in text
     assert "--perms 0755 --dir /tmp/a --bind /tmp/a/box /tmp/a/box --chdir /tmp/a/box --" in text
     assert command[-3:] == ["python", "-c", "pass"]

@@ -3,8 +3,10 @@
 Three levels, strongest first, probed once at startup (``auto``):
 
 ``bwrap``
-    bubblewrap: new network, pid, ipc and uts namespaces; the whole filesystem read-only
-    except the sandbox directory; a private ``/tmp``; the service user's home hidden.
+    bubblewrap: new network, pid, ipc and uts namespaces; a new root holding, read-only,
+    only the system's programs and libraries, a few files of ``/etc`` and the interpreter
+    with its packages; the sandbox directory writable; a private ``/tmp``. The service's
+    files, homes, ``/run`` and ``/var`` (and the Unix sockets in them) are not there.
 ``unshare``
     util-linux ``unshare``: new network, pid (with its own ``/proc``), ipc and uts
     namespaces; the filesystem is shared, so the unprivileged user below is what keeps
@@ -12,10 +14,9 @@ Three levels, strongest first, probed once at startup (``auto``):
     without that user switch).
 ``none``
     resource limits and the unprivileged user only; the result says the network was open.
-    ``auto`` takes it only when the service runs as root and can switch the code to an
-    unprivileged user; running untrusted code as the service's own user takes an explicit
-    ``ORCH_DRYRUN_ISOLATION=none``. Where nothing qualifies, the dryrun plugin fails to load
-    with the reason, and the service runs without it.
+    ``auto`` never takes it: it takes an explicit ``ORCH_DRYRUN_ISOLATION=none``. Where
+    nothing qualifies, the dryrun plugin fails to load with the reason, and the service runs
+    without it.
 
 At every level the first process (:mod:`.sandbox_launch`) sets the resource limits and,
 when the service runs as root, switches to an unprivileged user, so that RLIMIT_NPROC
@@ -81,7 +82,6 @@ class Isolation:
     filesystem_isolated: bool
     uid: int | None
     prefix: tuple[str, ...] = ()
-    hidden: tuple[str, ...] = field(default=(), repr=False)
     exposed: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -117,18 +117,29 @@ class Isolation:
         return [*self.prefix, *launch]
 
     def _bwrap_mounts(self, workdir: Path) -> list[str]:
-        mounts = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        fresh = [Path("/tmp"), *(Path(h) for h in self.hidden)]
-        for hidden in self.hidden:
-            mounts += ["--tmpfs", hidden]
-        created: set[Path] = set()
+        """A new root holding only what Python and pytest need, read-only: the system's
+        programs and libraries, a few files of /etc, the interpreter and its packages. The
+        service's files, its home, /run and /var (with their Unix sockets, e.g. a database's)
+        are not there at all."""
+        mounts: list[str] = []
+        for directory in SYSTEM_DIRS:
+            path = Path(directory)
+            if path.is_symlink():
+                mounts += ["--symlink", os.readlink(path), directory]
+            elif path.is_dir():
+                mounts += ["--ro-bind", directory, directory]
+        for name in ETC_ENTRIES:
+            if Path("/etc", name).exists():
+                mounts += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        mounts += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        created: set[Path] = {Path("/"), Path("/tmp")}
 
         def traversable(path: Path) -> list[str]:
-            # Directories bwrap creates inside a fresh tmpfs are made traversable, or the
+            # Directories bwrap creates in the new root are made traversable, or the
             # unprivileged user could not reach what is mounted below them.
             steps: list[str] = []
             for parent in reversed(path.parents):
-                if parent not in created and any(parent != f and parent.is_relative_to(f) for f in fresh):
+                if parent not in created and not _under_system_dir(parent):
                     created.add(parent)
                     steps += ["--perms", "0755", "--dir", str(parent)]
             return steps
@@ -136,6 +147,15 @@ class Isolation:
         for exposed in self.exposed:
             mounts += [*traversable(Path(exposed)), "--ro-bind", exposed, exposed]
         return [*mounts, *traversable(workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
+               "nsswitch.conf", "ssl", "hosts")
+
+
+def _under_system_dir(path: Path) -> bool:
+    return any(path == Path(d) or path.is_relative_to(d) for d in (*SYSTEM_DIRS, "/etc"))
 
 
 def rlimits(settings: DryRunSettings) -> dict[str, int]:
@@ -165,8 +185,8 @@ def scrubbed_env(workdir: Path) -> dict[str, str]:
 def _candidates(settings: DryRunSettings) -> list[Isolation]:
     root = os.geteuid() == 0
     uids: list[int | None] = [settings.sandbox_uid, None] if root else [None]
-    levels = ["bwrap", "unshare", "none"] if settings.isolation == "auto" else [settings.isolation]
-    hidden, exposed = _hidden_home()
+    levels = ["bwrap", "unshare"] if settings.isolation == "auto" else [settings.isolation]
+    exposed = _interpreter_paths()
     found: list[Isolation] = []
     for level in levels:
         for uid in uids:
@@ -175,7 +195,7 @@ def _candidates(settings: DryRunSettings) -> list[Isolation]:
                           "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
                 if not root:
                     prefix.append("--unshare-user")
-                found.append(Isolation("bwrap", True, True, True, uid, tuple(prefix), hidden, exposed))
+                found.append(Isolation("bwrap", True, True, True, uid, tuple(prefix), exposed))
             elif level == "unshare" and shutil.which("unshare"):
                 if root and uid is None and settings.isolation == "auto":
                     continue  # root on the shared filesystem: only an explicit choice may accept it
@@ -183,32 +203,23 @@ def _candidates(settings: DryRunSettings) -> list[Isolation]:
                 if not root:
                     prefix[1:1] = ["--user", "--map-root-user"]
                 found.append(Isolation("unshare", True, True, False, uid, tuple(prefix)))
-            elif level == "none" and (uid is not None or settings.isolation == "none"):
-                # Without namespaces, code running as the service's own user could read the
-                # service's memory and environment (API keys) through /proc: ``auto`` never
-                # settles for that; an operator may, by naming ``none`` explicitly.
+            elif level == "none" and settings.isolation == "none":
+                # Without namespaces the code shares the machine's network and processes, and a
+                # process that leaves the group can outlive the run: ``auto`` never settles for
+                # that; an operator may, by naming ``none`` explicitly.
                 found.append(Isolation("none", False, False, False, uid))
     return found
 
 
-def _hidden_home() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The service user's home is hidden, except the Python installation if it lives there.
-
-    bwrap also gives the code a fresh ``/tmp``; an interpreter or virtual environment living
-    under ``/tmp`` is mounted back read-only too.
-    """
-    home = Path.home().resolve()
-    fresh = [Path("/tmp")]
-    hidden: tuple[str, ...] = ()
-    if home != Path("/") and home.is_dir():
-        fresh.append(home)
-        hidden = (str(home),)
+def _interpreter_paths() -> tuple[str, ...]:
+    """Where the interpreter, its standard library and its packages live, outside the system
+    directories bwrap mounts anyway (a pyenv under a home, a virtual environment, a source
+    checkout installed in editable mode)."""
     needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, Path(sys.executable).parent.parent)}
     needed |= {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
                                            Path(sys.executable).resolve().parent.parent)}
     needed |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
-    exposed = sorted({str(p) for p in needed for f in fresh if p.is_relative_to(f) and p != f})
-    return hidden, tuple(_outermost(exposed))
+    return tuple(_outermost(sorted(str(p) for p in needed if p != Path("/") and not _under_system_dir(p))))
 
 
 def _outermost(paths: list[str]) -> list[str]:
