@@ -354,6 +354,19 @@ async def test_a_retry_after_past_the_deadline_ends_the_call_at_once(server: LLM
     assert len(server.requests) == 1
 
 
+async def test_retries_stop_at_the_deadline_the_deliberation_gave_the_call(server: LLMServer) -> None:
+    from orchestrator_core.deadlines import call_deadline
+
+    server.script(CHAT_PATH, Reply(status=429, body={}, headers={"Retry-After": "20"}))
+    sleeps = Sleeps()
+    with call_deadline(5.0), pytest.raises(ServerFailed) as raised:  # the engine's bound, tighter than 170 s
+        await agent_of(backend_for(server.base_url, sleeps)).generate(TASK)
+
+    assert "rate limiting requests (HTTP 429)" in str(raised.value)
+    assert sleeps.delays == []
+    assert len(server.requests) == 1
+
+
 async def test_server_errors_are_retried_with_growing_jittered_backoff(server: LLMServer) -> None:
     server.script(CHAT_PATH, *(Reply({"error": {"message": "boom"}}, status=500) for _ in range(4)))
     sleeps = Sleeps()

@@ -163,7 +163,7 @@ class AnthropicAgent(PromptedAgent):
         return await call_with_retries(
             attempt,
             policy=self._policy,
-            deadline=Deadline(self.options.call_timeout_seconds),
+            deadline=Deadline.within(self.options.call_timeout_seconds),
             sleep=self._backend.sleep,
             rng=self._backend.rng,
         )

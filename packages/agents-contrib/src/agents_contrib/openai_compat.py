@@ -190,7 +190,7 @@ class OpenAIAgent(PromptedAgent):
 
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         payload = json.dumps(self.request_body(prompt)).encode("utf-8")
-        deadline = Deadline(self.options.call_timeout_seconds)
+        deadline = Deadline.within(self.options.call_timeout_seconds)
 
         async def attempt(seconds_left: float) -> AgentReply:
             return await self._attempt(payload, seconds_left, phase)

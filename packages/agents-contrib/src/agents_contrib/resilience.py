@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from orchestrator_core.deadlines import seconds_left
 from orchestrator_core.errors import AgentError
 
 T = TypeVar("T")
@@ -63,6 +64,12 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._end = asyncio.get_running_loop().time() + seconds
+
+    @classmethod
+    def within(cls, seconds: float) -> Deadline:
+        """``seconds`` from now, or less when the deliberation gave this call less time."""
+        left = seconds_left()
+        return cls(seconds if left is None else min(seconds, left))
 
     def remaining(self) -> float:
         return self._end - asyncio.get_running_loop().time()

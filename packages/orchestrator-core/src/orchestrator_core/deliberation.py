@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
     AgentFailed,
@@ -220,8 +221,9 @@ class _Run:
         a failure is recorded, never raised."""
         cause: AgentError | None = None
         try:
-            async with asyncio.timeout(self.agent_timeout):
-                reply = await call()
+            with call_deadline(self.agent_timeout):
+                async with asyncio.timeout(self.agent_timeout):
+                    reply = await call()
             if not isinstance(reply, AgentReply):
                 raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
             if not reply.text.strip():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from orchestrator_core import __version__
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
+from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import DeliberationEngine
 from orchestrator_core.errors import (
     AtCapacity,
@@ -175,8 +176,10 @@ class Orchestrator:
             writer = RecordWriter(self.store, record, on_event)
             writer.start()
             try:
-                async with asyncio.timeout(budget - (time.monotonic() - started)):
-                    outcome, selection = await self._deliberate(writer, checked, agents, top_k)
+                remaining = budget - (time.monotonic() - started)
+                with call_deadline(remaining):
+                    async with asyncio.timeout(remaining):
+                        outcome, selection = await self._deliberate(writer, checked, agents, top_k)
             except TimeoutError:
                 await self._finish_failed(
                     writer, RecordStatus.FAILED, started, "deadline exceeded", DeadlineExceeded.__name__

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import report_timeout
 from orchestrator_core.hookspecs import SelectingAgent
 from orchestrator_core.models import (
@@ -118,8 +119,9 @@ async def select_winner(
     if selector is None or len(candidates) == 1:
         return by_score(candidates)
     try:
-        async with asyncio.timeout(timeout_seconds):
-            reply = await selector.select(task, [c.proposal for c in candidates])
+        with call_deadline(timeout_seconds):
+            async with asyncio.timeout(timeout_seconds):
+                reply = await selector.select(task, [c.proposal for c in candidates])
     except TimeoutError:
         error = f"timed out after {timeout_seconds:g}s"
         report_timeout(selector)
