@@ -172,11 +172,7 @@ class CommandAgent(PromptedAgent):
             ) from None
         try:
             async with asyncio.timeout(self.options.timeout_seconds):
-                stdout, stderr, _ = await asyncio.gather(
-                    self._read(process.stdout, self.options.max_output_bytes, "standard output"),
-                    self._read(process.stderr, self.options.max_output_bytes, "standard error"),
-                    _feed(process.stdin, stdin),
-                )
+                stdout, stderr = await self._exchange(process, stdin)
                 status = await process.wait()
         except TimeoutError:
             await _kill(process)
@@ -188,6 +184,18 @@ class CommandAgent(PromptedAgent):
             await _kill(process)
             raise
         return status, stdout, stderr
+
+    async def _exchange(self, process: asyncio.subprocess.Process, stdin: bytes) -> tuple[bytes, bytes]:
+        """Feed the prompt and read both outputs at once; the first failure stops the others."""
+        limit = self.options.max_output_bytes
+        try:
+            async with asyncio.TaskGroup() as group:
+                stdout = group.create_task(self._read(process.stdout, limit, "standard output"))
+                stderr = group.create_task(self._read(process.stderr, limit, "standard error"))
+                group.create_task(_feed(process.stdin, stdin))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return stdout.result(), stderr.result()
 
     async def _read(self, stream: asyncio.StreamReader | None, limit: int, what: str) -> bytes:
         if stream is None:  # pragma: no cover - the pipes are always requested
@@ -219,7 +227,26 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         process.kill()  # in case the program left its group
-    await asyncio.shield(process.wait())
+    await asyncio.shield(_reap(process))
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for a killed program. asyncio (3.11) reports a child's exit only once its pipes
+    are closed, and a pipe we stopped reading (output over the limit) is not: read both to
+    their end first, boundedly, so the wait cannot hang."""
+
+    async def drain(stream: asyncio.StreamReader | None) -> None:
+        with contextlib.suppress(Exception):
+            while stream is not None and await stream.read(_READ_CHUNK):
+                pass
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_REAP_SECONDS):
+            await asyncio.gather(drain(process.stdout), drain(process.stderr))
+    await process.wait()
+
+
+_REAP_SECONDS = 5.0
 
 
 def _tail(stderr: bytes) -> str:
