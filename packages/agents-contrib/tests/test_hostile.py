@@ -15,6 +15,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,9 @@ def check(tmp_path: Path, isolation: Isolation) -> DryRunCheck:
     return DryRunCheck(fast_settings(tmp_path), isolation)
 
 
-@pytest.fixture
-def listener() -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server of the service's own network namespace, recording what reaches it."""
-    server = socket.create_server(("127.0.0.1", 0))
+@contextmanager
+def recording(server: socket.socket) -> Iterator[list[bytes]]:
+    """Accepts connections on ``server`` in a thread, recording what reaches it; closes it after."""
     server.settimeout(0.2)
     received: list[bytes] = []
     stop = threading.Event()
@@ -72,10 +72,20 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield server.getsockname()[1], received
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield received
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server of the service's own network namespace, recording what reaches it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    with recording(server) as received:
+        yield server.getsockname()[1], received
 
 
 async def run_hostile(check: DryRunCheck, code: str) -> CheckResult:
@@ -226,26 +236,11 @@ def host_unix_socket() -> Iterator[tuple[Path, list[bytes]]]:
     server.bind(str(path))
     path.chmod(0o777)  # reachable by any user, as PostgreSQL's socket is
     server.listen()
-    server.settimeout(0.2)
-    received: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                received.append(b"<connected>")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield path, received
-    stop.set()
-    thread.join()
-    server.close()
-    path.unlink()
+    try:
+        with recording(server) as received:
+            yield path, received
+    finally:
+        path.unlink()
 
 
 async def test_unix_sockets_of_the_machine_are_out_of_reach(check: DryRunCheck, tmp_path: Path,
