@@ -193,7 +193,10 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
     }
 
 
-def test_sigterm_drains_an_in_flight_deliberation_then_exits_0(environment: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
+    environment: dict[str, str], tmp_path: Path, stop: signal.Signals
+) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()
     env = {**environment, "GRPC_CLI_TEST_GATE": str(gate), "ORCH_COUNCILS__GATED__BACKEND": "filegate",
@@ -207,7 +210,7 @@ def test_sigterm_drains_an_in_flight_deliberation_then_exits_0(environment: dict
     try:
         _wait_for(lambda: len(list(gate.glob("entered-*"))) == 2, "the agents to be called")
 
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(stop)
 
         # New calls are refused at once (UNAVAILABLE) while the deliberation runs on.
         _wait_for(lambda: run(env, "status", "--address", server.address, "--timeout", "5").returncode == 1,
