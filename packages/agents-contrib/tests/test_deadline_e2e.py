@@ -5,13 +5,13 @@ call is left running on the server."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from llm_server import CHAT_PATH, LLMServer, Reply, running_llm_server
+from server_settings import openai_server_settings
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -32,21 +32,11 @@ async def llm() -> AsyncIterator[LLMServer]:
 
 
 def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str) -> Settings:
-    for name in [name for name in os.environ if name.startswith("ORCH_")]:
-        monkeypatch.delenv(name)
-    for name, value in {
-        "ORCH_HOST": "127.0.0.1",
-        "ORCH_PORT": "0",
-        "ORCH_DATABASE_PATH": str(tmp_path / "records.sqlite3"),
-        "ORCH_PLUGINS_ENABLED": "openai",
-        "ORCH_COUNCILS__DEV__BACKEND": "openai",
-        "ORCH_COUNCILS__DEV__AGENTS": "3",
-        "ORCH_OPENAI_BASE_URL": base_url,
-        "ORCH_OPENAI_MODEL": "dev-model",
-        "ORCH_OPENAI_API_KEY": "sk-deadline-test",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return Settings()
+    return openai_server_settings(
+        tmp_path, monkeypatch, base_url,
+        ORCH_COUNCILS__DEV__AGENTS="3",
+        ORCH_OPENAI_API_KEY="sk-deadline-test",
+    )
 
 
 def _new_tasks(before: set[asyncio.Task[object]]) -> list[str]:

@@ -4,13 +4,13 @@ GetStatus, stored records, error messages or logs, even when the model server ec
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from llm_server import CHAT_PATH, LLMServer, Recorded, Reply, chat_completion, running_llm_server
+from server_settings import openai_server_settings
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -29,25 +29,15 @@ async def llm() -> AsyncIterator[LLMServer]:
 
 
 def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str) -> Settings:
-    for name in [name for name in os.environ if name.startswith("ORCH_")]:
-        monkeypatch.delenv(name)
-    for name, value in {
-        "ORCH_HOST": "127.0.0.1",
-        "ORCH_PORT": "0",
-        "ORCH_DATABASE_PATH": str(tmp_path / "records.sqlite3"),
-        "ORCH_PLUGINS_ENABLED": "openai",
-        "ORCH_COUNCILS__DEV__BACKEND": "openai",
-        "ORCH_COUNCILS__DEV__AGENTS": "2",
-        "ORCH_COUNCILS__QA__BACKEND": "openai",
-        "ORCH_COUNCILS__QA__OPTIONS__MODEL": "qa-model",
-        "ORCH_OPENAI_BASE_URL": base_url,
-        "ORCH_OPENAI_MODEL": "dev-model",
-        "ORCH_OPENAI_API_KEY": API_KEY,
-        "ORCH_OPENAI_MAX_RETRIES": "0",
-        "ORCH_AUTH_TOKENS": f"{TOKEN},another-token",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return Settings()
+    return openai_server_settings(
+        tmp_path, monkeypatch, base_url,
+        ORCH_COUNCILS__DEV__AGENTS="2",
+        ORCH_COUNCILS__QA__BACKEND="openai",
+        ORCH_COUNCILS__QA__OPTIONS__MODEL="qa-model",
+        ORCH_OPENAI_API_KEY=API_KEY,
+        ORCH_OPENAI_MAX_RETRIES="0",
+        ORCH_AUTH_TOKENS=f"{TOKEN},another-token",
+    )
 
 
 def answer(request: Recorded) -> Reply:
