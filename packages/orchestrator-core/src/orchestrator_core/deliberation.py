@@ -151,7 +151,7 @@ class _Run:
         )
         for member, reply in zip(members, replies, strict=True):
             if reply is not None:
-                member.proposal = self._proposal(member, reply.text, revision=0)
+                member.proposal = self._proposal(member, reply, revision=0)
                 self.emit(ProposalGenerated(member.proposal))
         self._require_quorum()
 
@@ -193,7 +193,7 @@ class _Run:
         for member, reply in zip(authors, replies, strict=True):
             if reply is not None:
                 member.proposal = self._proposal(
-                    member, reply.text, revision=_proposal_of(member).revision + 1
+                    member, reply, revision=_proposal_of(member).revision + 1
                 )
                 self.emit(ProposalRevised(member.proposal))
         self._require_quorum()
@@ -287,13 +287,14 @@ class _Run:
     def _active(self) -> list[_Member]:
         return [m for m in self.members if m.active]
 
-    def _proposal(self, member: _Member, content: str, revision: int) -> Proposal:
+    def _proposal(self, member: _Member, reply: AgentReply, revision: int) -> Proposal:
         return Proposal(
             proposal_id=f"{member.agent_id}-v{revision}",
             author_id=member.agent_id,
             role=self.task.role,
-            content=content,
+            content=reply.text,
             revision=revision,
+            truncated=reply.truncated,
         )
 
     def _require_quorum(self) -> None:

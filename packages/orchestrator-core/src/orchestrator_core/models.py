@@ -77,6 +77,8 @@ class AgentReply:
 
     text: str
     usage: TokenUsage = field(default_factory=TokenUsage)
+    truncated: bool = False
+    """The model stopped at its reply-length limit (``max_tokens``), so the text may end mid-way."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Proposal:
     role: str
     content: str
     revision: int = 0
+    truncated: bool = False
+    """The reply this content came from was cut off at the model's reply-length limit."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from rich.table import Table
 from orchestrator_core.events import RankingReady
 from orchestrator_core.models import (
     DeliberationOutcome,
+    Proposal,
     RankedProposal,
     Task,
     TaskConstraints,
@@ -153,7 +154,7 @@ def _print_outcome(args: argparse.Namespace, outcome: DeliberationOutcome) -> No
     )
     if outcome.results:
         best = outcome.results[0]
-        console.print(Panel(best.proposal.content, title=f"#1 {best.proposal.proposal_id}"))
+        console.print(Panel(best.proposal.content, title=f"#1 {_proposal_label(best.proposal)}"))
 
 
 def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration) -> None:
@@ -167,7 +168,7 @@ def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration)
         console.print(f"[yellow]selection fell back to the top score[/yellow]: {selection.failure.error}")
     winner = selection.winner.proposal
     console.print(f"winner {winner.proposal_id}, selected by {selection.selected_by}: {selection.rationale}")
-    console.print(Panel(winner.content, title=f"winner {winner.proposal_id}"))
+    console.print(Panel(winner.content, title=f"winner {_proposal_label(winner)}"))
 
 
 def _results_table(results: tuple[RankedProposal, ...]) -> Table:
@@ -177,7 +178,15 @@ def _results_table(results: tuple[RankedProposal, ...]) -> Table:
             f"[green]{c.name}✓[/green]" if c.passed else f"[red]{c.name}✗[/red]" for c in result.checks
         )
         table.add_row(
-            str(result.rank), result.proposal.proposal_id, result.proposal.author_id,
+            str(result.rank), _proposal_label(result.proposal), result.proposal.author_id,
             f"{result.score:.3f}", checks,
         )
     return table
+
+
+TRUNCATED_NOTE = "(cut off at max_tokens)"
+
+
+def _proposal_label(proposal: Proposal) -> str:
+    """The proposal's id, noting when the model's reply was cut off at its length limit."""
+    return f"{proposal.proposal_id} {TRUNCATED_NOTE}" if proposal.truncated else proposal.proposal_id

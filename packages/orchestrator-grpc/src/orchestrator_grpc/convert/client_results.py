@@ -41,6 +41,7 @@ def proposal_from_proto(proposal: pb.Proposal) -> Proposal:
         role=proposal.role,
         content=proposal.content,
         revision=proposal.revision,
+        truncated=proposal.truncated,
     )
 
 

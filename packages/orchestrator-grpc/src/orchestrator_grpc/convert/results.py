@@ -41,6 +41,7 @@ def proposal_to_proto(proposal: Proposal) -> pb.Proposal:
         role=proposal.role,
         content=proposal.content,
         revision=proposal.revision,
+        truncated=proposal.truncated,
     )
 
 
