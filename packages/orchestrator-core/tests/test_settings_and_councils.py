@@ -13,11 +13,20 @@ from orchestrator_core.settings import Settings
 from orchestrator_core.testing import ScriptedBackend
 
 
-def test_defaults_give_every_known_role_an_openai_council() -> None:
+def test_defaults_give_every_known_role_an_embedded_council() -> None:
     settings = Settings()
     assert tuple(settings.councils) == KNOWN_ROLES
-    assert {c.backend for c in settings.councils.values()} == {"openai"}
+    assert {c.backend for c in settings.councils.values()} == {"embedded"}
     assert settings.port == 50055
+
+
+def test_the_default_backend_serves_every_council_that_names_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_DEFAULT_BACKEND", "openai")
+    monkeypatch.setenv("ORCH_COUNCILS__QA__BACKEND", "command")
+    monkeypatch.setenv("ORCH_COUNCILS__QA__OPTIONS", '{"program": "/bin/true"}')
+    settings = Settings()
+    backends = {role: c.backend for role, c in settings.councils.items()}
+    assert backends == {"DEV": "openai", "QA": "command", "ARCHITECT": "openai", "DEVOPS": "openai", "DATA": "openai"}
 
 
 def test_environment_overrides_lay_over_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +70,7 @@ def test_a_council_whose_backend_is_missing_says_what_to_install() -> None:
     councils = build_councils(Settings(), {})
     dev = councils["DEV"]
     assert not dev.ready
-    assert "backend 'openai', which no installed plugin registers" in dev.problem
+    assert "backend 'embedded', which no installed plugin registers" in dev.problem
     assert "ORCH_COUNCILS__DEV__BACKEND" in dev.problem
     with pytest.raises(NoCouncil):
         dev.agents(3)

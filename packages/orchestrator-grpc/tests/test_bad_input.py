@@ -145,7 +145,7 @@ CASES = [
     Case("unknown role", "Deliberate", deliberate(role="PHYSICS"),
          Code.FAILED_PRECONDITION, "ORCH_COUNCILS__PHYSICS__BACKEND"),
     Case("role of a council that cannot run", "Deliberate", deliberate(role="QA"),
-         Code.FAILED_PRECONDITION, "backend 'openai', which no installed plugin registers"),
+         Code.FAILED_PRECONDITION, "which no installed plugin registers"),
     # agents and rounds
     Case("negative agents", "Deliberate", deliberate(num_agents=-1),
          Code.INVALID_ARGUMENT, "num_agents must be between 1 and 8"),

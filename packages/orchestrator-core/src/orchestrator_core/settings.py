@@ -22,7 +22,8 @@ from pydantic_settings import (
 from orchestrator_core.models import KNOWN_ROLES
 
 CONFIG_FILE_ENV = "ORCH_CONFIG_FILE"
-DEFAULT_BACKEND = "openai"
+DEFAULT_BACKEND = "embedded"
+"""The backend of a council that names none: the model shipped with agents-contrib, run in process."""
 
 
 class CouncilSettings(BaseModel):
@@ -30,7 +31,8 @@ class CouncilSettings(BaseModel):
 
     enabled: bool = True
     """False removes the council, e.g. one of the known roles' default councils."""
-    backend: str = DEFAULT_BACKEND
+    backend: str = ""
+    """The agent backend; empty means the service's ``default_backend``."""
     agents: int = Field(default=3, ge=1, le=64)
     options: dict[str, Any] = Field(default_factory=dict)
     """Options every agent of the council gets (model, temperature, base_url, ...)."""
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     plugins_disabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Councils and deliberation
+    default_backend: str = Field(default=DEFAULT_BACKEND, min_length=1)
+    """The backend of every council that names none (the default councils included)."""
     councils: dict[str, CouncilSettings] = Field(default_factory=_default_councils)
     default_rounds: int = Field(default=1, ge=0)
     max_rounds: int = Field(default=5, ge=0)
@@ -144,6 +148,13 @@ class Settings(BaseSettings):
         councils = _default_councils()
         councils.update({role.upper(): council for role, council in value.items()})
         return {role: council for role, council in councils.items() if council.enabled}
+
+    @model_validator(mode="after")
+    def _councils_name_a_backend(self) -> Settings:
+        for council in self.councils.values():
+            if not council.backend:
+                council.backend = self.default_backend
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeat(self) -> Settings:
