@@ -40,7 +40,7 @@ async def test_a_deliberation_is_ranked_and_recorded(make_orchestrator: Any) -> 
 
 async def test_orchestrate_asks_the_architect_to_choose(make_orchestrator: Any) -> None:
     backend = ScriptedBackend(defaults={"choice": 2, "rationale": "best tests"})
-    orchestrator = await make_orchestrator(backend)
+    orchestrator = await make_orchestrator(backend, ScriptedCheck())
     orchestration = await orchestrator.orchestrate(request(), top_k=3)
     selection = orchestration.selection
     assert selection.selected_by == "architect-1"
@@ -51,7 +51,7 @@ async def test_orchestrate_asks_the_architect_to_choose(make_orchestrator: Any) 
 
 
 async def test_without_a_selector_role_the_top_score_wins(make_orchestrator: Any) -> None:
-    orchestrator = await make_orchestrator(None, selector_role="")
+    orchestrator = await make_orchestrator(None, ScriptedCheck(), selector_role="")
     orchestration = await orchestrator.orchestrate(request())
     assert orchestration.selection.selected_by == "score"
     assert orchestration.selection.winner.rank == 1
@@ -165,7 +165,7 @@ async def test_quorum_loss_is_recorded_as_failed(make_orchestrator: Any) -> None
 
 
 async def test_statistics_count_runs_by_role_and_tokens(make_orchestrator: Any) -> None:
-    orchestrator = await make_orchestrator()
+    orchestrator = await make_orchestrator(None, ScriptedCheck())
     await orchestrator.deliberate(request(rounds=1))
     await orchestrator.orchestrate(request(rounds=0))
     statistics = orchestrator.status().statistics

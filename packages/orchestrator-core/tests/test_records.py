@@ -104,7 +104,7 @@ class GatedBackend:
 
 
 async def test_the_record_holds_the_whole_deliberation(make_recorded: Make) -> None:
-    check = ScriptedCheck(score_of=lambda p: 0.9 if p.author_id == "dev-2" else 0.3)
+    check = ScriptedCheck(score_of=lambda p: {"dev-2": 0.9, "dev-3": 0.6}.get(p.author_id, 0.3))
     orchestrator = await make_recorded(None, check)
     orchestration = await orchestrator.orchestrate(request(rounds=1, request_id="audit-1"), top_k=2)
     record = await orchestrator.get_record(orchestration.execution_id)

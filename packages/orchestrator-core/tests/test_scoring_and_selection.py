@@ -24,7 +24,7 @@ def proposal(author: str) -> Proposal:
 
 def candidates(n: int) -> tuple[RankedProposal, ...]:
     return tuple(
-        RankedProposal(proposal(f"dev-{i + 1}"), (), score=1 - i / 10, rank=i + 1) for i in range(n)
+        RankedProposal(proposal(f"dev-{i + 1}"), (), score=1 - i / 10, rank=i + 1, viable=True) for i in range(n)
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
@@ -24,11 +25,23 @@ class CouncilInfo:
 
 
 class Breakers:
-    """One circuit breaker per backend endpoint, shared by every council that uses it."""
+    """One circuit breaker per backend endpoint, shared by every council that uses it.
 
-    def __init__(self, failure_threshold: int, cooldown_seconds: float) -> None:
+    A half-open breaker lets ``trial_calls`` calls through at once: the quorum, so a council
+    on a recovered endpoint keeps enough agents to go on (its phases start every call at once).
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_seconds: float,
+        trial_calls: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_seconds = cooldown_seconds
+        self.trial_calls = trial_calls
+        self.clock = clock
         self._by_endpoint: dict[tuple[str, str], CircuitBreaker] = {}
 
     def for_options(self, backend: str, options: Mapping[str, object]) -> CircuitBreaker:
@@ -36,7 +49,9 @@ class Breakers:
         key = (backend, endpoint)
         if key not in self._by_endpoint:
             label = redact_url(endpoint) if endpoint else f"the {backend} backend's default endpoint"
-            self._by_endpoint[key] = CircuitBreaker(label, self.failure_threshold, self.cooldown_seconds)
+            self._by_endpoint[key] = CircuitBreaker(
+                label, self.failure_threshold, self.cooldown_seconds, self.clock, self.trial_calls
+            )
         return self._by_endpoint[key]
 
 
@@ -111,10 +126,15 @@ class Council:
         return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit)
 
 
-def build_councils(settings: Settings, backends: Mapping[str, AgentBackend]) -> dict[str, Council]:
+def build_councils(
+    settings: Settings, backends: Mapping[str, AgentBackend], *, breakers: Breakers | None = None
+) -> dict[str, Council]:
     """A council per configured role; one that cannot run says why instead of failing startup."""
     councils: dict[str, Council] = {}
-    breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_cooldown_seconds)
+    if breakers is None:
+        breakers = Breakers(
+            settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, trial_calls=settings.quorum
+        )
     for role, council_settings in settings.councils.items():
         backend = backends.get(council_settings.backend)
         problem = ""
@@ -123,7 +143,7 @@ def build_councils(settings: Settings, backends: Mapping[str, AgentBackend]) -> 
             problem = (
                 f"the {role} council uses backend {council_settings.backend!r}, which no installed "
                 f"plugin registers (installed backends: {installed}); install the plugin that "
-                f"provides it (agents-contrib provides openai, anthropic and command) or set "
+                f"provides it (agents-contrib provides embedded, openai, anthropic and command) or set "
                 f"ORCH_COUNCILS__{role}__BACKEND"
             )
         council = Council(

@@ -8,6 +8,14 @@ Each agent call is bounded by the agent timeout: the server's, or the task's
 together, so the same figure bounds each agent phase.
 Cancelling the task that awaits :meth:`DeliberationEngine.deliberate` cancels every
 agent call and check in flight.
+
+Once the failures of a phase leave fewer agents than the quorum, the phase's other calls
+are cancelled at once and :class:`~orchestrator_core.errors.QuorumLost` is raised: the
+deliberation cannot go on, so nothing waits on calls whose answers could not be used.
+
+Tokens are counted as each call returns, in a :class:`UsageMeter` the caller may pass in:
+a deliberation that fails, is cancelled or times out has still spent them, and the caller
+reads them there (a call cut short by a timeout or a cancellation reported nothing).
 """
 
 from __future__ import annotations
@@ -61,6 +69,20 @@ async def _as_coroutine(call: Awaitable[T]) -> T:
     return await call
 
 
+class UsageMeter:
+    """The tokens one deliberation has spent so far, for the caller to read however it ends."""
+
+    def __init__(self) -> None:
+        self.total = TokenUsage()
+
+    def add(self, usage: TokenUsage) -> None:
+        self.total += usage
+
+
+class _QuorumGone(Exception):
+    """Raised inside a phase by the call whose failure lost the quorum; cancels the rest."""
+
+
 @dataclass
 class _Member:
     agent: Agent
@@ -89,9 +111,14 @@ class DeliberationEngine:
         *,
         deliberation_id: str = "",
         on_event: EventSink = discard_event,
+        usage: UsageMeter | None = None,
     ) -> DeliberationOutcome:
-        """Run one deliberation to its ranking. Raises QuorumLost when too few agents remain."""
-        run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event)
+        """Run one deliberation to its ranking. Raises QuorumLost when too few agents remain.
+
+        ``usage``, when given (a fresh meter per deliberation), counts the tokens spent as
+        calls return, so they are known even when this raises or is cancelled.
+        """
+        run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event, usage or UsageMeter())
         return await run.execute(rounds)
 
 
@@ -105,6 +132,7 @@ class _Run:
         agents: Sequence[Agent],
         deliberation_id: str,
         on_event: EventSink,
+        meter: UsageMeter,
     ) -> None:
         if not agents:
             raise ValueError("a deliberation needs at least one agent")
@@ -117,7 +145,7 @@ class _Run:
         self.agent_timeout = agent_timeout(task, engine.agent_timeout_seconds)
         self.failures: list[AgentFailure] = []
         self.causes: list[AgentError | None] = []
-        self.usage = TokenUsage()
+        self.meter = meter
 
     async def execute(self, rounds: int) -> DeliberationOutcome:
         started = time.monotonic()
@@ -135,7 +163,7 @@ class _Run:
             task=self.task,
             results=rank(judged, self.engine.scorer),
             failures=tuple(self.failures),
-            usage=self.usage,
+            usage=self.meter.total,
             duration_seconds=time.monotonic() - started,
             rounds=rounds_run,
         )
@@ -146,7 +174,7 @@ class _Run:
 
     async def _generate(self) -> None:
         members = self._active()
-        replies = await run_concurrently(
+        replies = await self._run_phase(
             [self._call(m, Phase.GENERATE, 0, partial(m.agent.generate, self.task)) for m in members]
         )
         for member, reply in zip(members, replies, strict=True):
@@ -158,7 +186,7 @@ class _Run:
     async def _critique(self, round_number: int) -> dict[str, list[Critique]]:
         ring = self._active()
         pairs = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
-        replies = await run_concurrently(
+        replies = await self._run_phase(
             [
                 self._call(critic, Phase.CRITIQUE, round_number,
                            partial(critic.agent.critique, self.task, _proposal_of(author)))
@@ -183,7 +211,7 @@ class _Run:
 
     async def _revise(self, round_number: int, feedback: dict[str, list[Critique]]) -> None:
         authors = [m for m in self._active() if feedback.get(m.agent_id)]
-        replies = await run_concurrently(
+        replies = await self._run_phase(
             [
                 self._call(m, Phase.REVISE, round_number,
                            partial(m.agent.revise, self.task, _proposal_of(m), tuple(feedback[m.agent_id])))
@@ -197,6 +225,19 @@ class _Run:
                 )
                 self.emit(ProposalRevised(member.proposal))
         self._require_quorum()
+
+    async def _run_phase(self, calls: Sequence[Awaitable[AgentReply | None]]) -> list[AgentReply | None]:
+        """All of one phase's calls at once; when a failure loses the quorum, the rest are
+        cancelled and QuorumLost is raised."""
+        lost = False
+        try:
+            replies = await run_concurrently(calls)
+        except* _QuorumGone:
+            lost = True
+        if lost:
+            self._require_quorum()
+            raise AssertionError("unreachable: the quorum was lost")  # pragma: no cover
+        return replies
 
     async def _check_all(self) -> list[tuple[Proposal, tuple[CheckResult, ...]]]:
         proposals = [m.proposal for m in self.members if m.proposal is not None]
@@ -226,6 +267,7 @@ class _Run:
                     reply = await call()
             if not isinstance(reply, AgentReply):
                 raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
+            self.meter.add(reply.usage)  # spent, even when the reply turns out unusable
             if not reply.text.strip():
                 raise AgentError("returned an empty reply")
         except TimeoutError:
@@ -236,13 +278,14 @@ class _Run:
         except Exception as exc:  # a plugin's bug must not sink the council
             error = f"{type(exc).__name__}: {exc}"
         else:
-            self.usage += reply.usage
             return reply
         member.active = False
         failure = AgentFailure(agent_id=member.agent_id, phase=phase, error=error, round=round_number)
         self.failures.append(failure)
         self.causes.append(cause)
         self.emit(AgentFailed(failure))
+        if len(self._active()) < self.quorum:
+            raise _QuorumGone
         return None
 
     async def _check(self, check: Check, proposal: Proposal) -> CheckResult:

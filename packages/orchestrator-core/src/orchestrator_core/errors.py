@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator_core.models import DeliberationOutcome
+
 
 class OrchestratorError(Exception):
     """Base of every error the core raises on purpose."""
@@ -41,6 +46,15 @@ class QuorumLost(OrchestratorError):
     def __init__(self, message: str, cause: AgentError | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class NoViableProposal(OrchestratorError):
+    """Every proposal failed a check that counts (or no such check judged any), so there is
+    no winner to return; ``outcome`` keeps the ranking for the record."""
+
+    def __init__(self, message: str, outcome: DeliberationOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class DeadlineExceeded(OrchestratorError):

@@ -13,13 +13,16 @@ thing it adds::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import pluggy
 
 from orchestrator_core.models import (
+    IDENTITY_SOURCES,
     AgentConfig,
+    AgentIdentity,
     AgentReply,
     CheckResult,
     Critique,
@@ -28,6 +31,8 @@ from orchestrator_core.models import (
 )
 
 PROJECT_NAME = "orchestrator"
+
+log = logging.getLogger(__name__)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -59,6 +64,43 @@ class SelectingAgent(Agent, Protocol):
     async def select(self, task: Task, candidates: Sequence[Proposal]) -> AgentReply:
         """Choose one candidate and say why; :mod:`orchestrator_core.selection` parses the reply."""
         ...
+
+
+@runtime_checkable
+class DescribedAgent(Agent, Protocol):
+    """An agent that can say what it runs. Optional: records show empty fields without it.
+
+    ``describe()`` returns an :class:`~orchestrator_core.models.AgentIdentity`: the model,
+    the endpoint (a URL without credentials, or the program of a command backend) and
+    ``source``, "options" when the council's options named the model or the endpoint, or
+    "settings" when both came from the backend's own settings (``ORCH_<BACKEND>_*``) or
+    defaults. It is called once per agent when a deliberation starts, must not block, and
+    must never return a secret.
+    """
+
+    def describe(self) -> AgentIdentity:
+        """What this agent runs and where that came from."""
+        ...
+
+
+def identity_of(agent: object) -> AgentIdentity:
+    """``agent.describe()`` when it has one and it works; otherwise an empty identity.
+
+    A plugin's broken ``describe`` is logged and costs only the record's detail, never the
+    deliberation.
+    """
+    describe = getattr(agent, "describe", None)
+    if not callable(describe):
+        return AgentIdentity()
+    try:
+        identity = describe()
+    except Exception as exc:
+        log.warning("%s: describe() failed: %s: %s", getattr(agent, "agent_id", "agent"), type(exc).__name__, exc)
+        return AgentIdentity()
+    if not isinstance(identity, AgentIdentity):
+        return AgentIdentity()
+    source = identity.source if identity.source in IDENTITY_SOURCES else ""
+    return AgentIdentity(model=str(identity.model), endpoint=str(identity.endpoint), source=source)
 
 
 @runtime_checkable

@@ -81,6 +81,23 @@ class AgentReply:
     """The model stopped at its reply-length limit (``max_tokens``), so the text may end mid-way."""
 
 
+IDENTITY_SOURCES: tuple[str, ...] = ("options", "settings")
+"""Where an agent's model and endpoint came from: the council's options, or the backend's
+own settings (``ORCH_<BACKEND>_*``) and defaults."""
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """What an agent runs, as its backend reports it: the model, the endpoint (a URL, or a
+    program for a command backend) and ``source``, "options" when the council's options named
+    the model or the endpoint, "settings" when both came from the backend's settings. Empty
+    strings mean the backend does not say."""
+
+    model: str = ""
+    endpoint: str = ""
+    source: str = ""
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """How a backend should build one agent of a council."""
@@ -138,10 +155,18 @@ class AgentFailure:
 
 @dataclass(frozen=True)
 class RankedProposal:
+    """One proposal's place in the ranking.
+
+    ``viable`` says it passed every check that counts and at least one such check judged it
+    (the definition is :meth:`orchestrator_core.scoring.Scorer.viable`); viable proposals
+    rank above every non-viable one, whatever their scores.
+    """
+
     proposal: Proposal
     checks: tuple[CheckResult, ...]
     score: float
     rank: int
+    viable: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +178,11 @@ class DeliberationOutcome:
     usage: TokenUsage
     duration_seconds: float
     rounds: int
+
+    @property
+    def viable_proposals(self) -> int:
+        """How many ranked proposals passed their checks (see :attr:`RankedProposal.viable`)."""
+        return sum(1 for result in self.results if result.viable)
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from orchestrator_core import __version__
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
-from orchestrator_core.deliberation import DeliberationEngine
+from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
 from orchestrator_core.errors import (
     AtCapacity,
     DeadlineExceeded,
     InvalidRequest,
     NoCouncil,
     NotFound,
+    NoViableProposal,
 )
 from orchestrator_core.events import DeliberationStarted, EventSink, RankingReady, discard_event
-from orchestrator_core.hookspecs import Agent, SelectingAgent
+from orchestrator_core.hookspecs import Agent, SelectingAgent, identity_of
 from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
 from orchestrator_core.records.idempotency import claim, request_fingerprint
@@ -39,6 +40,7 @@ from orchestrator_core.records.redaction import redacted_options
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.records.upkeep import RecordUpkeep
 from orchestrator_core.records.writer import RecordWriter
+from orchestrator_core.redaction import redact_url
 from orchestrator_core.scoring import Scorer
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
@@ -159,6 +161,10 @@ class Orchestrator:
     ) -> tuple[DeliberationOutcome, Selection | None]:
         """Run and record one deliberation, and select a winner when ``top_k`` is given.
 
+        A run that fails, is cancelled or times out is recorded with the tokens its agents
+        had spent. An orchestration whose ranking holds no viable proposal raises
+        NoViableProposal, and its failed record keeps the ranking.
+
         With a request_id, a call whose id a succeeded record already holds returns that
         record's outcome instead (see :mod:`orchestrator_core.records.idempotency`).
         """
@@ -175,25 +181,34 @@ class Orchestrator:
             on_event(DeliberationStarted(record.deliberation_id))
             writer = RecordWriter(self.store, record, on_event)
             writer.start()
+            meter = UsageMeter()
             try:
                 remaining = budget - (time.monotonic() - started)
                 with call_deadline(remaining):
                     async with asyncio.timeout(remaining):
-                        outcome, selection = await self._deliberate(writer, checked, agents, top_k)
+                        outcome, selection = await self._deliberate(writer, checked, agents, top_k, meter)
             except TimeoutError:
                 await self._finish_failed(
-                    writer, RecordStatus.FAILED, started, "deadline exceeded", DeadlineExceeded.__name__
+                    writer, RecordStatus.FAILED, started, meter, "deadline exceeded", DeadlineExceeded.__name__
                 )
                 raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
             except asyncio.CancelledError:
                 await asyncio.shield(
-                    self._finish_failed(writer, RecordStatus.CANCELLED, started, "cancelled", "Cancelled")
+                    self._finish_failed(writer, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled")
+                )
+                raise
+            except NoViableProposal as exc:
+                ranking = {"outcome": exc.outcome} if exc.outcome is not None else {}
+                await self._finish_failed(
+                    writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__, **ranking
                 )
                 raise
             except Exception as exc:
-                await self._finish_failed(writer, RecordStatus.FAILED, started, str(exc), type(exc).__name__)
+                await self._finish_failed(writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__)
                 raise
-            await self._finish(writer, RecordStatus.SUCCEEDED, started, outcome=outcome, selection=selection)
+            await self._finish(
+                writer, RecordStatus.SUCCEEDED, started, meter.total, outcome=outcome, selection=selection
+            )
             return outcome, selection
 
     def _new_record(
@@ -218,10 +233,7 @@ class Orchestrator:
             num_agents=checked.num_agents,
             rounds=checked.rounds,
             top_k=top_k or 0,
-            council=tuple(
-                CouncilSeat(agent.agent_id, council.settings.backend, redacted_options(council.settings.options_for(i)))
-                for i, agent in enumerate(agents)
-            ),
+            council=tuple(_seat(agent, council, i) for i, agent in enumerate(agents)),
         )
 
     async def _create(self, record: DeliberationRecord, budget: float) -> DeliberationRecord | None:
@@ -253,30 +265,53 @@ class Orchestrator:
         checked: Plan,
         agents: Sequence[Agent],
         top_k: int | None,
+        meter: UsageMeter,
     ) -> tuple[DeliberationOutcome, Selection | None]:
+        """Deliberate, then (for an orchestration) select among the viable proposals.
+
+        A deliberation without a viable proposal is still a ranking, and Deliberate returns
+        it; an orchestration has no winner to give, and raises NoViableProposal.
+        """
         outcome = await self.engine.deliberate(
             checked.task, agents, checked.rounds,
-            deliberation_id=writer.record.deliberation_id, on_event=writer.observe,
+            deliberation_id=writer.record.deliberation_id, on_event=writer.observe, usage=meter,
         )
         if top_k is None:
             return outcome, None
+        if outcome.viable_proposals == 0:
+            raise NoViableProposal(self._no_viable_message(outcome), outcome=outcome)
         selection = await select_winner(
             checked.task, outcome.results, self._selector(), top_k=top_k,
             timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
         )
+        meter.add(selection.usage)
         writer.mark_phase("select")
         return outcome, selection
 
+    def _no_viable_message(self, outcome: DeliberationOutcome) -> str:
+        """Says that nothing passed, how many proposals a counting check judged, and what the
+        best one failed."""
+        scorer = self.engine.scorer
+        total = len(outcome.results)
+        judged = sum(1 for r in outcome.results if scorer.judged(r.checks))
+        message = (
+            f"no viable proposal: no proposal passed its checks ({judged} of {total} proposal(s) "
+            "judged by a check with a veto or a weight above zero)"
+        )
+        if total and judged == 0:
+            return message + "; install or weight a check (ORCH_CHECK_WEIGHTS) so proposals can be judged"
+        best = next((r for r in outcome.results if scorer.judged(r.checks)), None)
+        if best is not None:
+            failed = sorted({c.name for c in best.checks if scorer.counts(c.kind) and not c.passed})
+            message += f"; the best, {best.proposal.proposal_id}, failed {', '.join(failed)}"
+        return message
+
     async def _finish(
-        self, writer: RecordWriter, status: RecordStatus, started: float, **changes: object
+        self, writer: RecordWriter, status: RecordStatus, started: float, usage: TokenUsage, **changes: object
     ) -> None:
-        """Count the run, then write its finished record (durable when this returns)."""
+        """Count the run and the tokens it spent, then write its finished record (durable
+        when this returns)."""
         record = writer.record
-        outcome = changes.get("outcome", record.outcome)
-        selection = changes.get("selection")
-        usage = outcome.usage if isinstance(outcome, DeliberationOutcome) else TokenUsage()
-        if isinstance(selection, Selection):
-            usage += selection.usage
         self.statistics.record(
             role=record.role,
             orchestration=record.kind == "orchestrate",
@@ -287,12 +322,19 @@ class Orchestrator:
         await writer.finish(status, usage=usage, **changes)
 
     async def _finish_failed(
-        self, writer: RecordWriter, status: RecordStatus, started: float, error: str, error_kind: str
+        self,
+        writer: RecordWriter,
+        status: RecordStatus,
+        started: float,
+        meter: UsageMeter,
+        error: str,
+        error_kind: str,
+        **changes: object,
     ) -> None:
         """Like :meth:`_finish`, for a run that failed: a failure to write the record is
         logged, and the run's own error is what the caller gets."""
         try:
-            await self._finish(writer, status, started, error=error, error_kind=error_kind)
+            await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind, **changes)
         except Exception as exc:
             log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
 
@@ -386,3 +428,16 @@ class Orchestrator:
             plugins=self.plugins.plugins,
             failed_plugins=self.plugins.failed,
         )
+
+
+def _seat(agent: Agent, council: Council, index: int) -> CouncilSeat:
+    """A council seat as the record keeps it: options and endpoint without secrets."""
+    identity = identity_of(agent)
+    return CouncilSeat(
+        agent.agent_id,
+        council.settings.backend,
+        redacted_options(council.settings.options_for(index)),
+        model=identity.model,
+        endpoint=redact_url(identity.endpoint) if identity.endpoint else "",
+        source=identity.source,
+    )

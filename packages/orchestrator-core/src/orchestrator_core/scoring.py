@@ -1,4 +1,17 @@
-"""From check results to a score per proposal, and from scores to a ranking."""
+"""From check results to a score and a verdict per proposal, and from those to a ranking.
+
+**Viability** is defined here and nowhere else. A check *counts* when its verdict can sink a
+proposal: the policy kind while ``policy_veto`` is on, and any kind whose weight is above
+zero. A proposal is *viable* when at least one counting check judged it and it passed every
+counting check that did. A check of a kind weighted 0 (and a policy check without the veto
+and without weight) informs, but decides nothing.
+
+**Ranking** puts every viable proposal above every non-viable one, then orders each group by
+score (ties keep the council's order). The score alone can put a proposal that failed its
+tests (0.9 from lint and policy) above one that passed everything (0.85); rank 1 should be
+the best proposal that can be used, so viability comes first and the score only orders
+within it. The scores themselves are left as the weights make them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +23,7 @@ from orchestrator_core.models import CheckKind, CheckResult, Proposal, RankedPro
 
 @dataclass(frozen=True)
 class Scorer:
-    """A weighted mean of check scores, by check kind.
+    """A weighted mean of check scores, by check kind, and the viability verdict.
 
     A proposal that no check judged scores 0: there is nothing to rank it by.
     """
@@ -22,10 +35,26 @@ class Scorer:
     def weight(self, kind: str) -> float:
         return self.weights.get(kind, self.default_weight)
 
+    def vetoes(self, kind: str) -> bool:
+        """True when a failed check of this kind scores the proposal 0."""
+        return self.policy_veto and kind == CheckKind.POLICY.value
+
+    def counts(self, kind: str) -> bool:
+        """True when a check of this kind decides viability: it has a veto or a weight above 0."""
+        return self.vetoes(kind) or self.weight(kind) > 0
+
+    def judged(self, results: Sequence[CheckResult]) -> bool:
+        """True when at least one check that counts judged the proposal."""
+        return any(self.counts(r.kind) for r in results)
+
+    def viable(self, results: Sequence[CheckResult]) -> bool:
+        """True when at least one check that counts judged the proposal and it passed every
+        check that counts."""
+        counting = [r for r in results if self.counts(r.kind)]
+        return bool(counting) and all(r.passed for r in counting)
+
     def score(self, results: Sequence[CheckResult]) -> float:
-        if self.policy_veto and any(
-            r.kind == CheckKind.POLICY.value and not r.passed for r in results
-        ):
+        if any(self.vetoes(r.kind) and not r.passed for r in results):
             return 0.0
         total_weight = sum(self.weight(r.kind) for r in results)
         if total_weight <= 0:
@@ -36,11 +65,14 @@ class Scorer:
 def rank(
     judged: Sequence[tuple[Proposal, tuple[CheckResult, ...]]], scorer: Scorer
 ) -> tuple[RankedProposal, ...]:
-    """Rank proposals by score, best first; ties keep the given (council) order."""
-    scored = [(scorer.score(checks), position, proposal, checks)
-              for position, (proposal, checks) in enumerate(judged)]
-    scored.sort(key=lambda item: (-item[0], item[1]))
+    """Rank proposals best first: viable ones above the rest, each group by score; ties keep
+    the given (council) order."""
+    scored = [
+        (scorer.viable(checks), scorer.score(checks), position, proposal, checks)
+        for position, (proposal, checks) in enumerate(judged)
+    ]
+    scored.sort(key=lambda item: (not item[0], -item[1], item[2]))
     return tuple(
-        RankedProposal(proposal=proposal, checks=checks, score=score, rank=rank_number)
-        for rank_number, (score, _, proposal, checks) in enumerate(scored, start=1)
+        RankedProposal(proposal=proposal, checks=checks, score=score, rank=rank_number, viable=viable)
+        for rank_number, (viable, score, _, proposal, checks) in enumerate(scored, start=1)
     )

@@ -4,6 +4,10 @@ A selecting agent (an ARCHITECT) is asked for a JSON object ``{"choice": n, "rat
 naming a 1-based candidate number. Models do not always comply, so the reply is read
 leniently: a JSON object anywhere in the text (fenced or not), else a ``CHOICE: n`` line.
 A reply that names no valid candidate, or a selector that fails, falls back to the top score.
+
+Only viable proposals (see :mod:`orchestrator_core.scoring`) are candidates: a winner has
+passed its checks. With none, there is nothing to select, and :func:`select_winner` raises
+:class:`~orchestrator_core.errors.NoViableProposal`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import report_timeout
+from orchestrator_core.errors import NoViableProposal
 from orchestrator_core.hookspecs import SelectingAgent
 from orchestrator_core.models import (
     AgentFailure,
@@ -112,10 +117,13 @@ async def select_winner(
     top_k: int,
     timeout_seconds: float,
 ) -> Selection:
-    """Pick the winner among the top ``top_k`` candidates."""
-    if not ranked:
-        raise ValueError("there is no candidate to select from")
-    candidates = tuple(ranked[: max(1, top_k)])
+    """Pick the winner among the top ``top_k`` viable candidates."""
+    viable = [candidate for candidate in ranked if candidate.viable]
+    if not viable:
+        raise NoViableProposal(
+            f"no viable proposal: none of the {len(ranked)} ranked proposal(s) passed its checks"
+        )
+    candidates = tuple(viable[: max(1, top_k)])
     if selector is None or len(candidates) == 1:
         return by_score(candidates)
     try:

@@ -37,11 +37,17 @@ RETRYABLE_STATUSES = (RecordStatus.FAILED, RecordStatus.CANCELLED, RecordStatus.
 @dataclass(frozen=True)
 class CouncilSeat:
     """One agent of the council that ran: its id, backend and options (secrets redacted;
-    each value as JSON text)."""
+    each value as JSON text), and what it ran as its backend reported it: the model, the
+    endpoint (credentials redacted) and ``source``, "options" when the council's options
+    named the model or the endpoint, "settings" when both came from the backend's
+    ``ORCH_*`` settings or defaults. Empty when the backend does not say."""
 
     agent_id: str
     backend: str
     options: Mapping[str, str] = field(default_factory=dict)
+    model: str = ""
+    endpoint: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
