@@ -119,6 +119,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "health_refresh_seconds": 0.05,
         "default_rounds": 1,
         "quorum": 2,
+        # "style" informs and decides nothing (weight 0): it fails every proposal (0.4).
+        "check_weights": {"policy": 1.0, "lint": 1.0, "dryrun": 2.0, "style": 0.0},
         "councils": {
             "DEV": {"backend": "scripted", "agents": 3},
             "ARCHITECT": {"backend": "scripted", "agents": 1},

@@ -45,8 +45,9 @@ async def test_each_fault_is_recorded_and_the_rest_of_the_council_goes_on(stub: 
     assert response.rounds == 1
     assert doubles.faults.cancelled[Phase.GENERATE] == 1  # the hanging call, at its timeout
     assert doubles.faults.in_flight[Phase.GENERATE] == 0
-    # 2 proposals + 2 critiques + 2 revisions; failed calls cost nothing.
-    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (60, 30)
+    # 2 proposals + 2 critiques + 2 revisions, and the empty reply (it was answered, so its
+    # tokens were spent); calls that raised, hung or returned no AgentReply reported none.
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (70, 35)
 
     record = await stub.GetDeliberation(pb.GetDeliberationRequest(deliberation_id=response.deliberation_id))
     assert record.status == pb.DELIBERATION_STATUS_SUCCEEDED

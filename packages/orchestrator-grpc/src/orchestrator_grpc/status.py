@@ -27,6 +27,7 @@ from orchestrator_core.errors import (
     InvalidRequest,
     NoCouncil,
     NotFound,
+    NoViableProposal,
     QuorumLost,
     RecordsUnavailable,
 )
@@ -42,6 +43,7 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NoCouncil, grpc.StatusCode.FAILED_PRECONDITION),
+    (NoViableProposal, grpc.StatusCode.FAILED_PRECONDITION),
     (AtCapacity, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BackendUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BackendRejected, grpc.StatusCode.FAILED_PRECONDITION),

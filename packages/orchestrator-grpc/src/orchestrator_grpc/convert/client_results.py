@@ -84,6 +84,7 @@ def ranked_from_proto(result: pb.DeliberationResult) -> RankedProposal:
         checks=check_suite_from_proto(result.checks),
         score=result.score,
         rank=result.rank,
+        viable=result.viable,
     )
 
 

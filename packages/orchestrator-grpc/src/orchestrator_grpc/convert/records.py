@@ -35,7 +35,15 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
         updated_at=record.updated_at,
         error_kind=record.error_kind,
         council=[
-            pb.CouncilSeat(agent_id=s.agent_id, backend=s.backend, options=dict(s.options)) for s in record.council
+            pb.CouncilSeat(
+                agent_id=s.agent_id,
+                backend=s.backend,
+                options=dict(s.options),
+                model=s.model,
+                endpoint=s.endpoint,
+                source=s.source,
+            )
+            for s in record.council
         ],
         num_agents=record.num_agents,
         rounds=record.rounds,

@@ -90,6 +90,7 @@ def ranked_to_proto(ranked: RankedProposal) -> pb.DeliberationResult:
         checks=check_suite_to_proto(ranked.checks),
         score=ranked.score,
         rank=ranked.rank,
+        viable=ranked.viable,
     )
 
 
@@ -102,6 +103,7 @@ def outcome_to_proto(outcome: DeliberationOutcome) -> pb.DeliberateResponse:
         duration_seconds=outcome.duration_seconds,
         usage=usage_to_proto(outcome.usage),
         rounds=outcome.rounds,
+        viable_proposals=outcome.viable_proposals,
     )
 
 
