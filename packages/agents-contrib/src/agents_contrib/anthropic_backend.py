@@ -40,7 +40,7 @@ from agents_contrib.resilience import (
 )
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
+from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase, TokenUsage
 
 if TYPE_CHECKING:
     import anthropic
@@ -135,6 +135,7 @@ class AnthropicAgent(PromptedAgent):
         prompts: PromptBook,
     ) -> None:
         super().__init__(config.agent_id, config.role, prompts)
+        self.named_options = frozenset(config.options)
         self.options = options
         self._backend = backend
         self._endpoint = redact_url(options.base_url)
@@ -144,6 +145,13 @@ class AnthropicAgent(PromptedAgent):
             backoff_base_seconds=options.backoff_base_seconds,
             backoff_max_seconds=options.backoff_max_seconds,
         )
+
+    def describe(self) -> AgentIdentity:
+        """The model and endpoint this agent calls; "options" when the council's options named
+        either, else "settings" (``ORCH_ANTHROPIC_*`` or the defaults)."""
+        named = self.named_options & {"model", "base_url"}
+        source = "options" if named else "settings"
+        return AgentIdentity(model=self.options.model, endpoint=redact_url(self.options.base_url), source=source)
 
     def request_params(self, prompt: Prompt) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -39,7 +39,7 @@ from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_
 from agents_contrib.resilience import LoopLocal
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, Phase
+from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 
 PROGRAM_SETTING = "ORCH_COMMAND_PROGRAM"
 STDERR_TAIL_CHARS = 600
@@ -124,6 +124,12 @@ class CommandAgent(PromptedAgent):
         self.argv = argv
         self._limit = limit
         self._name = os.path.basename(argv[0])
+
+    def describe(self) -> AgentIdentity:
+        """The program this agent runs (its arguments left out: they may hold secrets);
+        "options" when the council's options named it, else "settings" (``ORCH_COMMAND_*``)."""
+        source = "options" if "program" in self.config.options else "settings"
+        return AgentIdentity(endpoint=self.argv[0], source=source)
 
     def environment(self, prompt: Prompt, phase: Phase) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}

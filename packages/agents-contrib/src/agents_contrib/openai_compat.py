@@ -48,7 +48,7 @@ from agents_contrib.resilience import (
 )
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, Phase
+from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class OpenAIAgent(PromptedAgent):
         seed: int | None,
     ) -> None:
         super().__init__(config.agent_id, config.role, prompts)
+        self.named_options = frozenset(config.options)
         self.options = options
         self.temperature = temperature
         self.seed = seed
@@ -166,6 +167,13 @@ class OpenAIAgent(PromptedAgent):
             backoff_base_seconds=options.backoff_base_seconds,
             backoff_max_seconds=options.backoff_max_seconds,
         )
+
+    def describe(self) -> AgentIdentity:
+        """The model and endpoint this agent calls; "options" when the council's options named
+        either, else "settings" (``ORCH_OPENAI_*`` or the defaults)."""
+        named = self.named_options & {"model", "base_url"}
+        source = "options" if named else "settings"
+        return AgentIdentity(model=self.options.model, endpoint=redact_url(self.options.base_url), source=source)
 
     def _headers(self) -> dict[str, str]:
         headers = {
