@@ -6,6 +6,13 @@ it answers with a well-formed reply in that path's format. A reply can be delaye
 until the test releases it, or dropped (the connection closed without an answer); the
 server notes when a client goes away while its reply is pending, which is how a test
 sees that cancelling a call aborted its HTTP request.
+
+The probes a backend makes to learn the model's context window (llama.cpp's ``/props`` and
+``/tokenize``, vLLM's ``/v1/models``, Ollama's ``/api/show``) are recorded apart, in
+``probes``, and answered 404 unless the test sets ``probe_answers`` or ``context_tokens``.
+With ``context_tokens`` set the server behaves as a llama.cpp server with that window: it
+reports it, tokenizes with its own rules (:func:`tokenize`), and refuses with 400 any chat
+request whose prompt (with its chat template) and ``max_tokens`` do not fit.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,6 +28,29 @@ from typing import Any
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+PROPS_PATH = "/props"
+TOKENIZE_PATH = "/tokenize"
+MODELS_PATH = "/v1/models"
+SHOW_PATH = "/api/show"
+PROBE_PATHS = frozenset({PROPS_PATH, TOKENIZE_PATH, MODELS_PATH, SHOW_PATH})
+TEMPLATE_TOKENS_PER_MESSAGE = 5
+"""What this server's chat template adds per message (ChatML: <|im_start|>role\n … <|im_end|>\n)."""
+TEMPLATE_TOKENS_PER_REQUEST = 3
+"""And once per request (the assistant turn's opening)."""
+_TOKEN = re.compile(r"\w{1,4}|[^\w\s]|\n")
+
+
+def tokenize(text: str) -> list[str]:
+    """This server's tokenizer: runs of up to four word characters, each symbol, each line break."""
+    return _TOKEN.findall(text)
+
+
+def chat_prompt_tokens(body: Any) -> int:
+    """The tokens a chat request's messages take once the chat template is applied."""
+    messages = body.get("messages", []) if isinstance(body, dict) else []
+    return TEMPLATE_TOKENS_PER_REQUEST + sum(
+        TEMPLATE_TOKENS_PER_MESSAGE + len(tokenize(str(message.get("content", "")))) for message in messages
+    )
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
@@ -99,6 +130,15 @@ class LLMServer:
         self.default_text: Callable[[int], str] = lambda n: f"reply {n}"
         self.responder: Callable[[Recorded], Reply] | None = None
         """Answers requests no script covers, when set (e.g. by model and phase)."""
+        self.probes: list[Recorded] = []
+        """Requests to the paths of PROBE_PATHS, kept apart from ``requests``."""
+        self.probe_answers: dict[str, Any] = {}
+        """JSON answered (200) at a probe path; a path not here is answered 404."""
+        self.context_tokens: int | None = None
+        """When set, the server acts as llama.cpp with this window (see the module's docstring)."""
+        self.requested_tokens: list[int] = []
+        """For each chat request counted against the window: its prompt tokens plus max_tokens."""
+        self.refused_as_too_long = 0
 
     @property
     def url(self) -> str:
@@ -169,9 +209,17 @@ class LLMServer:
             headers[name.strip().lower()] = value.strip()
         raw = await _read_body(reader, headers)
         path = target.split("?", 1)[0]
+        if path in PROBE_PATHS:
+            self.probes.append(Recorded(method, path, headers, raw))
+            writer.write(self._encode(path, self._probe_reply(path, self.probes[-1])))
+            await writer.drain()
+            return True
         self.requests.append(Recorded(method, path, headers, raw))
         recorded = self.requests[-1]
-        if self._scripts[path]:
+        too_long = self._over_the_window(recorded)
+        if too_long is not None:
+            reply = too_long
+        elif self._scripts[path]:
             reply = self._scripts[path].popleft()
         else:
             reply = self.responder(recorded) if self.responder else Reply()
@@ -190,6 +238,35 @@ class LLMServer:
         finally:
             self.in_flight -= 1
             await self._notify()
+
+    def _probe_reply(self, path: str, request: Recorded) -> Reply:
+        if path in self.probe_answers:
+            return Reply(self.probe_answers[path])
+        if self.context_tokens is not None and path == PROPS_PATH:
+            return Reply({"default_generation_settings": {"n_ctx": self.context_tokens, "params": {"n_predict": -1}},
+                          "total_slots": 1, "model_path": "test-model.gguf"})
+        if self.context_tokens is not None and path == TOKENIZE_PATH:
+            content = request.json.get("content", "")
+            bos = 1 if request.json.get("add_special") else 0
+            return Reply({"tokens": list(range(bos + len(tokenize(content))))})
+        return Reply({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}, status=404)
+
+    def _over_the_window(self, request: Recorded) -> Reply | None:
+        """vLLM's and llama.cpp's refusal of a request whose prompt and reply budget exceed the window."""
+        if self.context_tokens is None or request.path != CHAT_PATH:
+            return None
+        body = request.json
+        prompt = chat_prompt_tokens(body)
+        max_tokens = body.get("max_tokens")
+        requested = prompt + (max_tokens if isinstance(max_tokens, int) else 0)
+        self.requested_tokens.append(requested)
+        if requested <= self.context_tokens:
+            return None
+        self.refused_as_too_long += 1
+        message = (f"This model's maximum context length is {self.context_tokens} tokens. However, you "
+                   f"requested {requested} tokens ({prompt} in the messages, {max_tokens} in the completion).")
+        return Reply({"error": {"code": 400, "message": message, "type": "exceed_context_size_error",
+                                "n_prompt_tokens": prompt, "n_ctx": self.context_tokens}}, status=400)
 
     async def _wait_unless_gone(self, reader: asyncio.StreamReader, reply: Reply) -> bool:
         """False when the client closed the connection before the reply was due."""

@@ -86,3 +86,45 @@ def test_labels_and_sizes_name_the_artifact() -> None:
     (artifact,) = extract_artifacts("```python calc.py\nx = 'é'\n```")
     assert artifact.label == "artifact 1 (python, calc.py)"
     assert artifact.size == len("x = 'é'\n".encode())
+
+
+# -- broken fences: the code is kept -------------------------------------------------------
+
+
+def test_a_block_never_closed_runs_to_the_end_of_the_reply() -> None:
+    text = "File: add.py\n```python\ndef add(a, b):\n    return a + b\n"
+    [artifact] = extract_artifacts(text)
+    assert (artifact.language, artifact.filename, artifact.line) == ("python", "add.py", 3)
+    assert artifact.content == "def add(a, b):\n    return a + b\n"
+
+
+def test_a_reply_cut_off_mid_line_keeps_what_came() -> None:
+    [artifact] = extract_artifacts("Here it is:\n\n```python\nimport math\n\ndef area(r):\n    return math.pi * r")
+    assert artifact.content == "import math\n\ndef area(r):\n    return math.pi * r\n"
+    assert artifact.language == "python"
+
+
+@pytest.mark.parametrize(
+    "opening",
+    ["def add(a, b):", "import operator\ndef add(a, b):", "from operator import add as plus\ndef add(a, b):",
+     "async def add(a, b):", "@staticmethod\ndef add(a, b):", "class Adder:\n def add(a, b):"],
+)
+def test_code_opening_the_reply_without_a_fence_is_closed_by_the_first_bare_fence(opening: str) -> None:
+    text = f"{opening}\n    return a + b\n```\n\nThis adds two numbers."
+    [artifact] = extract_artifacts(text)
+    assert artifact.content == f"{opening}\n    return a + b\n"
+    assert (artifact.language, artifact.line, artifact.fenced) == ("python", 1, False)
+
+
+def test_after_an_unopened_block_the_rest_is_parsed_as_usual() -> None:
+    text = ("File: calc.py\nimport math\n\ndef area(r):\n    return math.pi * r * r\n```\n"
+            "And its test:\n```python\nfrom calc import area\n\ndef test_area():\n    assert area(1) > 3\n```\n")
+    first, second = extract_artifacts(text)
+    assert (first.filename, first.line, first.content.splitlines()[0]) == ("calc.py", 2, "import math")
+    assert (second.line, second.content.splitlines()[0], second.fenced) == (9, "from calc import area", True)
+
+
+def test_prose_before_a_bare_fence_is_not_taken_for_code() -> None:
+    [artifact] = extract_artifacts("Here is the code:\n```\ndef add(a, b):\n    return a + b\n```\n")
+    assert artifact.content == "def add(a, b):\n    return a + b\n"
+    assert (artifact.line, artifact.fenced) == (3, True)

@@ -58,7 +58,9 @@ async def test_optional_fields_and_the_key_are_left_out_when_unset(server: LLMSe
 
     [request] = server.requests
     assert "authorization" not in request.headers
-    assert sorted(request.json) == ["messages", "model", "stream", "temperature"]
+    # max_tokens is never left out: unset, a server may generate until its context is full
+    assert sorted(request.json) == ["max_tokens", "messages", "model", "stream", "temperature"]
+    assert request.json["max_tokens"] == 1024
 
 
 async def test_key_can_come_from_the_environment_variable_an_option_names(

@@ -27,7 +27,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents_contrib import backend_errors as errors
 from agents_contrib.backend_base import LimitedBackend
+from agents_contrib.context_window import ContextWindow, prompt_budget
 from agents_contrib.options import ModelOptions, check_base_url, effective_options, redact_url
+from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
@@ -38,6 +40,7 @@ from agents_contrib.resilience import (
     call_with_retries,
     retry_after_seconds,
 )
+from agents_contrib.tokens import ESTIMATE
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase, TokenUsage
@@ -59,6 +62,10 @@ DEFAULT_MODEL = "claude-sonnet-4-5"
 BASE_URL_SETTING = "ORCH_ANTHROPIC_BASE_URL"
 API_KEY_SETTING = "ORCH_ANTHROPIC_API_KEY"
 KIND = "Anthropic API"
+DEFAULT_CONTEXT_TOKENS = 200_000
+"""Claude's context window; the Messages API does not report it, and a model with a larger
+one (or a beta that enables it) is named with the context_tokens option."""
+TRUNCATING_STOPS = ("max_tokens", "model_context_window_exceeded")
 
 
 class AnthropicOptions(ModelOptions):
@@ -152,6 +159,15 @@ class AnthropicAgent(PromptedAgent):
         named = self.named_options & {"model", "base_url"}
         source = "options" if named else "settings"
         return AgentIdentity(model=self.options.model, endpoint=redact_url(self.options.base_url), source=source)
+
+    async def prompt_budget(self) -> PromptBudget:
+        """The window from the options (the API reports none); tokens estimated, as the API's
+        token counting would cost a request per call."""
+        if self.options.context_tokens is not None:
+            window = ContextWindow(self.options.context_tokens, "the context_tokens option")
+        else:
+            window = ContextWindow(DEFAULT_CONTEXT_TOKENS, "the anthropic backend's default")
+        return prompt_budget(window, self.options.max_tokens, ESTIMATE)
 
     def request_params(self, prompt: Prompt) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -248,9 +264,13 @@ class AnthropicAgent(PromptedAgent):
             why = f" (stop_reason {stop!r})" if isinstance(stop, str) else ""
             raise errors.MalformedReply(f"the server at {endpoint} answered with no text{why}")
         usage = _field(message, "usage")
+        truncated = _field(message, "stop_reason") in TRUNCATING_STOPS
+        if truncated:
+            log.warning("%s: reply cut off at max_tokens %d", self.agent_id, self.options.max_tokens)
         return AgentReply(
             text=joined,
             usage=TokenUsage(_count(_field(usage, "input_tokens")), _count(_field(usage, "output_tokens"))),
+            truncated=truncated,
         )
 
     def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None) -> Retryable:

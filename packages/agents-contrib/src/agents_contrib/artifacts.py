@@ -2,6 +2,15 @@
 
 Every check works on the same parsed artifacts. A proposal without fences is taken whole,
 as one artifact whose language is guessed from its content.
+
+Replies are not always well formed, and a broken fence must not lose the code:
+
+- a block whose closing fence never comes (a reply cut off at its length limit, or a small
+  model that stops early) runs to the end of the reply;
+- a reply that starts with code (``def``, ``class``, ``import``, ``from … import``, a
+  decorator or a ``#!`` line, perhaps after a ``File: name`` line) and later has a bare
+  fence, never opened, is taken to close that code: the lines before the fence are an
+  artifact, and parsing goes on after it.
 """
 
 from __future__ import annotations
@@ -9,7 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import yaml
 
@@ -57,6 +66,7 @@ EXTENSION_LANGUAGES: dict[str, str] = {
 _FENCE_OPEN = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 _FILE_NAME = re.compile(r"^[\w.\-/]+\.[A-Za-z0-9]+$|^Dockerfile(\.[\w-]+)?$")
 _INFO_ATTRIBUTE = re.compile(r"""(?:title|file|filename|path)\s*=\s*["']?([^"'\s]+)["']?""")
+_CODE_START = re.compile(r"^(?:(?:async\s+)?def\s|class\s|import\s|from\s+[\w.]+\s+import\s|@\w|#!)")
 _FIRST_LINE_NAME = re.compile(r"^\s*(?:#|//|--)\s*(?:file(?:name)?\s*:\s*)?(?P<name>[\w.\-/]+\.[A-Za-z0-9]+)\s*$")
 
 
@@ -108,6 +118,13 @@ def _fenced_blocks(text: str) -> list[Artifact]:
     lines = text.splitlines()
     artifacts: list[Artifact] = []
     position = 0
+    unopened = _unopened_block(lines)
+    if unopened is not None:
+        start, closing = unopened
+        body = "\n".join(lines[start:closing])
+        artifact = _artifact(1, "", body, lines[start - 1] if start else "", start + 1)
+        artifacts.append(replace(artifact, fenced=False))
+        position = closing + 1
     while position < len(lines):
         opening = _FENCE_OPEN.match(lines[position])
         if opening is None:
@@ -124,6 +141,22 @@ def _fenced_blocks(text: str) -> list[Artifact]:
                                        lines[position - 1] if position else "", body_start + 1))
         position = end + 1
     return artifacts
+
+
+def _unopened_block(lines: list[str]) -> tuple[int, int] | None:
+    """Where code that opens the reply without a fence starts, and the bare fence closing it."""
+    first_fence = next((i for i, line in enumerate(lines) if _FENCE_OPEN.match(line)), None)
+    if first_fence is None:
+        return None
+    opening = _FENCE_OPEN.match(lines[first_fence])
+    if opening is None or opening.group("info").strip():
+        return None  # a fence with a language tag opens a block
+    content = [i for i in range(first_fence) if lines[i].strip()]
+    if content and not _CODE_START.match(lines[content[0]]) and _name_from_line_before(lines[content[0]]):
+        content = content[1:]  # a "File: name" line before the code
+    if not content or not _CODE_START.match(lines[content[0]]):
+        return None
+    return content[0], first_fence
 
 
 def _closes(line: str, fence: str) -> bool:
@@ -190,8 +223,8 @@ def guess_language(content: str) -> str:
             pass
         else:
             return "json"
-    if re.match(r"(?i)^(#.*\n)*\s*FROM\s+\S+", stripped):
-        return "dockerfile"
+    if re.match(r"(?i)^(#.*\n)*\s*FROM\s+\S+", stripped) and not _looks_like_python(stripped):
+        return "dockerfile"  # not Python's ``from x import y``
     if stripped.startswith("#!") and ("sh" in stripped.split("\n", 1)[0]):
         return "shell"
     if _looks_like_python(stripped):

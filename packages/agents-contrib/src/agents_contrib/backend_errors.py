@@ -1,10 +1,15 @@
 """What an LLM server's failures mean, said the same way by every backend.
 
 The core maps :class:`BackendUnavailable` to UNAVAILABLE and :class:`BackendRejected`
-to FAILED_PRECONDITION; everything else here is a plain :class:`AgentError`, recorded
-as that agent's failure. No message ever holds a key: servers may echo a (masked) key in
-their own error text, so on authentication errors that text is left out entirely, and any
-other text taken from a server is scrubbed of the key and cut short.
+to FAILED_PRECONDITION: a refusal that the same request would meet again (bad
+credentials, an unknown model, a 4xx such as a prompt past the context length, a prompt
+that cannot be made to fit) is never retried, and what must change is the configuration
+(model, context_tokens, max_tokens), not the client's call. Everything else here is a
+plain :class:`AgentError`, recorded as that agent's failure.
+
+No message ever holds a key: servers may echo a (masked) key in their own error text, so
+on authentication errors that text is left out entirely, and any other text taken from a
+server is scrubbed of the key and cut short.
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ class MalformedReply(AgentError):
     """The server answered, but not with a usable reply (bad JSON, no choices, no content)."""
 
 
-class RequestRejected(AgentError):
-    """The server refused this one request (e.g. a prompt past the context length)."""
+class RequestRejected(BackendRejected):
+    """The server refused the request with a 4xx (e.g. a prompt past the context length):
+    sent again unchanged, it would be refused again."""
+
+
+class PromptTooLong(BackendRejected):
+    """The prompt cannot fit the model's context window beside the reply's budget, even
+    shortened; it was not sent."""
 
 
 class ServerFailed(BackendUnavailable):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
@@ -26,6 +28,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents_contrib import backend_errors as errors
 from agents_contrib.backend_base import LimitedBackend
+from agents_contrib.context_window import (
+    DEFAULT_CONTEXT_TOKENS,
+    ContextWindow,
+    ServerTokenizer,
+    discover_window,
+    prompt_budget,
+)
 from agents_contrib.openai_wire import parse_reply, request_body
 from agents_contrib.options import (
     ModelOptions,
@@ -36,6 +45,7 @@ from agents_contrib.options import (
     redact_url,
     spread,
 )
+from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
@@ -46,6 +56,7 @@ from agents_contrib.resilience import (
     call_with_retries,
     retry_after_seconds,
 )
+from agents_contrib.tokens import ESTIMATE, TokenCounter
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
@@ -102,6 +113,8 @@ class OpenAIBackend(LimitedBackend[OpenAISettings]):
         super().__init__(settings, **shared)
         self._clients: LoopLocal[httpx.AsyncClient] = LoopLocal(self._new_client)
         self.user_agent = _user_agent()
+        self._windows: dict[tuple[str, str], ContextWindow] = {}
+        self._window_locks: LoopLocal[asyncio.Lock] = LoopLocal(asyncio.Lock)
 
     def create(self, config: AgentConfig) -> OpenAIAgent:
         options = effective_options(OpenAIOptions, self.settings, config.options, self.name, _HINTS)
@@ -124,6 +137,29 @@ class OpenAIBackend(LimitedBackend[OpenAISettings]):
 
     def client(self) -> httpx.AsyncClient:
         return self._clients.get()
+
+    async def context_window(self, options: OpenAIOptions, headers: Mapping[str, str]) -> ContextWindow:
+        """The model's window: asked of the server once per endpoint and model, then cached; the
+        ``context_tokens`` option, when set, overrides the size (the server's tokenizer still counts).
+
+        A server that did not answer at all is asked again on the next call.
+        """
+        key = (options.base_url, options.model)
+        window = self._windows.get(key)
+        if window is None:
+            async with self._window_locks.get():
+                window = self._windows.get(key)
+                if window is None:
+                    window = await discover_window(self.client(), options.base_url, options.model, headers)
+                    if window is None:
+                        window = ContextWindow(DEFAULT_CONTEXT_TOKENS, "the default; the server did not answer")
+                    else:
+                        self._windows[key] = window
+                        log.info("%s: context window %d tokens (%s)", redact_url(options.base_url),
+                                 window.tokens, window.source)
+        if options.context_tokens is not None:
+            return replace(window, tokens=options.context_tokens, source="the context_tokens option")
+        return window
 
     async def aclose(self) -> None:
         """Close the running loop's connections (for embedding; a server exits instead)."""
@@ -186,6 +222,14 @@ class OpenAIAgent(PromptedAgent):
         headers.update(self.options.extra_headers)
         return headers
 
+    async def prompt_budget(self) -> PromptBudget:
+        headers = self._headers()
+        window = await self._backend.context_window(self.options, headers)
+        counter: TokenCounter = ESTIMATE
+        if window.tokenizer_url is not None:
+            counter = ServerTokenizer(self._backend.client, window.tokenizer_url, headers)
+        return prompt_budget(window, self.options.max_tokens, counter)
+
     def request_body(self, prompt: Prompt) -> dict[str, Any]:
         return request_body(
             model=self.options.model,
@@ -203,13 +247,16 @@ class OpenAIAgent(PromptedAgent):
         async def attempt(seconds_left: float) -> AgentReply:
             return await self._attempt(payload, seconds_left, phase)
 
-        return await call_with_retries(
+        reply = await call_with_retries(
             attempt,
             policy=self._policy,
             deadline=deadline,
             sleep=self._backend.sleep,
             rng=self._backend.rng,
         )
+        if reply.truncated:
+            log.warning("%s: %s reply cut off at max_tokens %d", self.agent_id, phase.value, self.options.max_tokens)
+        return reply
 
     async def _attempt(self, payload: bytes, seconds_left: float, phase: Phase) -> AgentReply:
         seconds = max(min(self.options.request_timeout_seconds, seconds_left), 0.001)

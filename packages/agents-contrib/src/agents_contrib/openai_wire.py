@@ -4,15 +4,18 @@ Request (``POST {base_url}/chat/completions``, JSON)::
 
     {"model": "...", "messages": [{"role": "system", "content": "..."},
                                   {"role": "user", "content": "..."}],
-     "stream": false, "temperature": 0.7,
-     "top_p": 0.9, "max_tokens": 1024, "seed": 7}      # the last three only when set
+     "stream": false, "temperature": 0.7, "max_tokens": 1024,
+     "top_p": 0.9, "seed": 7}                           # these two only when set
 
+``max_tokens`` is always sent: left unset, llama.cpp generates until the context is full.
 ``max_tokens`` rather than ``max_completion_tokens``: Ollama, vLLM, llama.cpp and
 LM Studio all read it, and OpenAI still accepts it for chat models.
 
 Reply: ``choices[0].message.content`` (a string, or a list of ``{"type": "text"}`` parts
 on some servers) and ``usage.prompt_tokens`` / ``usage.completion_tokens`` (absent on
-some servers: then zero). Anything else is a :class:`MalformedReply`, never a crash.
+some servers: then zero). ``choices[0].finish_reason`` ``"length"`` means the reply stopped
+at ``max_tokens``: it is kept, flagged ``truncated``. Anything else is a
+:class:`MalformedReply`, never a crash.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def request_body(
     prompt: Prompt,
     temperature: float,
     top_p: float | None,
-    max_tokens: int | None,
+    max_tokens: int,
     seed: int | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -44,11 +47,10 @@ def request_body(
         ],
         "stream": False,
         "temperature": temperature,
+        "max_tokens": max_tokens,
     }
     if top_p is not None:
         body["top_p"] = top_p
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
     if seed is not None:
         body["seed"] = seed
     return body
@@ -87,7 +89,8 @@ def parse_reply(raw: bytes, *, endpoint: str, model: str, text: ServerText) -> A
         finish = choice.get("finish_reason")
         why = f" (finish_reason {finish!r})" if isinstance(finish, str) else ""
         raise MalformedReply(f"the server at {endpoint} answered with no content{why}")
-    return AgentReply(text=content, usage=_usage(data.get("usage")))
+    truncated = choice.get("finish_reason") == "length"
+    return AgentReply(text=content, usage=_usage(data.get("usage")), truncated=truncated)
 
 
 def _content_text(content: Any) -> str:

@@ -31,7 +31,12 @@ class ModelOptions(BaseModel):
     api_key_env: str | None = None
     """Name of an environment variable holding the key, so a TOML file need not hold it."""
     model: str
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)
+    """The reply's length limit, always sent: a server left to its own default may generate
+    until the context is full. A reply cut off at it is flagged as truncated."""
+    context_tokens: int | None = Field(default=None, ge=256)
+    """The model's context window in tokens; unset, the backend asks the server or assumes a
+    conservative default (see :mod:`agents_contrib.context_window`)."""
     request_timeout_seconds: float = Field(default=120.0, gt=0.0)
     """Longest one HTTP request may take."""
     call_timeout_seconds: float = Field(default=170.0, gt=0.0)

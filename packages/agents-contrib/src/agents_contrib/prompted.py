@@ -6,6 +6,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from agents_contrib.prompt_fit import PromptBudget, fit_prompt
 from agents_contrib.prompting import Prompt, PromptBook
 from orchestrator_core.models import AgentReply, Critique, Phase, Proposal, Task
 
@@ -30,17 +31,42 @@ class PromptedAgent(ABC):
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         """Send one prompt to the model and return its answer."""
 
+    async def prompt_budget(self) -> PromptBudget | None:
+        """The tokens a prompt may take, and how to count them; None when the model has no
+        known window (then prompts are sent whole). Model backends override this."""
+        return None
+
+    async def prompt_for(
+        self,
+        phase: Phase,
+        task: Task,
+        *,
+        proposal: Proposal | None = None,
+        feedback: Sequence[Critique] = (),
+        candidates: Sequence[Proposal] = (),
+    ) -> Prompt:
+        """The prompt for one call, fitted to the model's context window when it has one."""
+        budget = await self.prompt_budget()
+        if budget is None:
+            return self.prompts.render(
+                self.role, phase, task, proposal=proposal, feedback=feedback, candidates=candidates
+            )
+        return await fit_prompt(
+            self.prompts, self.role, phase, task, budget,
+            proposal=proposal, feedback=feedback, candidates=candidates,
+        )
+
     async def generate(self, task: Task) -> AgentReply:
-        return await self.complete(self.prompts.render(self.role, Phase.GENERATE, task), Phase.GENERATE)
+        return await self.complete(await self.prompt_for(Phase.GENERATE, task), Phase.GENERATE)
 
     async def critique(self, task: Task, proposal: Proposal) -> AgentReply:
-        prompt = self.prompts.render(self.role, Phase.CRITIQUE, task, proposal=proposal)
+        prompt = await self.prompt_for(Phase.CRITIQUE, task, proposal=proposal)
         return await self.complete(prompt, Phase.CRITIQUE)
 
     async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> AgentReply:
-        prompt = self.prompts.render(self.role, Phase.REVISE, task, proposal=proposal, feedback=feedback)
+        prompt = await self.prompt_for(Phase.REVISE, task, proposal=proposal, feedback=feedback)
         return await self.complete(prompt, Phase.REVISE)
 
     async def select(self, task: Task, candidates: Sequence[Proposal]) -> AgentReply:
-        prompt = self.prompts.render(self.role, Phase.SELECT, task, candidates=candidates)
+        prompt = await self.prompt_for(Phase.SELECT, task, candidates=candidates)
         return await self.complete(prompt, Phase.SELECT)
