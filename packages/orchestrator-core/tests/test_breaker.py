@@ -115,3 +115,87 @@ async def test_a_council_fails_fast_once_its_endpoint_circuit_opens() -> None:
     with pytest.raises(QuorumLost, match="circuit for the scripted backend's default endpoint is open"):
         await engine.deliberate(task, council.agents(3), rounds=0)
     assert sum(len(a.calls) for a in backend.created) == called_before  # nobody was called
+
+
+async def test_a_half_open_circuit_admits_its_trial_calls_and_refuses_the_rest_naming_the_setting() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(
+        "http://model:8000/v1", failure_threshold=1, cooldown_seconds=10, clock=clock, trial_calls=2
+    )
+    with pytest.raises(BackendUnavailable):
+        await breaker.call(fail_unreachable)
+    clock.now = 10
+    breaker.before_call()
+    breaker.before_call()
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.before_call()
+    message = str(refused.value)
+    assert "circuit for http://model:8000/v1 is half-open" in message
+    assert "2 trial call(s)" in message
+    assert "ORCH_BREAKER_COOLDOWN_SECONDS" in message
+    breaker.record_success()
+    assert breaker.current_state() is CircuitState.CLOSED
+
+
+async def test_an_open_circuit_repeats_the_last_failure_which_names_the_setting() -> None:
+    breaker = CircuitBreaker("http://model:8000/v1", failure_threshold=1, cooldown_seconds=30, clock=ManualClock())
+
+    async def refused_connection() -> None:
+        raise BackendUnavailable("no server at http://model:8000/v1: connection refused; check ORCH_OPENAI_BASE_URL")
+
+    with pytest.raises(BackendUnavailable):
+        await breaker.call(refused_connection)
+    with pytest.raises(CircuitOpen) as refused:
+        await breaker.call(succeed)
+    message = str(refused.value)
+    assert "the last: no server at http://model:8000/v1: connection refused; check ORCH_OPENAI_BASE_URL" in message
+    assert "calls fail fast for another 30s (cool-down: ORCH_BREAKER_COOLDOWN_SECONDS)" in message
+
+
+async def recover_after_outage(trial_calls: int) -> tuple[object, CircuitState]:
+    """A council of 3 with quorum 2 whose endpoint was down, then recovered after the cool-down."""
+    from orchestrator_core.council import Breakers
+    from orchestrator_core.deliberation import DeliberationEngine
+    from orchestrator_core.scoring import Scorer
+
+    clock = ManualClock()
+    backend = ScriptedBackend(defaults={"fail_in": {Phase.GENERATE: BackendUnavailable("no server at x")}})
+    settings = Settings(councils={"DEV": CouncilSettings(backend="scripted", agents=3)}, quorum=2)
+    breakers = Breakers(failure_threshold=2, cooldown_seconds=30, trial_calls=trial_calls, clock=clock)
+    council = build_councils(settings, {"scripted": backend}, breakers=breakers)["DEV"]
+    engine = DeliberationEngine(checks=(), scorer=Scorer(), quorum=2)
+    task = Task(role="DEV", description="x")
+    with pytest.raises(QuorumLost):
+        await engine.deliberate(task, council.agents(3), rounds=0)
+    assert council.info().circuit is CircuitState.OPEN
+
+    backend.defaults = {"delay_seconds": 0.01}  # the endpoint is back; its calls overlap
+    clock.now = 30
+    assert council.info().circuit is CircuitState.HALF_OPEN
+    try:
+        outcome: object = await engine.deliberate(task, council.agents(3), rounds=0)
+    except QuorumLost as exc:
+        outcome = exc
+    return outcome, council.info().circuit
+
+
+async def test_a_recovered_endpoint_gives_a_council_enough_trial_calls_for_its_quorum() -> None:
+    from orchestrator_core.models import DeliberationOutcome
+
+    outcome, circuit = await recover_after_outage(trial_calls=2)
+    assert isinstance(outcome, DeliberationOutcome)
+    assert sorted(r.proposal.author_id for r in outcome.results) == ["dev-1", "dev-2"]
+    [refused] = outcome.failures
+    assert "half-open" in refused.error
+    assert circuit is CircuitState.CLOSED
+
+
+async def test_with_a_single_trial_call_a_recovered_endpoint_would_lose_the_quorum() -> None:
+    outcome, _ = await recover_after_outage(trial_calls=1)
+    assert isinstance(outcome, QuorumLost)
+
+
+def test_councils_get_as_many_trial_calls_as_the_quorum() -> None:
+    settings = Settings(councils={"DEV": CouncilSettings(backend="scripted", agents=5)}, quorum=3)
+    council = build_councils(settings, {"scripted": ScriptedBackend()})["DEV"]
+    assert {agent.breaker.trial_calls for agent in council.agents(5)} == {3}

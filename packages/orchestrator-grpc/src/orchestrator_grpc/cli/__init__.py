@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--page-token", default="")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=commands.list_deliberations)
-    show = records_commands.add_parser("show", help="one record as JSON")
+    show = records_commands.add_parser("show", help="one record as JSON (a plain summary on stderr)")
     add_client_options(show)
     show.add_argument("deliberation_id")
     show.set_defaults(run=commands.show_deliberation)

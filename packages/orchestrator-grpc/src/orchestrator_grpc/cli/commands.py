@@ -152,10 +152,33 @@ def show_deliberation(args: argparse.Namespace) -> int:
             return await client.get_deliberation(args.deliberation_id, deadline=args.timeout)
 
     try:
-        print_json(to_dict(asyncio.run(call())))
+        record = asyncio.run(call())
     except grpc.aio.AioRpcError as error:
         return fail_rpc(error, args.address)
+    print_json(to_dict(record))
+    for line in record_summary(record):
+        print(line, file=sys.stderr)
     return 0
+
+
+def record_summary(record: pb.DeliberationRecord) -> list[str]:
+    """Plain lines for a reader (stdout stays JSON, for scripts): the outcome, whether any
+    proposal was viable, and what each council seat ran."""
+    status = pb.DeliberationStatus.Name(record.status).removeprefix("DELIBERATION_STATUS_").lower()
+    kind = f" ({record.error_kind})" if record.error_kind else ""
+    lines = [f"deliberation {record.deliberation_id}: {status}{kind}"]
+    if record.HasField("response"):
+        results = record.response.results
+        viable = [r.proposal.proposal_id for r in results if r.viable]
+        if viable:
+            lines.append(f"{len(viable)} of {len(results)} proposal(s) viable: {', '.join(viable)}")
+        else:
+            lines.append(f"no viable proposal: none of the {len(results)} proposal(s) passed its checks")
+    for seat in record.council:
+        ran = " ".join(part for part in (seat.model, f"at {seat.endpoint}" if seat.endpoint else "") if part)
+        origin = f" (from {seat.source})" if seat.source else ""
+        lines.append(f"{seat.agent_id}: {seat.backend} {ran or '(the backend does not say what it runs)'}{origin}")
+    return lines
 
 
 def settings_problems(error: ValidationError) -> str:

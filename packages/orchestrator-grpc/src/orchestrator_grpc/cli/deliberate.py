@@ -152,9 +152,11 @@ def _print_outcome(args: argparse.Namespace, outcome: DeliberationOutcome) -> No
         f"deliberation {outcome.deliberation_id}: {outcome.rounds} round(s), "
         f"{outcome.duration_seconds:.1f}s, {usage.total_tokens} tokens"
     )
+    console.print(viability_line(outcome.viable_proposals, len(outcome.results)))
     if outcome.results:
         best = outcome.results[0]
-        console.print(Panel(best.proposal.content, title=f"#1 {_proposal_label(best.proposal)}"))
+        verdict = "viable" if best.viable else "NOT viable"
+        console.print(Panel(best.proposal.content, title=f"#1 {_proposal_label(best.proposal)} ({verdict})"))
 
 
 def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration) -> None:
@@ -172,16 +174,23 @@ def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration)
 
 
 def _results_table(results: tuple[RankedProposal, ...]) -> Table:
-    table = Table("rank", "proposal", "author", "score", "checks")
+    table = Table("rank", "proposal", "author", "score", "viable", "checks")
     for result in results:
         checks = " ".join(
             f"[green]{c.name}✓[/green]" if c.passed else f"[red]{c.name}✗[/red]" for c in result.checks
         )
         table.add_row(
             str(result.rank), _proposal_label(result.proposal), result.proposal.author_id,
-            f"{result.score:.3f}", checks,
+            f"{result.score:.3f}", "[green]yes[/green]" if result.viable else "[red]no[/red]", checks,
         )
     return table
+
+
+def viability_line(viable: int, total: int) -> str:
+    """One plain line: how many proposals passed their checks, or that none did."""
+    if viable == 0:
+        return f"[red]no viable proposal[/red]: none of the {total} proposal(s) passed its checks"
+    return f"{viable} of {total} proposal(s) viable (passed every check that counts)"
 
 
 TRUNCATED_NOTE = "(cut off at max_tokens)"
