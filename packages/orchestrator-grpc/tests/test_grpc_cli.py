@@ -176,6 +176,34 @@ def test_deliberations_list_and_show(environment: dict[str, str], served: Served
     assert "NOT_FOUND" in missing.stderr
 
 
+def test_without_a_viable_proposal_the_cli_says_so_plainly(environment: dict[str, str], served: Served) -> None:
+    shown = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "gibberish")
+    assert shown.returncode == 0, shown.stderr  # a deliberation ranks; it does not choose
+    assert "no viable proposal: none of the 2 proposal(s) passed its checks" in shown.stdout
+    assert "viable" in shown.stdout.splitlines()[1]  # the table's header marks viability
+    assert "(NOT viable)" in shown.stdout
+
+    ok = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "Add")
+    assert "2 of 2 proposal(s) viable" in ok.stdout
+
+    chosen = run(
+        environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "gibberish",
+        "--orchestrate",
+    )
+    assert chosen.returncode == 1
+    assert f"{served.address}: FAILED_PRECONDITION: no viable proposal: no proposal passed its checks" in chosen.stderr
+
+    listed = run(environment, "deliberations", "list", "--address", served.address, "--json", "--page-size", "1")
+    [record] = json.loads(listed.stdout)["deliberations"]
+    assert record["error_kind"] == "NoViableProposal"
+    shown = run(environment, "deliberations", "show", "--address", served.address, record["deliberation_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["response"]["viable_proposals"] == 0
+    assert "failed (NoViableProposal)" in shown.stderr
+    assert "no viable proposal: none of the 2 proposal(s) passed its checks" in shown.stderr
+    assert "dev-1: scripted (the backend does not say what it runs)" in shown.stderr
+
+
 def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str, str]) -> None:
     result = run(environment, "plugins")
     assert result.returncode == 0, result.stderr
@@ -186,7 +214,7 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
                 "version": "0.0.1",
                 "hooks": ["register_agents", "register_checks"],
                 "agents": ["scripted", "filegate"],
-                "checks": ["lint"],
+                "checks": ["lint", "sense"],
             }
         ],
         "failed": [],

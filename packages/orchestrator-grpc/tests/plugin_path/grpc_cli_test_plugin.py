@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_core.hookspecs import RegisterAgentBackend, RegisterCheck, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, Task
+from orchestrator_core.models import AgentConfig, AgentReply, Proposal, Task
 from orchestrator_core.testing import ScriptedAgent, ScriptedBackend, ScriptedCheck
 
 GATE_ENV = "GRPC_CLI_TEST_GATE"
@@ -49,3 +49,9 @@ def register_agents(register: RegisterAgentBackend) -> None:
 @hookimpl
 def register_checks(register: RegisterCheck) -> None:
     register(ScriptedCheck(name="lint", kind="lint"))
+    register(ScriptedCheck(name="sense", kind="sense", score_of=_sense))
+
+
+def _sense(proposal: Proposal) -> float:
+    """Fails every proposal of a task that asks for gibberish: a council with nothing viable."""
+    return 0.0 if "gibberish" in proposal.content else 1.0
