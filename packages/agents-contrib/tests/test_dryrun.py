@@ -40,7 +40,7 @@ async def test_code_that_passes_the_tasks_tests_scores_one(check: DryRunCheck) -
         "artifact 1 (python) written as calc.py (imported by the tests)",
         "artifact 2 (python) written as solution.py",
         "ran the task's tests: test_calc.py",
-        "tests: 4 passed, 0 failed, 0 errors, 0 skipped",
+        "tests: 4 collected: 4 passed, 0 failed, 0 errors, 0 skipped",
     )
     assert check.heavy is True
 
@@ -49,16 +49,16 @@ async def test_the_score_is_the_pass_ratio_and_failures_are_explained(check: Dry
     result = await check.run(task(tests=CALC_TESTS), proposal(CALC_HALF))
     assert not result.passed
     assert result.score == 0.75
-    assert "tests: 3 passed, 1 failed, 0 errors, 0 skipped" in result.diagnostics
+    assert "tests: 4 collected: 3 passed, 1 failed, 0 errors, 0 skipped" in result.diagnostics
     failure = next(line for line in result.diagnostics if line.startswith("FAILED "))
-    assert failure.startswith("FAILED test_calc::test_mean_empty_is_zero: ZeroDivisionError")
+    assert failure.startswith("FAILED test_calc.py::test_mean_empty_is_zero: ZeroDivisionError")
 
 
 async def test_wrong_code_scores_zero(check: DryRunCheck) -> None:
     result = await check.run(task(tests=CALC_TESTS), proposal(CALC_WRONG))
     assert not result.passed
     assert result.score == 0.0
-    assert "tests: 0 passed, 4 failed, 0 errors, 0 skipped" in result.diagnostics
+    assert "tests: 4 collected: 0 passed, 4 failed, 0 errors, 0 skipped" in result.diagnostics
 
 
 async def test_without_tests_the_modules_must_import(check: DryRunCheck) -> None:
@@ -69,7 +69,7 @@ async def test_without_tests_the_modules_must_import(check: DryRunCheck) -> None
                                               + python_block(sample("syntax_error.py.txt"), "broken.py")))
     assert not broken.passed
     assert broken.score == 0.5
-    assert any(line.startswith("FAILED test_proposal_imports::test_module_imports[broken.py]: ")
+    assert any(line.startswith("FAILED test_proposal_imports.py::test_module_imports[broken.py]: ")
                for line in broken.diagnostics)
 
 
@@ -86,7 +86,7 @@ async def test_a_proposal_cannot_bring_its_own_tests_or_pytest_configuration(che
     result = await check.run(task(tests=CALC_TESTS), proposal(content))
     assert result.score == 0.0
     assert "artifact 2 (python, conftest.py) not written: a proposal may not configure pytest" in result.diagnostics
-    assert "tests: 0 passed, 4 failed, 0 errors, 0 skipped" in result.diagnostics
+    assert "tests: 4 collected: 0 passed, 4 failed, 0 errors, 0 skipped" in result.diagnostics
 
 
 async def test_task_tests_outside_the_directory_are_refused(check: DryRunCheck) -> None:
@@ -154,4 +154,4 @@ async def test_pytest_plugins_are_loaded_only_when_named(tmp_path: Path) -> None
     named = DryRunCheck(fast_settings(tmp_path, pytest_plugins=["pytest_asyncio.plugin"]), isolation)
     result = await named.run(task(tests=async_tests), proposal(CALC_GOOD))
     assert result.passed, result.diagnostics
-    assert "tests: 1 passed, 0 failed, 0 errors, 0 skipped" in result.diagnostics
+    assert "tests: 1 collected: 1 passed, 0 failed, 0 errors, 0 skipped" in result.diagnostics

@@ -112,7 +112,7 @@ async def test_infinite_loop_is_stopped_by_the_cpu_limit(check: DryRunCheck, tmp
     result = await run_hostile(check, "def run():\n    while True:\n        pass\n")
     assert not result.passed
     assert result.score == 0.0
-    assert "CPU limit of 2s reached" in diagnostics(result) or "killed by SIGKILL" in diagnostics(result)
+    assert "CONDUCT004 CPU limit of 2s reached (SIGXCPU)" in result.diagnostics
     await assert_service_healthy(check, tmp_path, isolation)
 
 
@@ -120,7 +120,9 @@ async def test_sleeping_forever_is_stopped_by_the_timeout(tmp_path: Path, isolat
     check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=2.0), isolation)
     result = await run_hostile(check, "import time\n\ndef run():\n    time.sleep(10**6)\n")
     assert not result.passed
-    assert "stopped: timed out after 2s, process group killed" in result.diagnostics
+    assert result.score == 0.0
+    assert "CONDUCT005 timed out after 2s: process group killed" in result.diagnostics
+    assert "REPORT005 pytest did not finish its session (killed at the timeout)" in result.diagnostics
     await assert_service_healthy(check, tmp_path, isolation)
 
 
@@ -155,9 +157,12 @@ async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolati
 
 async def test_memory_bomb_hits_the_address_space_limit(check: DryRunCheck, tmp_path: Path,
                                                         isolation: Isolation) -> None:
+    # bytes(n) takes zeroed pages from calloc without touching them: no CPU limit gets there first.
     result = await run_hostile(check, "def run():\n    hoard = []\n    while True:\n"
-                                      "        hoard.append(bytearray(64 * 1024 * 1024))\n")
+                                      "        hoard.append(bytes(256 * 1024 * 1024))\n")
     assert not result.passed
+    assert result.score == 0.0
+    assert "CONDUCT004 memory limit reached in test_hostile.py::test_run" in result.diagnostics
     assert "MemoryError" in diagnostics(result)
     await assert_service_healthy(check, tmp_path, isolation)
 
@@ -186,6 +191,8 @@ async def test_writes_outside_the_sandbox_change_nothing(check: DryRunCheck, tmp
     result = await run_hostile(check, code)
     assert not result.passed
     assert "Permission denied" in diagnostics(result) or "Read-only file system" in diagnostics(result)
+    finding = next(line for line in result.diagnostics if line.startswith("CONDUCT002 "))
+    assert finding.startswith("CONDUCT002 5 attempts to write outside the working directory: open ")
     assert (guarded / "keep.txt").read_text() == "original"
     assert sorted(p.name for p in guarded.iterdir()) == ["keep.txt"]
     assert not any(t.exists() for t in targets[1:])
@@ -276,7 +283,8 @@ async def test_printing_gigabytes_is_cut_short(check: DryRunCheck, tmp_path: Pat
     text = diagnostics(result)
     # Inside a test, pytest captures fd 1 into a file, which RLIMIT_FSIZE bounds; after the
     # session, the output reaches the service's pipe, which the output bound cuts.
-    assert "killed by SIGXFSZ" in text or "printed more than 1048576 bytes" in text
+    assert ("CONDUCT004 file size limit of 4194304 bytes reached (SIGXFSZ)" in result.diagnostics
+            or "CONDUCT003 printed more than 1048576 bytes: process group killed" in result.diagnostics), text
     assert len(text) < 20_000
     await assert_service_healthy(check, tmp_path, isolation)
 

@@ -1,31 +1,49 @@
 """The ``dryrun`` check: the task's tests run against the proposal's code, in the sandbox.
 
-Without tests, each Python module of the proposal must compile and import. The score is
-the ratio of tests passed (from pytest's JUnit report); the diagnostics say which
-isolation was in force, what was run, and why tests failed or the run was stopped.
+Without tests, each Python module of the proposal must compile and import. pytest runs with
+a recorder of ours (:mod:`.sandbox_pytest`) writing to a descriptor outside the directory.
+A test counts as passed only when its passing result was recorded: the score is tests
+passed / tests collected, and 0 when the record is incomplete or disagrees with pytest's
+JUnit report or exit status (:mod:`.pytest_record`). Conduct findings (:mod:`.conduct`) —
+processes left running, writes outside the directory, floods, limits, the timeout — fail
+the check and cost ``ORCH_DRYRUN_CONDUCT_PENALTY`` each. The diagnostics say which isolation
+was in force, what was run, why tests failed and every problem and finding by its id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from agents_contrib.artifacts import extract_artifacts
+from agents_contrib.checks.conduct import conduct_findings, penalised
 from agents_contrib.checks.findings import Stopwatch
 from agents_contrib.checks.junit import ReportError, TestReport, read_report
+from agents_contrib.checks.pytest_record import PYTEST_EXIT, PytestRecord, parse_record, run_problems
 from agents_contrib.checks.sandbox import Isolation, detect_isolation, make_workdir, remove_workdir
-from agents_contrib.checks.sandbox_run import RunOutcome, run_sandboxed
+from agents_contrib.checks.sandbox_run import RunOutcome, open_channel, run_sandboxed
 from agents_contrib.checks.settings import DryRunSettings
 from agents_contrib.checks.workspace import Workspace, plan_workspace
 from orchestrator_core.hookspecs import RegisterCheck, hookimpl
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
 
 REPORT_PATH = ".report/junit.xml"
-PYTEST_EXIT = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
+PYTEST_RUNNER_SOURCE = Path(__file__).with_name("sandbox_pytest.py").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """Everything one sandboxed pytest run left for the judgement."""
+
+    outcome: RunOutcome
+    record: PytestRecord
+    junit: TestReport | str
 
 
 class DryRunCheck:
@@ -51,16 +69,22 @@ class DryRunCheck:
             workdir = await asyncio.to_thread(make_workdir, self.settings, self.isolation.uid)
             try:
                 await asyncio.to_thread(self._prepare, workspace, workdir)
-                outcome = await run_sandboxed(self.isolation, workdir, self._pytest(workdir, workspace),
-                                              self.settings)
-                report: TestReport | str
-                try:
-                    report = await asyncio.to_thread(read_report, workdir / REPORT_PATH)
-                except ReportError as exc:
-                    report = str(exc)
+                evidence = await self._execute(workdir, workspace)
             finally:
                 await asyncio.to_thread(remove_workdir, workdir)
-        return self._judge(workspace, outcome, report, header, watch)
+        return self._judge(workspace, evidence, header, watch)
+
+    async def _execute(self, workdir: Path, workspace: Workspace) -> RunEvidence:
+        with open_channel("orch-pytest-record") as channel:
+            outcome = await run_sandboxed(self.isolation, workdir, self._pytest(workdir, workspace, channel.fd),
+                                          self.settings, pass_fds=(channel.fd,))
+            data, truncated = await asyncio.to_thread(channel.read)
+        junit: TestReport | str
+        try:
+            junit = await asyncio.to_thread(read_report, workdir / REPORT_PATH)
+        except ReportError as exc:
+            junit = str(exc)
+        return RunEvidence(outcome, parse_record(data, truncated), junit)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -83,54 +107,56 @@ class DryRunCheck:
             for path in [workdir, *workdir.rglob("*")]:
                 os.chown(path, uid, uid, follow_symlinks=False)
 
-    def _pytest(self, workdir: Path, workspace: Workspace) -> list[str]:
-        return [sys.executable, "-I", "-B", "-m", "pytest", "-q", "--color=no", "--tb=short",
+    def _pytest(self, workdir: Path, workspace: Workspace, record_fd: int) -> list[str]:
+        config = json.dumps({"report_fd": record_fd, "workdir": str(workdir)})
+        return [sys.executable, "-I", "-B", "-c", PYTEST_RUNNER_SOURCE, config,
+                "-q", "--color=no", "--tb=short",
                 "-p", "no:cacheprovider", "--rootdir", str(workdir), "-o", f"pythonpath={workdir}",
                 "-o", "junit_family=xunit2", "-o", "console_output_style=classic",
                 f"--junitxml={workdir / REPORT_PATH}",
                 *(arg for plugin in self.settings.pytest_plugins for arg in ("-p", plugin)),
                 "--", *workspace.tests]
 
-    def _judge(self, workspace: Workspace, outcome: RunOutcome, report: TestReport | str,
-               header: list[str], watch: Stopwatch) -> CheckResult:
+    def _judge(self, workspace: Workspace, evidence: RunEvidence, header: list[str],
+               watch: Stopwatch) -> CheckResult:
+        outcome, record = evidence.outcome, evidence.record
         lines = list(header)
         what = "imports of the proposal's modules" if workspace.generated_import_test else "the task's tests"
         lines.append(f"ran {what}: {', '.join(workspace.tests)}")
-        stopped = self._stopped(outcome)
-        if stopped:
-            lines.append(stopped)
-        passed = False
-        score = 0.0
-        if isinstance(report, TestReport):
-            lines.append(f"tests: {report.passed} passed, {report.failed} failed, {report.errors} errors, "
-                         f"{report.skipped} skipped")
-            failures = report.failures[: self.settings.failure_messages]
-            lines += [failure.describe() for failure in failures]
-            if len(report.failures) > len(failures):
-                lines.append(f"... and {len(report.failures) - len(failures)} more failing tests")
-            if not stopped:
-                score = report.pass_ratio
-                passed = report.ran > 0 and report.passed == report.ran and outcome.returncode == 0
-        else:
-            lines.append(f"no result: {report}")
-        if outcome.returncode in PYTEST_EXIT and not stopped:
-            lines.append(f"pytest: {PYTEST_EXIT[outcome.returncode]}")
+        outcomes = record.outcomes()
+        counts = {kind: sum(1 for o in outcomes.values() if o == kind)
+                  for kind in ("passed", "failed", "error", "skipped")}
+        collected = len(record.collected or [])
+        if record.collected is not None:
+            lines.append(f"tests: {collected} collected: {counts['passed']} passed, {counts['failed']} failed, "
+                         f"{counts['error']} errors, {counts['skipped']} skipped")
+        failing = [(test, result) for test, result in outcomes.items() if result in ("failed", "error")]
+        for test, result in failing[: self.settings.failure_messages]:
+            lines.append(f"{result.upper()} {test}: {record.messages.get(test, '')}".rstrip(": "))
+        if len(failing) > self.settings.failure_messages:
+            lines.append(f"... and {len(failing) - self.settings.failure_messages} more failing tests")
+        if record.returned == 5 or record.session_exit == 5:
+            lines.append(f"pytest: {PYTEST_EXIT[5]}")
+        exit_code = None if outcome.timed_out or outcome.flooded else outcome.exit_status
+        problems = run_problems(record, exit_code, self._ended_by(outcome), evidence.junit)
+        findings = conduct_findings(outcome, record, self.settings)
+        lines += [problem.describe() for problem in problems]
+        lines += [finding.describe() for finding in findings]
+        score = counts["passed"] / collected if collected and not problems else 0.0
+        score = penalised(score, findings, self.settings)
+        passed = bool(collected) and counts["passed"] == collected and not problems and not findings
         if not passed and outcome.output_total:
             lines.append("output:\n" + outcome.output_text())
         return self._result(passed, score, lines, watch)
 
-    def _stopped(self, outcome: RunOutcome) -> str:
-        """Why the run was stopped before it finished on its own, if it was."""
+    @staticmethod
+    def _ended_by(outcome: RunOutcome) -> str:
+        """What ended the run from outside, if anything did."""
         if outcome.timed_out:
-            return f"stopped: timed out after {self.settings.timeout_seconds:g}s, process group killed"
+            return "killed at the timeout"
         if outcome.flooded:
-            return f"stopped: printed more than {self.settings.max_output_bytes} bytes, process group killed"
-        name = outcome.signal_name
-        if name == "SIGXCPU":
-            return f"stopped: CPU limit of {self.settings.cpu_seconds}s reached (SIGXCPU)"
-        if name:
-            return f"stopped: killed by {name}"
-        return ""
+            return "killed for flooding its output"
+        return f"killed by {outcome.signal_name}" if outcome.signal_name else ""
 
     def _result(self, passed: bool, score: float, lines: list[str], watch: Stopwatch) -> CheckResult:
         return CheckResult(name=self.name, kind=self.kind, passed=passed, score=score,

@@ -105,16 +105,31 @@ class Isolation:
                   f"nproc {settings.processes}")
         return f"isolation: {', '.join(parts)}; {limits}"
 
-    def command(self, workdir: Path, argv: list[str], settings: DryRunSettings) -> list[str]:
-        """The full command line running ``argv`` in ``workdir`` under this isolation."""
+    def command(self, workdir: Path, argv: list[str], settings: DryRunSettings,
+                conduct_fd: int | None = None) -> list[str]:
+        """The full command line running ``argv`` in ``workdir`` under this isolation.
+
+        ``conduct_fd``, if given, is where the first process reports what the command left
+        behind (see :mod:`.sandbox_launch`); the command itself never holds it.
+        """
         env = scrubbed_env(workdir)
         if not settings.pytest_autoload:
             env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        config = {"limits": rlimits(settings), "uid": self.uid, "cwd": str(workdir), "env": env}
+        private = self.level == "bwrap"
+        config = {"limits": rlimits(settings), "uid": self.uid, "cwd": str(workdir), "env": env,
+                  "conduct_fd": conduct_fd, "pid_namespace": self.pid_namespace,
+                  "private_dirs": list(PRIVATE_DIRS) if private else [],
+                  "private_expected": self._mount_points(workdir) if private else []}
         launch = [sys.executable, "-I", "-S", "-c", LAUNCHER_SOURCE, json.dumps(config), *argv]
         if self.level == "bwrap":
             return [*self.prefix, *self._bwrap_mounts(workdir), "--", *launch]
         return [*self.prefix, *launch]
+
+    def _mount_points(self, workdir: Path) -> list[str]:
+        """Entries bwrap itself makes in the private directories: the way to the mounts below."""
+        paths = [workdir, *(Path(p) for p in self.exposed)]
+        return sorted({str(p) for path in paths for p in (path, *path.parents)
+                       if any(p.parent == Path(d) for d in PRIVATE_DIRS)})
 
     def _bwrap_mounts(self, workdir: Path) -> list[str]:
         """A new root holding only what Python and pytest need, read-only: the system's
@@ -149,6 +164,9 @@ class Isolation:
         return [*mounts, *traversable(workdir), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
 
 
+PRIVATE_DIRS = ("/tmp", "/dev/shm")
+"""Writable directories bwrap gives the sandbox alone: whatever is left in them was written
+outside the working directory."""
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
                "nsswitch.conf", "ssl", "hosts")

@@ -4,21 +4,79 @@ The child leads its own session (so its process group is its own); on timeout,
 cancellation or an output flood the group is killed with SIGKILL and the child awaited.
 With a pid namespace, the death of its first process also kills every process inside,
 including any that left the group.
+
+Besides its output, the run has side channels: in-memory files (``memfd``) whose
+descriptors are passed into the sandbox and read by the service once every process inside
+is gone — the first process's record of what was left behind, and any the caller opens
+(the dry-run's pytest record). Nothing of them is in the sandbox's directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents_contrib.checks.sandbox import Isolation, scrubbed_env
 from agents_contrib.checks.settings import DryRunSettings
 
 READ_CHUNK = 64 * 1024
+
+
+MAX_CHANNEL_BYTES = 4 * 1024 * 1024
+
+
+class Channel:
+    """An in-memory file the sandbox writes through an inherited descriptor (Linux memfd)."""
+
+    def __init__(self, name: str) -> None:
+        self.fd = os.memfd_create(name)  # close-on-exec here; passed into the sandbox explicitly
+
+    def read(self) -> tuple[bytes, bool]:
+        """Everything written, up to :data:`MAX_CHANNEL_BYTES`, and whether there was more."""
+        data = os.pread(self.fd, MAX_CHANNEL_BYTES + 1, 0)
+        return data[:MAX_CHANNEL_BYTES], len(data) > MAX_CHANNEL_BYTES
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@contextlib.contextmanager
+def open_channel(name: str) -> Iterator[Channel]:
+    channel = Channel(name)
+    try:
+        yield channel
+    finally:
+        channel.close()
+
+
+@dataclass(frozen=True)
+class LauncherRecord:
+    """What the sandbox's first process saw once the command had exited (see ``sandbox_launch``)."""
+
+    leftover: int = 0
+    """Processes still running when the command exited (then killed)."""
+    commands: tuple[str, ...] = ()
+    cpu_seconds: float = 0.0
+    """CPU time of the command's process."""
+    private_entries: tuple[str, ...] = ()
+    """Files left in the sandbox's private ``/tmp`` or ``/dev/shm``."""
+    private_total: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> LauncherRecord | None:
+        """None when the first process wrote nothing (it was killed: timeout, flood, cancel)."""
+        try:
+            raw = json.loads(data.decode("utf-8").strip().splitlines()[0])
+            return cls(int(raw["leftover"]), tuple(str(c) for c in raw["commands"]), float(raw["cpu_seconds"]),
+                       tuple(str(e) for e in raw["private_entries"]), int(raw["private_total"]))
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -30,6 +88,12 @@ class RunOutcome:
     tail: bytes
     output_total: int
     """Bytes printed in all; only the head and the tail are kept."""
+    launcher: LauncherRecord | None = field(default=None)
+
+    @property
+    def exit_status(self) -> int | None:
+        """The status the command exited with (``128 + n`` if signal n killed it), None if killed from here."""
+        return self.returncode if self.returncode is not None and self.returncode >= 0 else None
 
     @property
     def signal_name(self) -> str:
@@ -57,23 +121,35 @@ class RunOutcome:
 KILL_SETTLE_SECONDS = 5.0
 
 
-async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], settings: DryRunSettings) -> RunOutcome:
+async def run_sandboxed(isolation: Isolation, workdir: Path, argv: list[str], settings: DryRunSettings,
+                        pass_fds: Sequence[int] = ()) -> RunOutcome:
     """Run ``argv`` under ``isolation`` in ``workdir``; never leaves a process behind.
 
+    ``pass_fds`` are descriptors the command inherits (e.g. a :class:`Channel`'s).
     The output goes through a pipe of our own rather than asyncio's: asyncio (3.11) reports
     a child's exit only once its pipes are closed, and a process that stopped being read
     must not hold the service waiting.
     """
+    with open_channel("orch-sandbox-conduct") as conduct:
+        outcome = await _run(isolation, workdir, argv, settings, [*pass_fds, conduct.fd], conduct.fd)
+        data, _ = await asyncio.to_thread(conduct.read)
+    return RunOutcome(outcome.returncode, outcome.timed_out, outcome.flooded, outcome.head, outcome.tail,
+                      outcome.output_total, LauncherRecord.parse(data))
+
+
+async def _run(isolation: Isolation, workdir: Path, argv: list[str], settings: DryRunSettings,
+               pass_fds: list[int], conduct_fd: int) -> RunOutcome:
     read_fd, write_fd = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
-            *isolation.command(workdir, argv, settings),
+            *isolation.command(workdir, argv, settings, conduct_fd),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,
             cwd=workdir,
             env=scrubbed_env(workdir),
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     except BaseException:
         os.close(read_fd)

@@ -100,6 +100,11 @@ class DryRunSettings(BaseSettings):
     """Load every pytest plugin installed beside the service (about 1 s more per run)."""
     pytest_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Plugin modules to load explicitly when autoload is off, e.g. ``pytest_asyncio.plugin``."""
+    conduct_penalty: float = Field(default=0.5, gt=0, le=1)
+    """Fraction of the score lost per conduct finding (CONDUCT001 to CONDUCT005): the score is
+    ``tests score * max(0, 1 - penalty * findings)``; any finding also fails the check."""
+    conduct_veto: bool = False
+    """A conduct finding scores 0 (and fails the check) instead of costing the penalty."""
 
     @field_validator("pytest_plugins", mode="before")
     @classmethod
