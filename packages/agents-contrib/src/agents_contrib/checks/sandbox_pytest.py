@@ -123,6 +123,8 @@ def _limit(excinfo: object) -> str:
         return "threads"
     if isinstance(value, OSError) and value.errno in (errno.EMFILE, errno.ENFILE):
         return "open files"
+    if isinstance(value, OSError) and value.errno == errno.EFBIG:
+        return "file size"
     return ""
 
 
