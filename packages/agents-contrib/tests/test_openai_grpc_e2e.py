@@ -60,11 +60,11 @@ def author_of(request: Recorded) -> str:
 
 def phase_of(request: Recorded) -> str:
     user = request.json["messages"][1]["content"]
-    for opening, phase in (("Write your proposal", "generate"), ("Review a peer's", "critique"),
-                           ("Revise your proposal", "revise")):
-        if user.startswith(opening):
+    for says, phase in (("Choose which of", "select"), ("Reviews of your code:", "revise"),
+                        ("Review this code.", "critique")):
+        if says in user:
             return phase
-    return "select"
+    return "generate"
 
 
 def scripted_council(request: Recorded) -> Reply:

@@ -1,4 +1,4 @@
-"""Role prompts: packaged templates for every role and phase, operator overrides, rendering."""
+"""Role prompts: packaged templates, short enough for small models, operator overrides, rendering."""
 
 from __future__ import annotations
 
@@ -28,15 +28,12 @@ CRITIQUE = Critique("dev-3", "p-1", "dev-2", "Lower-case the result.", 1)
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("phase", [Phase.GENERATE, Phase.CRITIQUE, Phase.REVISE])
-def test_every_role_has_its_own_template_for_every_phase(role: str, phase: Phase) -> None:
-    assert (PACKAGED_DIR / role.lower() / f"{phase.value}.md").is_file()
+def test_every_role_has_its_own_system_prompt_and_every_phase_renders(role: str, phase: Phase) -> None:
     assert (PACKAGED_DIR / role.lower() / "system.md").is_file()
     prompt = PromptBook().render(role, phase, TASK, proposal=PROPOSAL, feedback=[CRITIQUE])
 
     assert f"council of {role} engineers" in prompt.system
-    assert "# Task\nImplement slugify(text)." in prompt.user
-    assert "# Rubric\nHandles unicode." in prompt.user
-    assert "- pure function" in prompt.user
+    assert "Task: Implement slugify(text).\nJudged by: Handles unicode.\nRequirements:\n- pure function" in prompt.user
     assert "$" not in prompt.user.replace("$$", "")
 
 
@@ -48,6 +45,36 @@ def test_generate_and_revise_ask_for_fenced_blocks_with_a_language_tag(role: str
         assert "fenced code block" in user
         assert "language tag" in user
         assert "File: <relative path>" in user
+
+
+def _task_with_test(content: str, path: str = "test_calc.py") -> Task:
+    return Task("DEV", "Add two numbers.", TaskConstraints(tests=(TaskTest(path, content),)))
+
+
+@pytest.mark.parametrize("phase", [Phase.GENERATE, Phase.REVISE])
+def test_the_prompt_names_the_file_the_tests_import(phase: Phase) -> None:
+    task = _task_with_test("import os\nimport pytest\nfrom calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+    user = PromptBook().render("DEV", phase, task, proposal=PROPOSAL, feedback=[CRITIQUE]).user
+
+    assert "Write the complete file calc.py. Answer with the line `File: calc.py`" in user
+    assert "```python fenced code block" in user
+    assert "os.py" not in user and "pytest.py" not in user
+
+
+def test_several_imported_modules_are_all_named_and_the_tests_own_modules_are_not() -> None:
+    task = Task("DEV", "Shapes.", TaskConstraints(tests=(
+        TaskTest("tests/test_shapes.py", "import shapes.circle\nfrom units import metre\nimport test_helpers\n"),
+        TaskTest("tests/test_helpers.py", "from shapes import square\n"),
+    )))
+    user = PromptBook().render("DEV", Phase.GENERATE, task).user
+    assert "Write the complete files shapes.py and units.py." in user
+    assert "test_helpers.py" not in user.split("Tests that must pass:")[0]
+
+
+def test_a_task_without_constraints_shows_no_empty_sections() -> None:
+    user = PromptBook().render("DEV", Phase.GENERATE, _task_with_test("from calc import add\n")).user
+    assert user.startswith("Task: Add two numbers.\n\nTests that must pass:\n")
+    assert "(none)" not in user and "Judged by" not in user
 
 
 def test_a_reply_in_the_asked_for_form_yields_named_artifacts() -> None:
@@ -67,7 +94,7 @@ def test_the_peer_proposal_and_feedback_are_rendered() -> None:
     revise = book.render("DEV", Phase.REVISE, TASK, proposal=PROPOSAL, feedback=[CRITIQUE, CRITIQUE]).user
 
     assert "----- BEGIN PROPOSAL -----\nFile: slug.py\n```python\ndef slugify(t): return t\n```\n----- END" in critique
-    assert "its author, dev-2," in critique
+    assert "Code written by dev-2:" in critique
     assert "Critique 1 (from dev-3):\nLower-case the result.\n\nCritique 2 (from dev-3):" in revise
 
 
@@ -80,7 +107,7 @@ def test_the_selection_prompt_numbers_candidates_and_asks_for_the_json_choice() 
     other = Proposal("p-2", "architect-3", "ARCHITECT", "Option B")
     user = PromptBook().render("ARCHITECT", Phase.SELECT, TASK, candidates=[PROPOSAL, other]).user
 
-    assert "choose which of 2 candidate proposals" in user
+    assert "Choose which of 2 candidate proposals" in user
     assert "===== Candidate 1 (by dev-2) =====\nFile: slug.py" in user
     assert "===== Candidate 2 (by architect-3) =====\nOption B\n===== End of candidate 2 =====" in user
     assert '{"choice": <the number of the chosen candidate, from 1 to 2>, "rationale": "' in user
@@ -98,7 +125,7 @@ def test_a_reply_to_the_selection_prompt_is_parsed_by_the_core() -> None:
 def test_an_unknown_role_uses_the_default_templates() -> None:
     prompt = PromptBook().render("SECURITY", Phase.GENERATE, TASK)
     assert "council of SECURITY engineers" in prompt.system
-    assert (PACKAGED_DIR / "default" / "generate.md").read_text().split("\n")[0] in prompt.user
+    assert prompt.system == (PACKAGED_DIR / "default" / "system.md").read_text().replace("$role", "SECURITY").strip()
 
 
 def _write(directory: Path, relative: str, text: str) -> None:

@@ -33,7 +33,7 @@ from agents_contrib.options import agent_seed, effective_options, spread
 from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import LoopLocal
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentReply, Phase
+from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class EmbeddedOptions(OpenAIOptions):
 
     model: str = ""
     """Empty: the served model's name (the GGUF file's)."""
-    max_tokens: int | None = Field(default=512, ge=1)
+    max_tokens: int = Field(default=512, ge=1)
     """Reply budget of one call: small models ramble, and the window is shared with the prompt."""
 
 
@@ -76,17 +76,18 @@ class EmbeddedSettings(BaseSettings, EmbeddedOptions):
 
 _HINTS = {
     "base_url": "the embedded backend serves its own model; to use a model server, set the council's backend to openai",
+    "model": "the embedded backend serves one model: set ORCH_EMBEDDED_MODEL_PATH",
     "model_path": "it is backend-wide: set ORCH_EMBEDDED_MODEL_PATH",
-    "context_tokens": "it is backend-wide: set ORCH_EMBEDDED_CONTEXT_TOKENS",
+    "context_tokens": "the server's window is backend-wide: set ORCH_EMBEDDED_CONTEXT_TOKENS",
 }
+FIXED_OPTIONS = ("base_url", "model", "context_tokens")
+"""Options that belong to the one server, not to a council."""
 
 
 class EmbeddedBackend(OpenAIBackend):
     """Builds ``embedded`` agents and owns the in-process model server they share."""
 
     name = "embedded"
-
-    settings_type = EmbeddedSettings
 
     def __init__(self, settings: EmbeddedSettings | None = None, **shared: Any) -> None:
         embedded = settings if settings is not None else EmbeddedSettings()
@@ -102,8 +103,9 @@ class EmbeddedBackend(OpenAIBackend):
     def create(self, config: AgentConfig) -> EmbeddedAgent:
         require_xllamacpp()
         model_path = resolve_model(self.embedded.model_path)
-        if "base_url" in config.options:
-            raise ValueError(f"unknown option 'base_url' ({_HINTS['base_url']})")
+        for fixed in FIXED_OPTIONS:
+            if fixed in config.options:
+                raise ValueError(f"the embedded backend cannot use option {fixed!r} ({_HINTS[fixed]})")
         options = effective_options(EmbeddedOptions, self.embedded, config.options, self.name, _HINTS)
         self._largest_council = max(self._largest_council, config.council_size)
         if not self._announced:
@@ -157,6 +159,12 @@ class EmbeddedAgent(OpenAIAgent):
         super().__init__(config, options, backend=backend, **rest)
         self._embedded = backend
         self._model_path = model_path
+
+    def describe(self) -> AgentIdentity:
+        """The served model and where it runs; both come from ``ORCH_EMBEDDED_*`` settings."""
+        return AgentIdentity(
+            model=self.options.model, endpoint=f"in-process llama.cpp ({self._model_path.name})", source="settings"
+        )
 
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         base_url = await self._embedded.server.base_url(self._embedded.parameters(self._model_path))

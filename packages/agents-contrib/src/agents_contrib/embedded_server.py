@@ -185,6 +185,7 @@ def _start(parameters: ServerParameters) -> Any:
     params.cpuparams_batch.n_threads = parameters.batch_threads
     params.cont_batching = True
     params.endpoint_props = True  # /props tells clients the per-request window
+    params.endpoint_metrics = True  # /metrics: llama.cpp's token counters, on the loopback port
     params.port = 0  # any free loopback port: nothing but this process dials it
     params.warmup = False
     params.verbosity = parameters.verbosity

@@ -8,7 +8,8 @@ CONDUCT001 processes still running when the tests finished (counted by the sandb
            process, which the code cannot reach), or threads still running in pytest's process
 CONDUCT002 attempts to write outside the working directory, denied or not (pytest's audit
            hook), and files left in the sandbox's private ``/tmp`` or ``/dev/shm``
-CONDUCT003 output beyond what is kept for the diagnostics, or a flood that got the run killed
+CONDUCT003 output beyond what is kept for the diagnostics while every test passed, or a flood
+           that got the run killed
 CONDUCT004 a resource limit reached: CPU (SIGXCPU, or the CPU time used), file size (SIGXFSZ),
            memory (MemoryError), processes or threads, open files
 CONDUCT005 the run was killed at its timeout
@@ -25,8 +26,13 @@ from agents_contrib.checks.settings import DryRunSettings
 LISTED = 3
 
 
-def conduct_findings(outcome: RunOutcome, record: PytestRecord, settings: DryRunSettings) -> list[Finding]:
-    """The conduct findings of one run, at most one per id, in id order."""
+def conduct_findings(outcome: RunOutcome, record: PytestRecord, settings: DryRunSettings,
+                     quiet_run: bool) -> list[Finding]:
+    """The conduct findings of one run, at most one per id, in id order.
+
+    ``quiet_run``: every test passed, so pytest itself printed a line or two; output beyond
+    what is kept was then printed by the code (a failing run's tracebacks may be long).
+    """
     findings: list[Finding] = []
     left = _left_running(outcome, record)
     if left:
@@ -37,7 +43,7 @@ def conduct_findings(outcome: RunOutcome, record: PytestRecord, settings: DryRun
     if outcome.flooded:
         findings.append(Finding("CONDUCT003", f"printed more than {settings.max_output_bytes} bytes: "
                                               "process group killed"))
-    elif outcome.output_total > settings.output_bytes:
+    elif quiet_run and outcome.output_total > settings.output_bytes:
         findings.append(Finding("CONDUCT003", f"printed {outcome.output_total} bytes, more than the "
                                               f"{settings.output_bytes} kept"))
     limits = _limits(outcome, record, settings)

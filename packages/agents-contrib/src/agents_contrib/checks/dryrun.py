@@ -123,7 +123,7 @@ class DryRunCheck:
         lines = list(header)
         what = "imports of the proposal's modules" if workspace.generated_import_test else "the task's tests"
         lines.append(f"ran {what}: {', '.join(workspace.tests)}")
-        outcomes = record.outcomes()
+        outcomes = {test: result for test, result in record.outcomes().items() if test in (record.collected or [])}
         counts = {kind: sum(1 for o in outcomes.values() if o == kind)
                   for kind in ("passed", "failed", "error", "skipped")}
         collected = len(record.collected or [])
@@ -139,12 +139,13 @@ class DryRunCheck:
             lines.append(f"pytest: {PYTEST_EXIT[5]}")
         exit_code = None if outcome.timed_out or outcome.flooded else outcome.exit_status
         problems = run_problems(record, exit_code, self._ended_by(outcome), evidence.junit)
-        findings = conduct_findings(outcome, record, self.settings)
+        all_passed = bool(collected) and counts["passed"] == collected and not problems
+        findings = conduct_findings(outcome, record, self.settings, quiet_run=all_passed)
         lines += [problem.describe() for problem in problems]
         lines += [finding.describe() for finding in findings]
         score = counts["passed"] / collected if collected and not problems else 0.0
         score = penalised(score, findings, self.settings)
-        passed = bool(collected) and counts["passed"] == collected and not problems and not findings
+        passed = all_passed and not findings
         if not passed and outcome.output_total:
             lines.append("output:\n" + outcome.output_text())
         return self._result(passed, score, lines, watch)

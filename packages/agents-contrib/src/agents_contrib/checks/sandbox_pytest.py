@@ -155,7 +155,8 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_internalerror(self, excrepr: object, excinfo: object) -> None:
-        emit({"internal_error": short(getattr(excinfo, "value", excrepr))})
+        value = getattr(excinfo, "value", None)
+        emit({"internal_error": short(f"{type(value).__name__}: {value}" if value is not None else excrepr)})
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -175,7 +176,9 @@ def _crash_message(report: object) -> str:
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
         return str(crash.message)
-    return str(longrepr or "")[-MESSAGE_CHARS:]
+    text = str(longrepr or "")
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    return " ".join(errors) if errors else text[-MESSAGE_CHARS:]
 
 
 def main() -> None:
