@@ -72,8 +72,8 @@ async def test_request_has_the_documented_shape(server: LLMServer) -> None:
     assert "council of QA engineers" in body["system"]
     [message] = body["messages"]
     assert message["role"] == "user"
-    assert "# Task\nTest the add function." in message["content"]
-    assert "# Rubric\nBoundaries covered." in message["content"]
+    assert "Task: Test the add function." in message["content"]
+    assert "Judged by: Boundaries covered." in message["content"]
 
 
 async def test_the_default_max_tokens_is_sent(server: LLMServer) -> None:

@@ -45,10 +45,10 @@ async def test_request_has_the_documented_shape(server: LLMServer) -> None:
     assert system["role"] == "system"
     assert "council of DEV engineers" in system["content"]
     assert user["role"] == "user"
-    assert "# Task\nWrite a function add(a, b) that returns the sum." in user["content"]
-    assert "# Rubric\nCorrect, typed and documented." in user["content"]
-    assert "- Python 3.11\n- No third-party imports" in user["content"]
-    assert "# Forbidden\n- eval" in user["content"]
+    assert "Task: Write a function add(a, b) that returns the sum." in user["content"]
+    assert "Judged by: Correct, typed and documented." in user["content"]
+    assert "Requirements:\n- Python 3.11\n- No third-party imports" in user["content"]
+    assert "Forbidden:\n- eval" in user["content"]
     assert "File: test_add.py\n```python\nfrom add import add" in user["content"]
     assert "fenced code block" in user["content"]
 
@@ -105,7 +105,7 @@ async def test_critique_revise_and_select_send_the_peer_work(server: LLMServer) 
 
     critique_prompt, revise_prompt, select_prompt = (r.json["messages"][1]["content"] for r in server.requests)
     assert "----- BEGIN PROPOSAL -----\nFile: add.py\n```python\ndef add(a, b): ...\n```" in critique_prompt
-    assert "its author, architect-2" in critique_prompt
+    assert "Code written by architect-2:" in critique_prompt
     assert "Critique 1 (from architect-1):\nIt lacks type hints." in revise_prompt
     assert "===== Candidate 1 (by architect-2) =====" in select_prompt
     assert "===== Candidate 2 (by architect-3) =====\nUse a lookup table." in select_prompt

@@ -26,7 +26,7 @@ from orchestrator_grpc.server import RunningServer, running_server
 
 KEY = "sk-e2e-secret-key-42"
 CONFIG = """\
-plugins_enabled = ["openai"]
+plugins_enabled = ["openai", "policy", "lint"]
 default_rounds = 1
 quorum = 2
 selector_role = "ARCHITECT"
@@ -249,6 +249,7 @@ async def test_orchestrator_serve_runs_real_deliberations_from_orch_settings(
         ORCH_PORT="0",
         ORCH_DATABASE_PATH=str(tmp_path / "records.sqlite3"),
         ORCH_PLUGINS_ENABLED="openai",
+        ORCH_DEFAULT_BACKEND="openai",
         ORCH_OPENAI_BASE_URL=llm.base_url,
         ORCH_OPENAI_MODEL="dev-model",
         ORCH_OPENAI_SEED="100",
