@@ -204,6 +204,12 @@ class OpenAIAgent(PromptedAgent):
             backoff_max_seconds=options.backoff_max_seconds,
         )
 
+    def point_at(self, base_url: str) -> None:
+        """Send further calls to ``base_url``: for a server whose address is known only once it runs."""
+        self.options = self.options.model_copy(update={"base_url": base_url})
+        self._url = f"{base_url}/chat/completions"
+        self._endpoint = redact_url(base_url)
+
     def describe(self) -> AgentIdentity:
         """The model and endpoint this agent calls; "options" when the council's options named
         either, else "settings" (``ORCH_OPENAI_*`` or the defaults)."""

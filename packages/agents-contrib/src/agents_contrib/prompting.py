@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents_contrib.prompt_parts import constraints, deliverable
 from orchestrator_core.models import Critique, Phase, Proposal, Task
 
 PACKAGED_DIR = Path(__file__).parent / "prompts"
@@ -40,6 +41,8 @@ PLACEHOLDERS: Mapping[str, str] = {
     "feedback": "the critiques a proposal received, numbered",
     "candidates": "the candidates of a selection, numbered from 1",
     "count": "how many candidates there are",
+    "deliverable": "which files to write and in which form (named after the modules the tests import)",
+    "constraints": "the rubric, requirements and forbidden items the task has; empty when it has none",
 }
 
 _LANGUAGES = {
@@ -112,6 +115,8 @@ class PromptBook:
             "feedback": _feedback(feedback),
             "candidates": _candidates(candidates),
             "count": str(len(candidates)),
+            "deliverable": deliverable(task),
+            "constraints": constraints(task),
         }
         return Prompt(
             system=self.template(role, "system").substitute(values).strip(),

@@ -123,6 +123,19 @@ class Orchestrator:
                 await self._idle.wait()
         await self.upkeep.stop()
         await self.store.close()
+        await self._close_backends()
+
+    async def _close_backends(self) -> None:
+        """Let each backend that holds resources (connections, an in-process model server)
+        release them through its optional ``aclose()``; one that fails is logged, not fatal."""
+        for name, backend in self.plugins.backends.items():
+            aclose = getattr(backend, "aclose", None)
+            if not callable(aclose):
+                continue
+            try:
+                await aclose()
+            except Exception as exc:
+                log.warning("backend %s did not close cleanly: %s: %s", name, type(exc).__name__, exc)
 
     # -- deliberations --------------------------------------------------------
 
