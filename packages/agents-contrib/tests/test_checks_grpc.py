@@ -39,7 +39,7 @@ async def test_code_that_passes_the_tasks_tests_outranks_code_that_fails_them(tm
     dryruns = [next(c for c in r.checks if c.kind == "dryrun") for r in outcome.results]
     assert [(c.passed, c.score) for c in dryruns] == [(True, 1.0), (False, 0.75), (False, 0.0)]
     assert dryruns[0].diagnostics[0].startswith("isolation: ")
-    assert "tests: 4 passed, 0 failed, 0 errors, 0 skipped" in dryruns[0].diagnostics
+    assert "tests: 4 collected: 4 passed, 0 failed, 0 errors, 0 skipped" in dryruns[0].diagnostics
     for result in outcome.results:
         assert sorted(c.kind for c in result.checks) == ["dryrun", "lint", "policy"]
         assert all(c.duration_seconds > 0 for c in result.checks)
