@@ -138,6 +138,13 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_DRYRUN_ISOLATION", "unshare")
     settings = DryRunSettings()
     assert (settings.timeout_seconds, settings.concurrency, settings.isolation) == (12.5, 4, "unshare")
+    monkeypatch.setenv("ORCH_DRYRUN_CONDUCT_PENALTY", "0.25")
+    monkeypatch.setenv("ORCH_DRYRUN_CONDUCT_VETO", "1")
+    assert (DryRunSettings().conduct_penalty, DryRunSettings().conduct_veto) == (0.25, True)
+    monkeypatch.setenv("ORCH_DRYRUN_CONDUCT_PENALTY", "0")
+    with pytest.raises(ValueError, match="conduct_penalty"):
+        DryRunSettings()
+    monkeypatch.setenv("ORCH_DRYRUN_CONDUCT_PENALTY", "0.5")
     monkeypatch.setenv("ORCH_DRYRUN_ISOLATION", "docker")
     with pytest.raises(ValueError, match="isolation"):
         DryRunSettings()

@@ -151,6 +151,8 @@ async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolati
         done.set()
         watcher.join()
     assert not result.passed
+    assert result.score == 0.0
+    assert any(line.startswith(("CONDUCT004 CPU limit", "CONDUCT005 timed out")) for line in result.diagnostics)
     assert 1 < peak <= check.settings.processes
     await assert_service_healthy(check, tmp_path, isolation)
 
