@@ -153,7 +153,9 @@ async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolati
     assert not result.passed
     assert result.score == 0.0
     assert any(line.startswith(("CONDUCT004 CPU limit", "CONDUCT005 timed out")) for line in result.diagnostics)
-    assert 1 < peak <= check.settings.processes
+    # One scan of /proc is not atomic: when pytest dies and a bomb process takes its slot,
+    # both can be counted by the same scan, hence the one extra.
+    assert 1 < peak <= check.settings.processes + 1
     await assert_service_healthy(check, tmp_path, isolation)
 
 

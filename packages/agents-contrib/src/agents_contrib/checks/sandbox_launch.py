@@ -143,11 +143,15 @@ def main() -> None:
         if pid == child:
             cpu = usage.ru_utime + usage.ru_stime
             break
+    in_namespace = bool(config.get("pid_namespace"))
+    if in_namespace:
+        # Freeze every other process of the namespace at once (pid 1 and this one are spared)
+        # before counting, so a fork bomb cannot refill while it is counted and killed.
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGSTOP)
     reap_orphans()
     left = descendants()
-    if left and config.get("pid_namespace"):
-        # Every other process of the namespace at once (pid 1 and this one are spared), so a
-        # fork bomb cannot refill between kills.
+    if in_namespace:
         with contextlib.suppress(OSError):
             os.kill(-1, signal.SIGKILL)
     kill_all()
