@@ -147,8 +147,8 @@ def markdown(speed: Speed, qualities: list[Quality]) -> list[str]:
     return lines
 
 
-async def run(rounds: list[int], tasks: int) -> list[str]:
-    backend = EmbeddedBackend(EmbeddedSettings())
+async def run(rounds: list[int], tasks: int, prompts_dir: str | None = None) -> list[str]:
+    backend = EmbeddedBackend(EmbeddedSettings(prompts_dir=prompts_dir))
     try:
         speed = await measure_speed(backend)
         qualities = [await measure_quality(backend, r, tasks) for r in rounds]
@@ -161,8 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--tasks", type=int, default=len(TASKS))
+    parser.add_argument("--prompts-dir", help="templates laid over the shipped ones (ORCH_PROMPTS_DIR)")
     args = parser.parse_args()
-    print("\n".join(asyncio.run(run(args.rounds, args.tasks))))
+    print("\n".join(asyncio.run(run(args.rounds, args.tasks, args.prompts_dir))))
 
 
 if __name__ == "__main__":

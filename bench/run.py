@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import os
 import platform
@@ -14,6 +15,7 @@ sys.path.insert(0, str(HERE))
 
 import checks  # noqa: E402
 import critical_path  # noqa: E402
+import embedded  # noqa: E402
 import overhead  # noqa: E402
 import processes  # noqa: E402
 
@@ -39,7 +41,15 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=HERE.parent / "BENCHMARKS.md")
+    parser.add_argument(
+        "--only-embedded", action="store_true",
+        help="measure only the embedded model and replace its section of the output file",
+    )
     args = parser.parse_args()
+    if args.only_embedded:
+        replace_section(args.output, embedded_section())
+        print(args.output.read_text())
+        return
     lines = [
         "# Benchmarks",
         "",
@@ -124,6 +134,7 @@ def main() -> None:
         passed = "" if "passed" not in f else ("yes" if f["passed"] else "no")
         score = "" if "score" not in f else f"{f['score']:.2f}"
         lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
+    lines += ["", *embedded_section()]
     lines += [
         "",
         "## Reading the figures",
@@ -138,6 +149,31 @@ def main() -> None:
     ]
     args.output.write_text("\n".join(lines) + "\n")
     print(args.output.read_text())
+
+
+def embedded_section() -> list[str]:
+    return [*asyncio.run(embedded.run([0, 1], len(embedded.TASKS))), "", *EMBEDDED_NOTES]
+
+
+EMBEDDED_NOTES = [
+    "Before the prompts were rewritten for small models (long sections, a generic answer",
+    "format, no file named), the same council on the same ten tasks, generate only, gave",
+    "{before}: SmolLM2 mostly answered with prose or restated the prompt.",
+]
+
+
+def replace_section(path: Path, section: list[str]) -> None:
+    """Put ``section`` in place of the file's section with the same heading, or append it."""
+    text = path.read_text() if path.exists() else ""
+    heading = section[0]
+    lines = text.splitlines()
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [*section, ""]
+    else:
+        lines += ["", *section]
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

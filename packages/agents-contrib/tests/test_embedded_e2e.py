@@ -21,15 +21,14 @@ import pytest
 from agents_contrib.embedded import EmbeddedBackend
 from agents_contrib.embedded_server import packaged_model
 from agents_contrib.prompting import PromptBook
-from agents_contrib.tokens import estimate_tokens
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.models import Critique, Phase, Proposal, Task, TaskConstraints, TaskTest
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.server import RunningServer, running_server
 
-CONTEXT_TOKENS = 640
-MAX_TOKENS = 96
+CONTEXT_TOKENS = 512
+MAX_TOKENS = 128
 TEST_FILE = "from solution import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n    assert add(-1, 1) == 0\n"
 TASK = "Write a Python function add(a, b) that returns the sum of a and b."
 MODEL = "SmolLM2-135M-Instruct.Q4_1"
@@ -83,8 +82,8 @@ def request(rounds: int) -> pb.DeliberateRequest:
     )
 
 
-def unshortened_revise_tokens(record: pb.DeliberationRecord, author: str) -> int:
-    """The tokens (estimated) the first revise prompt of ``author`` would take with its
+async def unshortened_revise_tokens(base_url: str, record: pb.DeliberationRecord, author: str) -> int:
+    """The tokens, by the model's tokenizer, of the first revise prompt of ``author`` with its
     proposal and critiques embedded whole, and the reply's budget beside it."""
     task = Task("DEV", TASK, TaskConstraints(tests=(TaskTest("test_add.py", TEST_FILE),)))
     [draft] = [p for p in record.proposals if p.author_id == author and p.revision == 0]
@@ -94,7 +93,10 @@ def unshortened_revise_tokens(record: pb.DeliberationRecord, author: str) -> int
         proposal=Proposal(draft.proposal_id, author, "DEV", draft.content),
         feedback=[Critique(c.critic_id, c.proposal_id, author, c.content, 1) for c in critiques],
     )
-    return estimate_tokens(prompt.system) + estimate_tokens(prompt.user) + MAX_TOKENS
+    async with httpx.AsyncClient() as client:
+        reply = await client.post(f"{base_url.removesuffix('/v1')}/tokenize",
+                                  json={"content": f"{prompt.system}\n{prompt.user}"}, timeout=30)
+    return len(reply.json()["tokens"]) + MAX_TOKENS
 
 
 async def test_a_council_of_three_deliberates_on_the_embedded_model(orchestrator: RunningServer) -> None:
@@ -110,7 +112,8 @@ async def test_a_council_of_three_deliberates_on_the_embedded_model(orchestrator
     assert response.rounds == 2
     phases = [(p.phase, p.round) for p in record.phases]
     assert phases == [("generate", 0), ("critique", 1), ("revise", 1), ("critique", 2), ("revise", 2), ("check", 0)]
-    assert len(record.proposals) == 9 and len(record.critiques) == 6
+    assert len(record.proposals) == 9
+    assert len(record.critiques) == 6
     assert sorted(r.proposal.revision for r in response.results) == [2, 2, 2]
     for result in response.results:
         assert {result.checks.policy.name, result.checks.lint.name, result.checks.dryrun.name} == {
@@ -118,12 +121,15 @@ async def test_a_council_of_three_deliberates_on_the_embedded_model(orchestrator
 
     # The tokens counted are the model server's: 15 calls, each answered.
     counters = await server_counters(embedded_backend(orchestrator))
+    assert response.usage.prompt_tokens > 0
     assert response.usage.completion_tokens == counters["tokens_predicted_total"]
     assert response.usage.completion_tokens <= 15 * MAX_TOKENS
     assert record.usage.completion_tokens == response.usage.completion_tokens
 
     # The prompts fit a window the whole proposals and critiques would not have fitted.
-    needed = max(unshortened_revise_tokens(record, f"dev-{i}") for i in (1, 2, 3))
+    started = embedded_backend(orchestrator).server.started
+    assert started is not None
+    needed = max([await unshortened_revise_tokens(started.base_url, record, f"dev-{i}") for i in (1, 2, 3)])
     assert needed > CONTEXT_TOKENS, f"no revise prompt needed shortening ({needed} tokens): raise MAX_TOKENS"
 
     # The record says what ran.
@@ -148,5 +154,6 @@ async def test_replies_cut_off_at_max_tokens_are_flagged(tmp_path: Path, monkeyp
 
 def test_the_default_model_ships_in_a_wheel() -> None:
     model = packaged_model()
-    assert model is not None and model.name == f"{MODEL}.gguf"
+    assert model is not None
+    assert model.name == f"{MODEL}.gguf"
     assert model.stat().st_size > 50_000_000

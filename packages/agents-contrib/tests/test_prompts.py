@@ -53,12 +53,15 @@ def _task_with_test(content: str, path: str = "test_calc.py") -> Task:
 
 @pytest.mark.parametrize("phase", [Phase.GENERATE, Phase.REVISE])
 def test_the_prompt_names_the_file_the_tests_import(phase: Phase) -> None:
-    task = _task_with_test("import os\nimport pytest\nfrom calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+    task = _task_with_test(
+        "import os\nimport pytest\nfrom calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
     user = PromptBook().render("DEV", phase, task, proposal=PROPOSAL, feedback=[CRITIQUE]).user
 
     assert "Write the complete file calc.py. Answer with the line `File: calc.py`" in user
     assert "```python fenced code block" in user
-    assert "os.py" not in user and "pytest.py" not in user
+    assert "os.py" not in user
+    assert "pytest.py" not in user
 
 
 def test_several_imported_modules_are_all_named_and_the_tests_own_modules_are_not() -> None:
@@ -74,7 +77,8 @@ def test_several_imported_modules_are_all_named_and_the_tests_own_modules_are_no
 def test_a_task_without_constraints_shows_no_empty_sections() -> None:
     user = PromptBook().render("DEV", Phase.GENERATE, _task_with_test("from calc import add\n")).user
     assert user.startswith("Task: Add two numbers.\n\nTests that must pass:\n")
-    assert "(none)" not in user and "Judged by" not in user
+    assert "(none)" not in user
+    assert "Judged by" not in user
 
 
 def test_a_reply_in_the_asked_for_form_yields_named_artifacts() -> None:

@@ -183,6 +183,10 @@ def _start(parameters: ServerParameters) -> Any:
     params.n_batch = parameters.batch_tokens
     params.cpuparams.n_threads = parameters.threads
     params.cpuparams_batch.n_threads = parameters.batch_threads
+    # No busy-polling for work: the cores are shared with the event loop and the dry-run
+    # sandboxes, and spinning threads starve them (measured: no loss of tokens/s without it).
+    params.cpuparams.poll = 0
+    params.cpuparams_batch.poll = 0
     params.cont_batching = True
     params.endpoint_props = True  # /props tells clients the per-request window
     params.endpoint_metrics = True  # /metrics: llama.cpp's token counters, on the loopback port
