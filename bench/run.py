@@ -156,9 +156,18 @@ def embedded_section() -> list[str]:
 
 
 EMBEDDED_NOTES = [
-    "Before the prompts were rewritten for small models (long sections, a generic answer",
-    "format, no file named), the same council on the same ten tasks, generate only, gave",
-    "{before}: SmolLM2 mostly answered with prose or restated the prompt.",
+    "Before the prompts were rewritten for small models (long sections with \"(none)\", a",
+    "generic answer format, no file named), the same council on the same ten tasks, generate",
+    "only, with the same 512-token reply budget, gave 30 proposals, 10 runnable, 0 passing",
+    "(`python bench/embedded.py --rounds 0 --prompts-dir <the templates of commit bacd362>`, on",
+    "2026-11-30): SmolLM2 mostly restated the prompt's sections or wrote prose.",
+    "",
+    "- Threads and batching: 2 generating threads (one per core), `poll` 0, batch 512. Three",
+    "  calls at once gain little over one (1.05 to 1.09x across runs on 2026-11-30): on a CPU the",
+    "  135M model's matrix work already fills both cores for one sequence; a GPU or more cores",
+    "  batch better. One thread measured 82 tokens/s for one call and 0.98x for three.",
+    "- Most critique and revise replies run to the 512-token budget (SmolLM2 rambles), which is",
+    "  what a round costs: about 40 s a deliberation of 3 agents and 1 round here.",
 ]
 
 

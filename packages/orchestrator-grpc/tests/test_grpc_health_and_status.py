@@ -74,7 +74,7 @@ async def test_health_watch_sees_not_serving_when_shutting_down(
 
 
 async def test_a_server_without_a_ready_council_is_not_serving(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, councils={})  # every known role, on the absent "openai" backend
+    settings = make_settings(tmp_path, councils={})  # every known role, on the absent default "embedded" backend
     async with running_server(settings, plugins=PluginHost()) as server, grpc.aio.insecure_channel(
         server.address
     ) as channel:
@@ -90,7 +90,7 @@ async def test_a_server_without_a_ready_council_is_not_serving(tmp_path: Path) -
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.Deliberate(request())
         assert error.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-        assert "'openai'" in (error.value.details() or "")
+        assert "'embedded'" in (error.value.details() or "")
 
 
 async def test_reflection_lists_and_describes_the_services(channel: grpc.aio.Channel) -> None:
