@@ -138,6 +138,7 @@ async def test_a_council_of_three_deliberates_on_the_embedded_model(orchestrator
 
 
 async def test_replies_cut_off_at_max_tokens_are_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_DEFAULT_ROUNDS", "0")  # a request's rounds=0 means the server's
     async with running_server(configure(tmp_path, monkeypatch, max_tokens="8")) as server:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
