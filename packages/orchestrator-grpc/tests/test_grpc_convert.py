@@ -117,7 +117,17 @@ def test_an_orchestration_round_trips() -> None:
     orchestration = Orchestration(execution_id="d1", outcome=OUTCOME, selection=selection)
     message = convert.orchestration_to_proto(orchestration)
     assert message.selection_failure.agent_id == "architect-1"
+    assert (message.deliberation_id, message.execution_id) == ("d1", "d1")
     assert convert.orchestration_from_proto(message, TASK) == orchestration
+
+
+def test_an_orchestration_from_an_older_server_takes_its_execution_id() -> None:
+    message = convert.orchestration_to_proto(
+        Orchestration(execution_id="d1", outcome=OUTCOME, selection=Selection(
+            winner=OUTCOME.results[0], candidates=OUTCOME.results, rationale="", selected_by="score",
+            usage=TokenUsage(0, 0))))
+    message.ClearField("deliberation_id")
+    assert convert.orchestration_from_proto(message, TASK).execution_id == "d1"
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,8 @@ async def test_orchestrate_selects_a_winner_among_the_top_k(stub: Stub) -> None:
     assert response.rationale == "scripted choice"
     assert not response.HasField("selection_failure")
     assert (response.selection_usage.prompt_tokens, response.selection_usage.completion_tokens) == (10, 5)
-    assert response.execution_id == response.deliberation.deliberation_id
+    assert response.deliberation_id == response.deliberation.deliberation_id
+    assert response.execution_id == response.deliberation_id  # kept for compatibility
     assert len(response.deliberation.results) == 3
 
     record = await stub.GetDeliberation(pb.GetDeliberationRequest(deliberation_id=response.execution_id))

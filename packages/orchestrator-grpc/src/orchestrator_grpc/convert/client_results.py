@@ -106,7 +106,7 @@ def orchestration_from_proto(response: pb.OrchestrateResponse, task: Task) -> Or
         failure_from_proto(response.selection_failure) if response.HasField("selection_failure") else None
     )
     return Orchestration(
-        execution_id=response.execution_id,
+        execution_id=response.deliberation_id or response.execution_id,
         outcome=outcome_from_proto(response.deliberation, task),
         selection=Selection(
             winner=ranked_from_proto(response.winner),

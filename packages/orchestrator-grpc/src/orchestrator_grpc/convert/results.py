@@ -112,6 +112,7 @@ def selection_to_proto(
 ) -> pb.OrchestrateResponse:
     response = pb.OrchestrateResponse(
         execution_id=execution_id,
+        deliberation_id=execution_id,
         winner=ranked_to_proto(selection.winner),
         candidates=[ranked_to_proto(c) for c in selection.candidates],
         rationale=selection.rationale,
