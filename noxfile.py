@@ -112,6 +112,14 @@ def container(session: nox.Session) -> None:
     session.run("python", str(DEPLOY_SCRIPTS / "container_check.py"), *session.posargs)
 
 
+@nox.session(python=PYTHON, name="base-image")
+def base_image(session: nox.Session) -> None:
+    """A Python base image made from Debian's packages with debootstrap (as root, with podman
+    or docker), for building the image where no registry can be reached. It prints the
+    `--build-arg BASE_IMAGE=...` to build on it; `-- --rebuild` makes it again."""
+    session.run("python", str(DEPLOY_SCRIPTS / "base_image.py"), *session.posargs)
+
+
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
     """Run the service on ORCH_PORT (default 50055) with every contrib plugin installed."""
