@@ -52,7 +52,7 @@ def test_as_root_the_code_runs_as_an_unprivileged_user_where_the_level_allows() 
     assert isolation is not None
     if isolation.level != "bwrap":
         pytest.skip("only bwrap can expose an interpreter kept in root's home")
-    assert isolation.uid == 65534
+    assert isolation.uid == DryRunSettings().sandbox_uid
     assert isolation.process_limit_enforced
 
 
@@ -110,3 +110,12 @@ def test_output_keeps_its_head_and_tail() -> None:
     outcome = RunOutcome(0, False, False, b"head", b"tail", 100)
     assert outcome.output_text() == "head\n[... 92 of 100 bytes left out ...]\ntail"
     assert RunOutcome(0, False, False, b"all", b"", 3).output_text() == "all"
+
+
+def test_output_shows_control_characters_written_out() -> None:
+    raw = "\x1b]0;pwned\x07\x1b[2J ok\r\n\tindented\x7f\u009b".encode()
+    assert RunOutcome(1, False, False, raw, b"", len(raw)).output_text() == (
+        "\\x1b]0;pwned\\x07\\x1b[2J ok\\x0d\n\tindented\\x7f\\x9b"
+    )
+    cut = RunOutcome(1, False, False, b"\x1b[2J", b"\x07", 100).output_text()
+    assert cut == "\\x1b[2J\n[... 95 of 100 bytes left out ...]\n\\x07"

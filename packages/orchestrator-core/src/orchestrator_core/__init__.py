@@ -1,10 +1,18 @@
 """Orchestrator's core: the plugin contract and the deliberation engine."""
 
-from importlib.metadata import PackageNotFoundError, version
+# The version is looked up on first use: importlib.metadata is slow to import, and the
+# command line imports this package on every start.
 
-try:
-    __version__ = version("orchestrator-core")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("orchestrator-core")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            return "0.0.0"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["__version__"]

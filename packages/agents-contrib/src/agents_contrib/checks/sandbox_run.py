@@ -24,6 +24,7 @@ from pathlib import Path
 
 from agents_contrib.checks.sandbox import Isolation, scrubbed_env
 from agents_contrib.checks.settings import DryRunSettings
+from orchestrator_core.text import inert
 
 READ_CHUNK = 64 * 1024
 
@@ -110,12 +111,14 @@ class RunOutcome:
             return f"signal {number}"
 
     def output_text(self) -> str:
+        """The output kept, as text; control characters are written out (``\\x1b``), so a
+        terminal that shows it does not act on them."""
         kept = len(self.head) + len(self.tail)
         if self.output_total <= kept:
-            return (self.head + self.tail).decode("utf-8", errors="replace")
-        return (self.head.decode("utf-8", errors="replace")
+            return inert((self.head + self.tail).decode("utf-8", errors="replace"))
+        return (inert(self.head.decode("utf-8", errors="replace"))
                 + f"\n[... {self.output_total - kept} of {self.output_total} bytes left out ...]\n"
-                + self.tail.decode("utf-8", errors="replace"))
+                + inert(self.tail.decode("utf-8", errors="replace")))
 
 
 KILL_SETTLE_SECONDS = 5.0
