@@ -1,27 +1,30 @@
 """Service settings: environment variables prefixed ``ORCH_``, over an optional TOML file.
 
-The TOML file is named by ``ORCH_CONFIG_FILE``; environment variables win over it.
-Nested values use ``__`` in the environment, e.g. ``ORCH_COUNCILS__DEV__AGENTS=5``.
+The TOML file is named by ``ORCH_CONFIG_FILE``; environment variables win over it, value
+by value: ``ORCH_COUNCILS__DEV__AGENTS=5`` changes the DEV council's size and keeps the
+backend and options the file gives it. Nested values use ``__`` in the environment.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from orchestrator_core.models import KNOWN_ROLES
 
 CONFIG_FILE_ENV = "ORCH_CONFIG_FILE"
+DEFAULT_CHECK_WEIGHTS = {"policy": 1.0, "lint": 1.0, "dryrun": 2.0}
 DEFAULT_BACKEND = "embedded"
 """The backend of a council that names none: the model shipped with agents-contrib, run in process."""
 
@@ -109,9 +112,8 @@ class Settings(BaseSettings):
     # Checks, scoring and selection
     check_timeout_seconds: float = Field(default=120.0, gt=0)
     heavy_check_concurrency: int = Field(default=2, ge=1)
-    check_weights: dict[str, float] = Field(
-        default_factory=lambda: {"policy": 1.0, "lint": 1.0, "dryrun": 2.0}
-    )
+    check_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CHECK_WEIGHTS))
+    """Weights by check kind, laid over ``DEFAULT_CHECK_WEIGHTS`` (a kind named keeps the others)."""
     default_check_weight: float = Field(default=1.0, ge=0)
     """Weight of a check whose kind ``check_weights`` does not name."""
     policy_veto: bool = True
@@ -148,6 +150,11 @@ class Settings(BaseSettings):
         councils = _default_councils()
         councils.update({role.upper(): council for role, council in value.items()})
         return {role: council for role, council in councils.items() if council.enabled}
+
+    @field_validator("check_weights", mode="after")
+    @classmethod
+    def _over_default_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        return {**DEFAULT_CHECK_WEIGHTS, **value}
 
     @model_validator(mode="after")
     def _councils_name_a_backend(self) -> Settings:
@@ -187,5 +194,84 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
-        return tuple(sources)
+            sources.append(ConfigFileSource(settings_cls, Path(config_file)))
+        # pydantic-settings deep-merges the sources' values, but the environment's keys arrive
+        # lower-cased (``dev``) and the file's as written (``DEV``): without one spelling of a
+        # role, the two would be two councils and the later one would replace the other whole.
+        return tuple(_CouncilRolesUpperCased(source) for source in sources)
+
+
+class SettingsFileError(Exception):
+    """The TOML file named by ``ORCH_CONFIG_FILE`` is missing, unreadable or not TOML."""
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file; a file named but missing is an error, not an empty file."""
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise SettingsFileError(
+            f"{CONFIG_FILE_ENV} {path} cannot be read: {exc.strerror or exc}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsFileError(f"{CONFIG_FILE_ENV} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsFileError(f"{CONFIG_FILE_ENV} {path} is not UTF-8 text: {exc.reason}") from None
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML file named by ``ORCH_CONFIG_FILE``, read once when the settings are built."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._values = read_config_file(path)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class _CouncilRolesUpperCased(PydanticBaseSettingsSource):
+    """Another source's values with the ``councils`` table keyed by upper-case role."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self._source = source
+
+    def _set_current_state(self, state: dict[str, Any]) -> None:
+        self._source._set_current_state(state)
+
+    def _set_settings_sources_data(self, states: dict[str, dict[str, Any]]) -> None:
+        self._source._set_settings_sources_data(states)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._source()
+        councils = values.get("councils")
+        if not isinstance(councils, dict):
+            return values
+        by_role: dict[str, Any] = {}
+        for role, council in councils.items():
+            key = role.upper() if isinstance(role, str) else role
+            earlier = by_role.get(key)
+            if isinstance(earlier, dict) and isinstance(council, dict):
+                council = _merged(earlier, council)
+            by_role[key] = council
+        return {**values, "councils": by_role}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._source!r})"
+
+
+def _merged(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``under`` value by value, nested tables merged the same way."""
+    merged = dict(under)
+    for key, value in over.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged

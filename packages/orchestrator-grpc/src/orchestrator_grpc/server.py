@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,11 +37,15 @@ from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterce
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
 from orchestrator_grpc.tls import server_credentials
 
-__all__ = ["OVERALL_HEALTH", "RunningServer", "running_server", "serve", "start_server"]
+__all__ = ["OVERALL_HEALTH", "AddressUnavailable", "RunningServer", "running_server", "serve", "start_server"]
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class AddressUnavailable(OSError):
+    """The server cannot listen on its host:port (in use, or not an address of this machine)."""
 
 
 class RunningServer:
@@ -120,13 +125,7 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        address = f"{_bracketed(settings.host)}:{settings.port}"
-        if credentials is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, credentials)
-        if port == 0:
-            raise OSError(f"could not bind {settings.host}:{settings.port}")
+        port = _bind(server, settings, credentials)
         await health.publish()
         await server.start()
         health.start()
@@ -177,6 +176,39 @@ async def serve(settings: Settings, plugins: PluginHost) -> None:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+
+def _bind(server: grpc.aio.Server, settings: Settings, credentials: grpc.ServerCredentials | None) -> int:
+    """Listen on the settings' host:port; the port bound (the one picked, for port 0)."""
+    address = f"{_bracketed(settings.host)}:{settings.port}"
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio: "Failed to bind to address ..."
+        port = 0
+    if port == 0:
+        raise AddressUnavailable(
+            f"cannot listen on {address}: {_why_unbindable(settings.host, settings.port)} "
+            "(ORCH_HOST, ORCH_PORT, or serve --host/--port)"
+        )
+    return port
+
+
+def _why_unbindable(host: str, port: int) -> str:
+    """The operating system's reason, found by binding the address once more (gRPC only logs it)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"the host does not resolve ({exc.strerror})"
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return (exc.strerror or str(exc)).lower()
+    return "gRPC could not bind it"
 
 
 def _council_problems(orchestrator: Orchestrator) -> str:

@@ -17,10 +17,11 @@ from rich.table import Column, Table
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.errors import OrchestratorError
 from orchestrator_core.plugins import load_plugins
-from orchestrator_core.settings import Settings
+from orchestrator_core.settings import Settings, SettingsFileError
 from orchestrator_grpc.auth import TokensUnavailable
 from orchestrator_grpc.cli.connection import Connection
 from orchestrator_grpc.cli.output import fail_rpc, print_json, to_dict
+from orchestrator_grpc.server import AddressUnavailable
 from orchestrator_grpc.server import serve as serve_forever
 from orchestrator_grpc.tls import TLSFilesUnavailable
 
@@ -38,6 +39,10 @@ HEALTH_CONNECTION_FAILURE = 2
 HEALTH_RPC_FAILURE = 3
 HEALTH_UNHEALTHY = 4
 
+# Exit code of `serve` and `plugins` when the configuration is wrong: a setting's value, the
+# ORCH_CONFIG_FILE file, an address to listen on. Fixing the configuration is the remedy.
+CONFIGURATION_ERROR = 2
+
 
 def serve(args: argparse.Namespace) -> int:
     overrides = {
@@ -47,7 +52,10 @@ def serve(args: argparse.Namespace) -> int:
         settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
-        return 1
+        return CONFIGURATION_ERROR
+    except SettingsFileError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return CONFIGURATION_ERROR
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
@@ -56,6 +64,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         plugins = load_plugins(settings)
         asyncio.run(serve_forever(settings, plugins))
+    except AddressUnavailable as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return CONFIGURATION_ERROR
     except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
@@ -67,7 +78,10 @@ def plugins(args: argparse.Namespace) -> int:
         host = load_plugins(Settings())
     except ValidationError as exc:
         print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
-        return 1
+        return CONFIGURATION_ERROR
+    except SettingsFileError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return CONFIGURATION_ERROR
     except OrchestratorError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
