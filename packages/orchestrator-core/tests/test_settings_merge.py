@@ -129,3 +129,11 @@ def test_invalid_toml_is_an_error_naming_the_file_and_line(config_file: Path) ->
     message = str(error.value)
     assert message.startswith(f"ORCH_CONFIG_FILE {config_file} is not valid TOML: ")
     assert "line 3" in message
+
+
+def test_the_log_level_is_a_logging_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"
+    monkeypatch.setenv("ORCH_LOG_LEVEL", "verbose")
+    with pytest.raises(ValueError, match="log_level"):
+        Settings()

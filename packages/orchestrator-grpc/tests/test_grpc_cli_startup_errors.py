@@ -98,3 +98,11 @@ def test_a_port_in_use_names_the_address(environment: dict[str, str], port_in_us
         f"orchestrator: cannot listen on 127.0.0.1:{port_in_use}: address already in use "
         "(ORCH_HOST, ORCH_PORT, or serve --host/--port)"
     )
+
+
+def test_an_unknown_log_level_is_a_configuration_error(environment: dict[str, str]) -> None:
+    environment["ORCH_LOG_LEVEL"] = "verbose"
+    line = _refused(serve(environment))
+    assert line == (
+        "orchestrator: invalid settings: log_level: Value error, must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )

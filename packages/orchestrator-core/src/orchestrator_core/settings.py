@@ -25,6 +25,7 @@ from orchestrator_core.models import KNOWN_ROLES
 
 CONFIG_FILE_ENV = "ORCH_CONFIG_FILE"
 DEFAULT_CHECK_WEIGHTS = {"policy": 1.0, "lint": 1.0, "dryrun": 2.0}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BACKEND = "embedded"
 """The backend of a council that names none: the model shipped with agents-contrib, run in process."""
 
@@ -150,6 +151,14 @@ class Settings(BaseSettings):
         councils = _default_councils()
         councils.update({role.upper(): council for role, council in value.items()})
         return {role: council for role, council in councils.items() if council.enabled}
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _a_logging_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("check_weights", mode="after")
     @classmethod
