@@ -99,6 +99,17 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
+def processes_of_pool(settings: DryRunSettings) -> list[int]:
+    """Pids of the processes running as any uid of the sandbox's pool."""
+    first = settings.sandbox_uid
+    return [pid for uid in range(first, first + settings.sandbox_uid_count) for pid in processes_of(uid)]
+
+
+def sandbox_dirs(work_root: Path) -> list[Path]:
+    """The sandbox directories left in a work root (the pool's lock directory is not one)."""
+    return [path for path in work_root.iterdir() if path.name.startswith("orch-dryrun-")]
+
+
 def processes_mentioning(marker: str) -> list[int]:
     """Pids whose command line contains ``marker`` (e.g. a sandbox directory)."""
     found: list[int] = []

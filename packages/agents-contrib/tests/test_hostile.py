@@ -25,9 +25,10 @@ from checks_support import (
     fast_settings,
     isolation_for,
     processes_mentioning,
-    processes_of,
+    processes_of_pool,
     proposal,
     python_block,
+    sandbox_dirs,
     task,
 )
 
@@ -97,10 +98,10 @@ async def assert_service_healthy(check: DryRunCheck, tmp_path: Path, isolation: 
     result = await check.run(task(tests=CALC_TESTS), proposal(CALC_GOOD))
     assert result.passed, result.diagnostics
     assert result.score == 1.0
-    assert list((tmp_path / "work").iterdir()) == []
+    assert sandbox_dirs(tmp_path / "work") == []
     assert processes_mentioning(str(tmp_path / "work")) == []
     if isolation.uid is not None:
-        assert processes_of(isolation.uid) == []
+        assert processes_of_pool(check.settings) == []
 
 
 def diagnostics(result: CheckResult) -> str:
@@ -139,7 +140,7 @@ async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolati
     def watch() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, len(processes_of(isolation.uid or 0)))
+            peak = max(peak, len(processes_of_pool(check.settings)))
 
     watcher = threading.Thread(target=watch)
     watcher.start()

@@ -52,7 +52,7 @@ def test_as_root_the_code_runs_as_an_unprivileged_user_where_the_level_allows() 
     assert isolation is not None
     if isolation.level != "bwrap":
         pytest.skip("only bwrap can expose an interpreter kept in root's home")
-    assert isolation.uid == 65534
+    assert isolation.uid == DryRunSettings().sandbox_uid
     assert isolation.process_limit_enforced
 
 

@@ -28,6 +28,7 @@ from agents_contrib.checks.junit import ReportError, TestReport, read_report
 from agents_contrib.checks.pytest_record import PYTEST_EXIT, PytestRecord, parse_record, run_problems
 from agents_contrib.checks.sandbox import Isolation, detect_isolation, make_workdir, remove_workdir
 from agents_contrib.checks.sandbox_run import RunOutcome, open_channel, run_sandboxed
+from agents_contrib.checks.sandbox_uids import UidPool
 from agents_contrib.checks.settings import DryRunSettings
 from agents_contrib.checks.workspace import Workspace, plan_workspace
 from orchestrator_core.hookspecs import RegisterCheck, hookimpl
@@ -54,6 +55,7 @@ class DryRunCheck:
     def __init__(self, settings: DryRunSettings | None = None, isolation: Isolation | None = None) -> None:
         self.settings = settings or DryRunSettings()
         self.isolation = isolation or detect_isolation(self.settings)
+        self.uids = UidPool.from_settings(self.settings)
         self.running = 0
         self.peak_running = 0
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
@@ -65,18 +67,18 @@ class DryRunCheck:
         if not workspace.tests:
             return self._result(False, 0.0, [*header, "nothing to run: the task has no tests and the "
                                              "proposal no Python code"], watch)
-        async with self._slot():
-            workdir = await asyncio.to_thread(make_workdir, self.settings, self.isolation.uid)
+        async with self._slot(), self._user() as isolation:
+            workdir = await asyncio.to_thread(make_workdir, self.settings, isolation.uid)
             try:
-                await asyncio.to_thread(self._prepare, workspace, workdir)
-                evidence = await self._execute(workdir, workspace)
+                await asyncio.to_thread(self._prepare, workspace, workdir, isolation.uid)
+                evidence = await self._execute(isolation, workdir, workspace)
             finally:
                 await asyncio.to_thread(remove_workdir, workdir)
         return self._judge(workspace, evidence, header, watch)
 
-    async def _execute(self, workdir: Path, workspace: Workspace) -> RunEvidence:
+    async def _execute(self, isolation: Isolation, workdir: Path, workspace: Workspace) -> RunEvidence:
         with open_channel("orch-pytest-record") as channel:
-            outcome = await run_sandboxed(self.isolation, workdir, self._pytest(workdir, workspace, channel.fd),
+            outcome = await run_sandboxed(isolation, workdir, self._pytest(workdir, workspace, channel.fd),
                                           self.settings, pass_fds=(channel.fd,))
             data, truncated = await asyncio.to_thread(channel.read)
         junit: TestReport | str
@@ -99,10 +101,20 @@ class DryRunCheck:
             finally:
                 self.running -= 1
 
-    def _prepare(self, workspace: Workspace, workdir: Path) -> None:
+    @contextlib.asynccontextmanager
+    async def _user(self) -> AsyncIterator[Isolation]:
+        """The isolation of one run: with a uid of the pool no other run holds meanwhile (held
+        until the run's last process is gone), when the isolation switches users."""
+        if self.isolation.uid is None:
+            yield self.isolation
+            return
+        async with self.uids.lease() as uid:
+            yield self.isolation.as_user(uid)
+
+    @staticmethod
+    def _prepare(workspace: Workspace, workdir: Path, uid: int | None) -> None:
         workspace.write(workdir)
         (workdir / REPORT_PATH).parent.mkdir()
-        uid = self.isolation.uid
         if uid is not None:
             for path in [workdir, *workdir.rglob("*")]:
                 os.chown(path, uid, uid, follow_symlinks=False)

@@ -21,13 +21,17 @@ Three levels, strongest first, probed once at startup (``auto``):
 At every level the first process (:mod:`.sandbox_launch`) sets the resource limits and,
 when the service runs as root, switches to an unprivileged user, so that RLIMIT_NPROC
 applies (the kernel does not count root's processes) and the service's files and
-processes are out of reach. The probe runs the real command, so a level is used only if
-Python and pytest start inside it.
+processes are out of reach. Each run takes a uid of its own from a pool
+(:mod:`.sandbox_uids`), as RLIMIT_NPROC counts every process of a uid on the machine; when
+the service is not root, bwrap and unshare put each run in a user namespace of its own,
+where the kernel (5.14 or later) counts the run's processes alone. The probe runs the real
+command, with a uid of the pool, so a level is used only if Python and pytest start inside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +43,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents_contrib.checks.sandbox_uids import UidPool, UidPoolError
 from agents_contrib.checks.settings import DryRunSettings
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class Isolation:
     pid_namespace: bool
     filesystem_isolated: bool
     uid: int | None
+    """The uid the code runs as, None when the user is not switched. A probed isolation holds
+    the first uid of the pool; each run gets its own copy with a uid of the pool (:meth:`as_user`)."""
     prefix: tuple[str, ...] = ()
     exposed: tuple[str, ...] = field(default=(), repr=False)
 
@@ -88,6 +95,10 @@ class Isolation:
     def process_limit_enforced(self) -> bool:
         """RLIMIT_NPROC binds only an unprivileged user."""
         return self.uid is not None or os.geteuid() != 0
+
+    def as_user(self, uid: int) -> Isolation:
+        """This isolation running the code as ``uid``, when it switches users at all."""
+        return self if self.uid is None else dataclasses.replace(self, uid=uid)
 
     def describe(self, settings: DryRunSettings) -> str:
         parts = [self.level]
@@ -97,7 +108,7 @@ class Isolation:
         parts.append("read-only filesystem outside the sandbox" if self.filesystem_isolated
                      else "shared filesystem")
         if self.uid is not None:
-            parts.append(f"uid {self.uid}")
+            parts.append(UidPool.from_settings(settings).describe())
         elif os.geteuid() == 0:
             parts.append("runs as root: RLIMIT_NPROC not enforced")
         limits = (f"rlimits cpu {settings.cpu_seconds}s, as {settings.memory_bytes // 2**20}MiB, "
@@ -264,6 +275,17 @@ def detect_isolation(settings: DryRunSettings) -> Isolation:
 
 
 def _probe(candidate: Isolation, settings: DryRunSettings) -> str | None:
+    """What keeps the candidate from working, None when it works; run as a uid of the pool."""
+    if candidate.uid is None:
+        return _probe_as(candidate, settings)
+    try:
+        with UidPool.from_settings(settings).lease_blocking(PROBE_TIMEOUT_SECONDS) as uid:
+            return _probe_as(candidate.as_user(uid), settings)
+    except (OSError, UidPoolError) as exc:
+        return f"uid pool: {exc}"
+
+
+def _probe_as(candidate: Isolation, settings: DryRunSettings) -> str | None:
     workdir = make_workdir(settings, candidate.uid)
     outside = Path(tempfile.gettempdir()) / f"orch-sandbox-probe-{secrets.token_hex(8)}"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_YAMLLINT_CONFIG = """\
@@ -83,9 +83,16 @@ class DryRunSettings(BaseSettings):
     """Largest file a sandboxed process may write (RLIMIT_FSIZE)."""
     open_files: int = Field(default=256, ge=32)
     processes: int = Field(default=64, ge=4)
-    """RLIMIT_NPROC of the sandbox's unprivileged user."""
-    sandbox_uid: int = Field(default=65534, ge=1)
-    """Unprivileged user the sandbox runs as when the service runs as root."""
+    """RLIMIT_NPROC of each run's unprivileged user (a uid of its own, see ``sandbox_uid``)."""
+    sandbox_uid: int = Field(default=70000, ge=1, lt=2**31)
+    """First of the unprivileged uids the sandbox runs as when the service runs as root: each
+    run takes one of its own (:mod:`.sandbox_uids`), so that RLIMIT_NPROC, which counts every
+    process of a uid on the machine, bounds that run alone. The default range lies above login
+    accounts and ``nobody`` (65534) and below the subordinate ranges of user namespaces (100000);
+    no other program may use it."""
+    sandbox_uid_count: int = Field(default=0, ge=0)
+    """How many consecutive uids from ``sandbox_uid`` the runs take; 0 (the default) means
+    ``concurrency``. Replicas sharing the work root may share the range (a lock per uid)."""
     output_bytes: int = Field(default=16 * 1024, ge=1024)
     """Output kept for the diagnostics (head of the run's stdout and stderr)."""
     max_output_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -110,3 +117,14 @@ class DryRunSettings(BaseSettings):
     @classmethod
     def _plugins(cls, value: Any) -> Any:
         return split_names(value)
+
+    @model_validator(mode="after")
+    def _uid_range(self) -> DryRunSettings:
+        if not self.sandbox_uid_count:
+            self.sandbox_uid_count = self.concurrency
+        if self.sandbox_uid_count < self.concurrency:
+            raise ValueError(f"sandbox_uid_count ({self.sandbox_uid_count}) must be at least concurrency "
+                             f"({self.concurrency}): each concurrent run needs a uid of its own")
+        if self.sandbox_uid + self.sandbox_uid_count > 2**31:
+            raise ValueError("sandbox_uid + sandbox_uid_count must stay below 2**31")
+        return self
