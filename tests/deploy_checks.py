@@ -107,22 +107,109 @@ def writable_path_problems(deployment: Obj, database_path: str) -> list[str]:
     return problems
 
 
+HEALTH_COMMAND = ["orchestrator", "health"]
+LOOPBACK_ADDRESS = f"127.0.0.1:{GRPC_PORT}"
+
+
+def health_options(command: list[str]) -> dict[str, str] | None:
+    """The options of an ``orchestrator health`` command (flags map to ""); None for another command."""
+    if command[:2] != HEALTH_COMMAND:
+        return None
+    options: dict[str, str] = {}
+    rest = command[2:]
+    while rest:
+        option = rest.pop(0)
+        options[option] = "" if option == "--tls" or not rest or rest[0].startswith("--") else rest.pop(0)
+    return options
+
+
 def probe_problems(deployment: Obj, health_name: str) -> list[str]:
-    """Native gRPC liveness/readiness probes; readiness on the OrchestratorService's health."""
+    """Startup, liveness and readiness probes of the gRPC health service: native gRPC probes,
+    or exec probes running `orchestrator health` against the pod's own port (needed with
+    TLS); startup and liveness on the whole server, readiness on the OrchestratorService."""
     problems: list[str] = []
     container = pod_spec(deployment)["containers"][0]
-    for kind in ("livenessProbe", "readinessProbe"):
+    expected_service = {"startupProbe": "", "livenessProbe": "", "readinessProbe": health_name}
+    for kind, expected in expected_service.items():
         probe = container.get(kind)
-        if probe is None or "grpc" not in probe:
-            problems.append(f"{kind} is not a native gRPC probe")
-        elif probe["grpc"].get("port") != GRPC_PORT:
-            problems.append(f"{kind} probes port {probe['grpc'].get('port')!r}, not {GRPC_PORT}")
-    liveness = container.get("livenessProbe", {}).get("grpc", {})
-    if liveness.get("service", "") != "":
-        problems.append(f"livenessProbe checks {liveness['service']!r}, not the whole server ('')")
-    readiness = container.get("readinessProbe", {}).get("grpc", {})
-    if readiness.get("service") != health_name:
-        problems.append(f"readinessProbe checks {readiness.get('service')!r}, not {health_name!r}")
+        if probe is not None and "grpc" in probe:
+            port, service = probe["grpc"].get("port"), probe["grpc"].get("service", "")
+        elif probe is not None and (options := health_options(probe.get("exec", {}).get("command", []))) is not None:
+            address, service = options.get("--address"), options.get("--service", "")
+            port = GRPC_PORT if address == LOOPBACK_ADDRESS else address
+        else:
+            problems.append(f"{kind} is neither a native gRPC probe nor `orchestrator health`")
+            continue
+        if port != GRPC_PORT:
+            problems.append(f"{kind} probes {port!r}, not port {GRPC_PORT}")
+        if service != expected:
+            problems.append(f"{kind} checks {service!r}, not {expected!r}")
+    return problems
+
+
+TLS_SETTINGS = ("ORCH_TLS_CERT_FILE", "ORCH_TLS_KEY_FILE", "ORCH_TLS_CLIENT_CA_FILE")
+
+
+def tls_problems(objects: list[Obj]) -> list[str]:
+    """With ORCH_TLS_* set, the files are on a mounted Secret (the one a cert-manager
+    Certificate writes, if the objects hold one), and every probe dials with TLS and, for
+    mutual TLS, presents a certificate: native gRPC probes speak plaintext only. Without
+    them, no probe dials with TLS."""
+    config = settings(objects)
+    spec = pod_spec(one(objects, "Deployment"))
+    container = spec["containers"][0]
+    probes = {kind: container.get(kind, {}) for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    problems: list[str] = []
+    if not any(config.get(name) for name in TLS_SETTINGS):
+        for kind, probe in probes.items():
+            options = health_options(probe.get("exec", {}).get("command", [])) or {}
+            if "--tls" in options or "--ca-file" in options:
+                problems.append(f"{kind} dials with TLS but the server speaks plaintext")
+        return problems
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", []) if m["name"] in secrets}
+    certificates = {c["spec"]["secretName"] for c in objects if c["kind"] == "Certificate"}
+
+    def on_secret(path: str) -> str | None:
+        mount = next((m for directory, m in mounts.items() if path.startswith(directory.rstrip("/") + "/")), None)
+        return secrets[mount["name"]] if mount is not None and mount.get("readOnly") else None
+
+    for name in TLS_SETTINGS:
+        path = config.get(name)
+        if not path:
+            problems.append(f"{name} is not set (TLS needs it with the others)")
+        elif (secret := on_secret(path)) is None:
+            problems.append(f"{name} {path} is not on a Secret mounted read-only")
+        elif certificates and secret not in certificates:
+            problems.append(f"{name} is on the Secret {secret!r}, which no Certificate writes")
+    for kind, probe in probes.items():
+        if "grpc" in probe:
+            problems.append(f"{kind} is a native gRPC probe, which speaks plaintext only")
+            continue
+        options = health_options(probe.get("exec", {}).get("command", [])) or {}
+        needed = ["--tls", "--ca-file"]
+        if config.get("ORCH_TLS_CLIENT_CA_FILE"):
+            needed += ["--cert-file", "--key-file"]
+        missing = [option for option in needed if option not in options]
+        if missing:
+            problems.append(f"{kind} runs `orchestrator health` without {' '.join(missing)}")
+        for option in ("--ca-file", "--cert-file", "--key-file"):
+            if option in options and on_secret(options[option]) is None:
+                problems.append(f"{kind}: {option} {options[option]} is not on a mounted Secret")
+    return problems
+
+
+def autoscaling_problems(objects: list[Obj]) -> list[str]:
+    """A Deployment scaled by a HorizontalPodAutoscaler sets no replicas of its own: each
+    apply would reset the count the autoscaler chose."""
+    problems: list[str] = []
+    for autoscaler in (obj for obj in objects if obj["kind"] == "HorizontalPodAutoscaler"):
+        target = autoscaler["spec"]["scaleTargetRef"]
+        for obj in objects:
+            if obj["kind"] == target["kind"] and obj["metadata"]["name"] == target["name"] \
+                    and "replicas" in obj["spec"]:
+                problems.append(f"{target['kind']}/{target['name']} sets replicas {obj['spec']['replicas']} "
+                                f"while the HorizontalPodAutoscaler {autoscaler['metadata']['name']} scales it")
     return problems
 
 

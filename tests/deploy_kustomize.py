@@ -2,9 +2,11 @@
 renderer of the kustomize features the manifests use.
 
 The renderer supports exactly what deploy/k8s needs — ``resources`` (files and
-directories), ``namespace``, ``images`` and ``patches`` given by ``path`` (strategic merge,
-with ``null`` deleting a field) — and rejects any other kustomization field, so a manifest
-change that needs more fails loudly instead of rendering wrong. Where kubectl exists, a
+directories), ``components`` (a Component's resources and patches, applied to what the
+kustomization's resources produced), ``namespace``, ``images`` and ``patches`` given by
+``path`` (strategic merge, with ``null`` deleting a field) — and rejects any other
+kustomization field, so a manifest change that needs more fails loudly instead of rendering
+wrong. Where kubectl exists, a
 test checks both give the same objects.
 """
 
@@ -20,7 +22,8 @@ import yaml
 
 Obj = dict[str, Any]
 
-SUPPORTED_FIELDS = frozenset({"apiVersion", "kind", "resources", "namespace", "images", "patches"})
+SUPPORTED_FIELDS = frozenset({"apiVersion", "kind", "resources", "components", "namespace", "images", "patches"})
+COMPONENT_FIELDS = frozenset({"apiVersion", "kind", "resources", "patches"})
 CLUSTER_SCOPED_KINDS = frozenset({
     "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
     "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
@@ -67,20 +70,47 @@ def build(directory: Path) -> list[Obj]:
     unknown = set(kustomization) - SUPPORTED_FIELDS
     if unknown:
         raise UnsupportedKustomization(f"{path}: unsupported field(s) {sorted(unknown)}")
-    objects: list[Obj] = []
-    for entry in kustomization.get("resources", []):
-        target = (directory / entry).resolve()
-        objects += build(target) if target.is_dir() else _load(target)
-    for patch_entry in kustomization.get("patches", []):
-        if set(patch_entry) != {"path"}:
-            raise UnsupportedKustomization(f"{path}: only patches given by `path` are supported: {patch_entry}")
-        for patch in _load(directory / patch_entry["path"]):
-            _apply_patch(objects, patch, path)
+    if kustomization.get("kind", "Kustomization") != "Kustomization":
+        raise UnsupportedKustomization(f"{path}: a {kustomization['kind']} is not a kustomization to build")
+    objects = _resources(directory, kustomization)
+    for entry in kustomization.get("components", []):
+        _apply_component((directory / entry).resolve(), objects)
+    _apply_patches(directory, kustomization, objects)
     if "namespace" in kustomization:
         _set_namespace(objects, kustomization["namespace"])
     for image in kustomization.get("images", []):
         _set_image(objects, image)
     return objects
+
+
+def _resources(directory: Path, kustomization: Obj) -> list[Obj]:
+    objects: list[Obj] = []
+    for entry in kustomization.get("resources", []):
+        target = (directory / entry).resolve()
+        objects += build(target) if target.is_dir() else _load(target)
+    return objects
+
+
+def _apply_patches(directory: Path, kustomization: Obj, objects: list[Obj]) -> None:
+    path = directory / "kustomization.yaml"
+    for patch_entry in kustomization.get("patches", []):
+        if set(patch_entry) != {"path"}:
+            raise UnsupportedKustomization(f"{path}: only patches given by `path` are supported: {patch_entry}")
+        for patch in _load(directory / patch_entry["path"]):
+            _apply_patch(objects, patch, path)
+
+
+def _apply_component(directory: Path, objects: list[Obj]) -> None:
+    """Adds a Component's resources to ``objects`` and applies its patches to all of them."""
+    path = directory / "kustomization.yaml"
+    component: Obj = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if component.get("kind") != "Component":
+        raise UnsupportedKustomization(f"{path}: a component must be of kind Component")
+    unknown = set(component) - COMPONENT_FIELDS
+    if unknown:
+        raise UnsupportedKustomization(f"{path}: unsupported field(s) {sorted(unknown)}")
+    objects += _resources(directory, component)
+    _apply_patches(directory, component, objects)
 
 
 def _load(path: Path) -> list[Obj]:

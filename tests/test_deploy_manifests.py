@@ -1,5 +1,7 @@
-"""The Kubernetes manifests of deploy/k8s: both overlays render, validate against the
-Kubernetes schemas, and keep the security settings, probes, ports and grace periods.
+"""The Kubernetes manifests of deploy/k8s: every overlay renders, validates against the
+Kubernetes schemas, and keeps the security settings, probes, ports and grace periods; the
+TLS component turns mutual TLS on with probes that speak it; the deploy steps of
+deploy/README.md name paths that exist and set the image as they say.
 
 Every overlay is rendered by `kubectl kustomize` where kubectl is installed and always by
 the built-in renderer of deploy_kustomize, so the rules are checked without kubectl too.
@@ -8,15 +10,21 @@ the built-in renderer of deploy_kustomize, so the rules are checked without kube
 from __future__ import annotations
 
 import copy
+import re
+import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from deploy_checks import (
     ROOT,
+    autoscaling_problems,
     grace_problems,
+    health_options,
     image_problems,
     one,
     pod_security_problems,
@@ -27,6 +35,7 @@ from deploy_checks import (
     selector_problems,
     service_health_name,
     settings,
+    tls_problems,
     writable_path_problems,
 )
 from deploy_kustomize import UnsupportedKustomization, build, kubectl, render_with_kubectl, strategic_merge
@@ -34,8 +43,11 @@ from kubernetes_validate import utils as validate_utils
 
 Obj = dict[str, Any]
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("single", "ha")
+OVERLAYS = ("single", "ha", "ha-tls")
 NAMESPACE = "orchestrator"
+# Objects of custom resource definitions, which the Kubernetes schemas do not cover: checked
+# field by field below instead.
+CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate")})
 # Where kubectl is missing (CI may lack it) the built-in renderer alone is checked.
 RENDERERS: dict[str, Callable[[Path], list[Obj]]] = {
     **({"kubectl": render_with_kubectl} if kubectl() else {}),
@@ -81,7 +93,8 @@ COMMON = {
 @pytest.mark.parametrize(
     ("overlay", "extra"),
     [("single", {("PersistentVolumeClaim", "orchestrator-data")}),
-     ("ha", {("HorizontalPodAutoscaler", "orchestrator")})],
+     ("ha", {("HorizontalPodAutoscaler", "orchestrator")}),
+     ("ha-tls", {("HorizontalPodAutoscaler", "orchestrator"), ("Certificate", "orchestrator-tls")})],
 )
 @pytest.mark.parametrize("renderer", RENDERERS)
 def test_each_overlay_renders_exactly_its_objects(overlay: str, extra: set[tuple[str, str]], renderer: str) -> None:
@@ -113,6 +126,8 @@ def _normalized(objects: list[Obj]) -> dict[tuple[str, str], Any]:
 @pytest.mark.parametrize("version", sorted({validate_utils.all_versions()[0], validate_utils.latest_version()}))
 def test_every_object_validates_against_the_kubernetes_schemas(objects: list[Obj], version: str) -> None:
     for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_RESOURCES:
+            continue
         kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -125,9 +140,23 @@ def test_only_tmp_and_the_database_directory_are_writable(objects: list[Obj]) ->
     assert writable_path_problems(deployment, settings(objects)["ORCH_DATABASE_PATH"]) == []
 
 
-def test_probes_are_native_grpc_and_readiness_checks_the_orchestrator_service(objects: list[Obj]) -> None:
+def test_probes_ask_grpc_health_and_readiness_checks_the_orchestrator_service(objects: list[Obj]) -> None:
     assert service_health_name() == "orchestrator.v1.OrchestratorService"
     assert probe_problems(one(objects, "Deployment"), service_health_name()) == []
+
+
+def test_probes_speak_tls_exactly_when_the_server_does(objects: list[Obj]) -> None:
+    assert tls_problems(objects) == []
+
+
+def test_no_autoscaled_deployment_sets_its_own_replicas(objects: list[Obj]) -> None:
+    assert autoscaling_problems(objects) == []
+
+
+def test_the_image_and_the_config_map_drain_for_the_same_time(objects: list[Obj]) -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    (image_grace,) = re.findall(r"\bORCH_GRACE_PERIOD_SECONDS=(\S+)", dockerfile)
+    assert settings(objects)["ORCH_GRACE_PERIOD_SECONDS"] == image_grace
 
 
 def test_the_grpc_port_agrees_across_settings_container_service_and_network_policy(objects: list[Obj]) -> None:
@@ -170,7 +199,7 @@ def test_secrets_hold_placeholders_only(builtin: tuple[str, list[Obj]]) -> None:
     values = secret["stringData"]
     assert values["ORCH_OPENAI_API_KEY"] == ""
     assert values["ORCH_ANTHROPIC_API_KEY"] == ""
-    if overlay == "ha":
+    if overlay.startswith("ha"):
         assert set(values) == {"ORCH_OPENAI_API_KEY", "ORCH_ANTHROPIC_API_KEY", "ORCH_DATABASE_URL"}
         assert values["ORCH_DATABASE_URL"].startswith("postgresql://")
         assert ":REPLACE_ME@" in values["ORCH_DATABASE_URL"]
@@ -191,18 +220,91 @@ def test_single_runs_one_replica_on_a_persistent_volume(renderer: str) -> None:
     assert settings(objects)["ORCH_DATABASE_PATH"].startswith("/var/lib/orchestrator/")
 
 
+@pytest.mark.parametrize("overlay", ["ha", "ha-tls"])
 @pytest.mark.parametrize("renderer", RENDERERS)
-def test_ha_runs_several_replicas_scaled_by_an_autoscaler(renderer: str) -> None:
-    objects = rendered("ha", renderer)
+def test_ha_runs_several_replicas_scaled_by_an_autoscaler(overlay: str, renderer: str) -> None:
+    objects = rendered(overlay, renderer)
     deployment = one(objects, "Deployment")
     autoscaler = one(objects, "HorizontalPodAutoscaler")["spec"]
     assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "orchestrator"}
-    assert autoscaler["minReplicas"] == deployment["spec"]["replicas"] >= 2
+    # The autoscaler alone sets the count: an apply never resets it.
+    assert "replicas" not in deployment["spec"]
+    assert autoscaler["minReplicas"] >= 2
     assert autoscaler["maxReplicas"] > autoscaler["minReplicas"]
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     budget = one(objects, "PodDisruptionBudget")["spec"]
     assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}}
     assert all("persistentVolumeClaim" not in v for v in pod_spec(deployment)["volumes"])
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_ha_prefers_pods_on_different_nodes_and_spreads_them_over_zones(renderer: str) -> None:
+    spec = pod_spec(one(rendered("ha", renderer), "Deployment"))
+    pods = {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}
+    (preferred,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname", "labelSelector": pods}
+    assert preferred["weight"] == 100
+    # Preferred only: fewer nodes than pods still runs them all.
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in spec["affinity"]["podAntiAffinity"]
+    spreads = {c["topologyKey"]: c for c in spec["topologySpreadConstraints"]}
+    assert set(spreads) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for constraint in spreads.values():
+        assert constraint == {"maxSkew": 1, "topologyKey": constraint["topologyKey"],
+                              "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": pods}
+
+
+TLS_DIR = "/etc/orchestrator/tls"
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_the_tls_component_mounts_the_certificate_and_probes_over_mutual_tls(renderer: str) -> None:
+    objects = rendered("ha-tls", renderer)
+    config = settings(objects)
+    assert {k: v for k, v in config.items() if k.startswith("ORCH_TLS_")} == {
+        "ORCH_TLS_CERT_FILE": f"{TLS_DIR}/tls.crt",
+        "ORCH_TLS_KEY_FILE": f"{TLS_DIR}/tls.key",
+        "ORCH_TLS_CLIENT_CA_FILE": f"{TLS_DIR}/ca.crt",
+    }
+    spec = pod_spec(one(objects, "Deployment"))
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["tls"] == {"name": "tls", "secret": {"secretName": "orchestrator-tls", "defaultMode": 0o440}}
+    container = spec["containers"][0]
+    assert {"name": "tls", "mountPath": TLS_DIR, "readOnly": True} in container["volumeMounts"]
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container[kind]
+        assert "grpc" not in probe
+        options = health_options(probe["exec"]["command"])
+        assert options is not None
+        assert {k: options[k] for k in ("--address", "--tls", "--ca-file", "--cert-file", "--key-file")} == {
+            "--address": "127.0.0.1:50055", "--tls": "", "--ca-file": f"{TLS_DIR}/ca.crt",
+            "--cert-file": f"{TLS_DIR}/tls.crt", "--key-file": f"{TLS_DIR}/tls.key",
+        }
+        # The probe's own deadline ends before the kubelet gives up on the command.
+        assert float(options["--timeout"]) < probe["timeoutSeconds"]
+    certificate = one(objects, "Certificate")
+    assert certificate["metadata"]["namespace"] == NAMESPACE
+    cert = certificate["spec"]
+    assert cert["secretName"] == "orchestrator-tls"
+    # The probes dial 127.0.0.1 and present the pod's certificate as a client's.
+    assert "127.0.0.1" in cert["ipAddresses"]
+    assert set(cert["usages"]) == {"server auth", "client auth"}
+    assert f"orchestrator.{NAMESPACE}.svc" in cert["dnsNames"]
+    assert set(cert["issuerRef"]) == {"group", "kind", "name"}
+
+
+def test_the_cli_takes_the_options_the_tls_probes_pass() -> None:
+    """The probes' options are the real ones of `orchestrator health`."""
+    from orchestrator_grpc.cli import build_parser
+
+    container = pod_spec(one(rendered("ha-tls", "builtin"), "Deployment"))["containers"][0]
+    command = container["readinessProbe"]["exec"]["command"]
+    args = build_parser().parse_args(command[1:])
+    assert args.tls is True
+    assert str(args.ca_file) == f"{TLS_DIR}/ca.crt"
+    assert str(args.cert_file) == f"{TLS_DIR}/tls.crt"
+    assert str(args.key_file) == f"{TLS_DIR}/tls.key"
+    assert args.service == service_health_name()
+    assert args.address == "127.0.0.1:50055"
 
 
 # The rules catch what they are meant to: each mutation of a rendered overlay breaks one.
@@ -252,7 +354,7 @@ def test_a_readiness_probe_on_the_whole_server_is_caught() -> None:
         _container(objects)["readinessProbe"]["grpc"].pop("service")
 
     problems = probe_problems(one(_mutated(retarget), "Deployment"), service_health_name())
-    assert problems == ["readinessProbe checks None, not 'orchestrator.v1.OrchestratorService'"]
+    assert problems == ["readinessProbe checks '', not 'orchestrator.v1.OrchestratorService'"]
 
 
 def test_an_http_liveness_probe_is_caught() -> None:
@@ -260,7 +362,60 @@ def test_an_http_liveness_probe_is_caught() -> None:
         _container(objects)["livenessProbe"] = {"httpGet": {"path": "/", "port": 50055}}
 
     problems = probe_problems(one(_mutated(replace), "Deployment"), service_health_name())
-    assert problems == ["livenessProbe is not a native gRPC probe"]
+    assert problems == ["livenessProbe is neither a native gRPC probe nor `orchestrator health`"]
+
+
+def test_an_exec_probe_on_another_port_or_service_is_caught() -> None:
+    objects = rendered("ha-tls", "builtin")
+    command = _container(objects)["readinessProbe"]["exec"]["command"]
+    command[command.index("--address") + 1] = "127.0.0.1:8080"
+    command[command.index("--service") + 1] = "grpc.health.v1.Health"
+    assert probe_problems(one(objects, "Deployment"), service_health_name()) == [
+        "readinessProbe probes '127.0.0.1:8080', not port 50055",
+        "readinessProbe checks 'grpc.health.v1.Health', not 'orchestrator.v1.OrchestratorService'",
+    ]
+
+
+def test_plaintext_probes_of_a_tls_server_are_caught() -> None:
+    """Turning TLS on without the component's probes: native gRPC probes cannot speak it."""
+    objects = rendered("ha", "builtin")
+    tls = {obj["kind"]: obj for obj in rendered("ha-tls", "builtin")}
+    settings(objects).update({k: v for k, v in settings([tls["ConfigMap"]]).items() if k.startswith("ORCH_TLS_")})
+    spec = pod_spec(one(objects, "Deployment"))
+    spec["volumes"] = pod_spec(tls["Deployment"])["volumes"]
+    spec["containers"][0]["volumeMounts"] = pod_spec(tls["Deployment"])["containers"][0]["volumeMounts"]
+    assert tls_problems(objects) == [f"{kind} is a native gRPC probe, which speaks plaintext only"
+                                     for kind in ("startupProbe", "livenessProbe", "readinessProbe")]
+
+
+def test_a_tls_probe_without_a_client_certificate_or_its_secret_is_caught() -> None:
+    objects = rendered("ha-tls", "builtin")
+    command = _container(objects)["livenessProbe"]["exec"]["command"]
+    del command[command.index("--cert-file"):command.index("--cert-file") + 2]
+    mounts = _container(objects)["volumeMounts"]
+    mounts[:] = [m for m in mounts if m["name"] != "tls"]
+    problems = tls_problems(objects)
+    assert problems[:3] == [f"{name} {TLS_DIR}/{file} is not on a Secret mounted read-only" for name, file in
+                            (("ORCH_TLS_CERT_FILE", "tls.crt"), ("ORCH_TLS_KEY_FILE", "tls.key"),
+                             ("ORCH_TLS_CLIENT_CA_FILE", "ca.crt"))]
+    assert "livenessProbe runs `orchestrator health` without --cert-file" in problems
+
+
+def test_a_tls_probe_of_a_plaintext_server_is_caught() -> None:
+    objects = rendered("ha-tls", "builtin")
+    for name in ("ORCH_TLS_CERT_FILE", "ORCH_TLS_KEY_FILE", "ORCH_TLS_CLIENT_CA_FILE"):
+        del settings(objects)[name]
+    assert tls_problems(objects) == [f"{kind} dials with TLS but the server speaks plaintext"
+                                     for kind in ("startupProbe", "livenessProbe", "readinessProbe")]
+
+
+def test_replicas_beside_an_autoscaler_are_caught() -> None:
+    def pin(objects: list[Obj]) -> None:
+        one(objects, "Deployment")["spec"]["replicas"] = 3
+
+    assert autoscaling_problems(_mutated(pin)) == [
+        "Deployment/orchestrator sets replicas 3 while the HorizontalPodAutoscaler orchestrator scales it"
+    ]
 
 
 def test_a_grace_period_no_longer_than_the_drain_is_caught() -> None:
@@ -326,6 +481,74 @@ def test_builtin_renderer_refuses_kustomize_features_it_lacks(tmp_path: Path) ->
     (tmp_path / "kustomization.yaml").write_text("resources: []\ncommonLabels: {a: b}\n", encoding="utf-8")
     with pytest.raises(UnsupportedKustomization, match="commonLabels"):
         build(tmp_path)
+
+
+def test_builtin_renderer_refuses_a_component_feature_it_lacks(tmp_path: Path) -> None:
+    component = tmp_path / "component"
+    component.mkdir()
+    (component / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nreplacements: []\n", encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text("resources: []\ncomponents: [component]\n", encoding="utf-8")
+    with pytest.raises(UnsupportedKustomization, match="replacements"):
+        build(tmp_path)
+
+
+# deploy/README.md's deploy steps, run as written from the repository root.
+
+README = ROOT / "deploy" / "README.md"
+
+
+def _kubernetes_shell_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("\n## Kubernetes"):]
+    return re.findall(r"^ *```sh\n(.*?)^ *```", section, re.MULTILINE | re.DOTALL)
+
+
+def _heredocs(block: str) -> list[tuple[str, str]]:
+    """``(path, content)`` of every ``cat > PATH <<'EOF'`` in a shell block."""
+    return re.findall(r"cat > (\S+) <<'EOF'\n(.*?)^EOF$", block, re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_kubernetes_steps_name_paths_that_exist() -> None:
+    blocks = _kubernetes_shell_blocks()
+    assert blocks
+    created = {Path(path).parent.as_posix() for block in blocks for path, _ in _heredocs(block)}
+    created |= {path for block in blocks for path, _ in _heredocs(block)}
+    assert created, "the deploy steps write no overlay of the operator's own"
+    named = {token for line in _command_lines(blocks) for token in shlex.split(line) if token.startswith("deploy/")}
+    assert "deploy/k8s/overlays/mine" in named
+    # What the written overlay builds on exists where it is written.
+    for path, content in (doc for block in blocks for doc in _heredocs(block)):
+        for entry in [*yaml.safe_load(content)["resources"], *yaml.safe_load(content).get("components", [])]:
+            assert (ROOT / path).parent.joinpath(entry).resolve().is_dir(), f"{path}: {entry} does not exist"
+    missing = sorted(path for path in named if path.rstrip("/") not in created and not (ROOT / path).exists())
+    assert missing == []
+    # Every command runs from the repository root: no `cd`, no standalone kustomize.
+    assert not [c for c in _command_lines(blocks) if c.startswith(("cd ", "kustomize "))]
+
+
+def _command_lines(blocks: list[str]) -> list[str]:
+    """The shell commands of the blocks: continuations joined, here-documents and comments dropped."""
+    lines: list[str] = []
+    for block in blocks:
+        text = re.sub(r"<<'EOF'\n.*?^EOF$", "", block, flags=re.MULTILINE | re.DOTALL).replace("\\\n", " ")
+        lines += [line.split(" #")[0].strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_the_readme_overlay_renders_with_its_image(tmp_path: Path, renderer: str) -> None:
+    """The operator's overlay of the README, written where it says, sets the image it names."""
+    (written,) = [doc for block in _kubernetes_shell_blocks() for doc in _heredocs(block)]
+    path, content = written
+    shutil.copytree(K8S, tmp_path / "deploy" / "k8s")
+    target = tmp_path / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content, encoding="utf-8")
+    objects = RENDERERS[renderer](target.parent)
+    (image,) = {c["image"] for c in pod_spec(one(objects, "Deployment"))["containers"]}
+    assert image == f"registry.example.com/orchestrator:{project_version()}"
+    assert image_problems(one(objects, "Deployment"), project_version()) == []
 
 
 def test_schema_validation_rejects_a_misspelt_field() -> None:
