@@ -167,13 +167,20 @@ async def test_quorum_loss_is_recorded_as_failed(make_orchestrator: Any) -> None
 async def test_statistics_count_runs_by_role_and_tokens(make_orchestrator: Any) -> None:
     orchestrator = await make_orchestrator(None, ScriptedCheck())
     await orchestrator.deliberate(request(rounds=1))
-    await orchestrator.orchestrate(request(rounds=0))
+    await orchestrator.orchestrate(request())
     statistics = orchestrator.status().statistics
     assert (statistics.deliberations, statistics.orchestrations, statistics.failures) == (2, 1, 0)
     assert statistics.by_role["DEV"].deliberations == 2
-    # rounds=0 takes the default (1): twice 3 agents x (1 + 2) calls, and 1 selection; 10 + 5 tokens each
+    # no rounds given takes the default (1): twice 3 agents x (1 + 2) calls, and 1 selection; 10 + 5 tokens each
     assert statistics.usage.prompt_tokens == 10 * (9 + 9 + 1)
     assert statistics.usage.completion_tokens == 5 * (9 + 9 + 1)
+
+
+async def test_rounds_0_runs_no_critique_round_and_unset_runs_the_default(make_orchestrator: Any) -> None:
+    orchestrator = await make_orchestrator(None, ScriptedCheck())
+    assert (await orchestrator.deliberate(request(rounds=0))).rounds == 0
+    assert (await orchestrator.deliberate(request())).rounds == 1  # ORCH_DEFAULT_ROUNDS
+    assert (await orchestrator.deliberate(request(rounds=2))).rounds == 2
 
 
 async def test_records_are_listed_newest_first_with_filters_and_pages(make_orchestrator: Any) -> None:

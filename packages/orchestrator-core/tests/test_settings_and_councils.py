@@ -95,3 +95,24 @@ def test_agents_get_ids_positions_and_their_options(monkeypatch: pytest.MonkeyPa
     assert [(c.index, c.council_size, dict(c.options)) for c in configs] == [
         (0, 3, {"model": "a"}), (1, 3, {"model": "b"}), (2, 3, {})
     ]
+
+
+def test_a_council_larger_than_max_agents_is_not_ready_and_names_both_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCH_MAX_AGENTS", "2")
+    monkeypatch.setenv("ORCH_COUNCILS__DEV__BACKEND", "scripted")
+    monkeypatch.setenv("ORCH_COUNCILS__QA__BACKEND", "scripted")
+    monkeypatch.setenv("ORCH_COUNCILS__QA__AGENTS", "2")
+    councils = build_councils(Settings(), {"scripted": ScriptedBackend()})
+    dev = councils["DEV"]
+    assert not dev.ready
+    assert dev.problem == (
+        "the DEV council has 3 agents (ORCH_COUNCILS__DEV__AGENTS), more than ORCH_MAX_AGENTS "
+        "allows (2); lower one or raise the other"
+    )
+    assert dev.info().detail == dev.problem
+    assert not dev.info().ready
+    with pytest.raises(NoCouncil, match="ORCH_MAX_AGENTS"):
+        dev.agents(2)
+    assert councils["QA"].ready  # a council at the limit is fine

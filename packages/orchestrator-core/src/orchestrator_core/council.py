@@ -146,11 +146,17 @@ def build_councils(
                 f"provides it (agents-contrib provides embedded, openai, anthropic and command) or set "
                 f"ORCH_COUNCILS__{role}__BACKEND"
             )
+        if not problem and council_settings.agents > settings.max_agents:
+            problem = (
+                f"the {role} council has {council_settings.agents} agents "
+                f"(ORCH_COUNCILS__{role}__AGENTS), more than ORCH_MAX_AGENTS allows "
+                f"({settings.max_agents}); lower one or raise the other"
+            )
         council = Council(
             role, council_settings, backend, problem,
             breakers=breakers,
         )
-        if backend is not None:
+        if backend is not None and not problem:
             try:
                 council.agents(council.size)
             except (ValueError, TypeError) as exc:

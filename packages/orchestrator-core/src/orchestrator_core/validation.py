@@ -19,7 +19,8 @@ MAX_TESTS = 50
 class DeliberationRequest:
     task: Task
     num_agents: int = 0
-    rounds: int = 0
+    rounds: int | None = None
+    """Critique/revise rounds; 0 runs none, None runs the server's ``default_rounds``."""
     request_id: str = ""
 
 
@@ -40,11 +41,12 @@ def plan(request: DeliberationRequest, settings: Settings, council_size: int) ->
             f"num_agents must be between 1 and {settings.max_agents} (ORCH_MAX_AGENTS), or 0 for the "
             f"council's size; got {request.num_agents}"
         )
-    if request.rounds < 0 or request.rounds > settings.max_rounds:
+    if request.rounds is not None and not 0 <= request.rounds <= settings.max_rounds:
         raise InvalidRequest(
-            f"rounds must be between 0 and {settings.max_rounds} (ORCH_MAX_ROUNDS); got {request.rounds}"
+            f"rounds must be between 0 and {settings.max_rounds} (ORCH_MAX_ROUNDS), or unset for the "
+            f"server default ({settings.default_rounds}); got {request.rounds}"
         )
-    rounds = request.rounds or settings.default_rounds
+    rounds = settings.default_rounds if request.rounds is None else request.rounds
     if task.constraints.max_rounds:
         rounds = min(rounds, task.constraints.max_rounds)
     request_id = request.request_id.strip()

@@ -79,7 +79,7 @@ class OrchestratorClient:
         task: Task,
         *,
         num_agents: int = 0,
-        rounds: int = 0,
+        rounds: int | None = None,
         request_id: str = "",
         deadline: float | None = None,
     ) -> DeliberationOutcome:
@@ -94,7 +94,7 @@ class OrchestratorClient:
         task: Task,
         *,
         num_agents: int = 0,
-        rounds: int = 0,
+        rounds: int | None = None,
         request_id: str = "",
         deadline: float | None = None,
     ) -> AsyncIterator[DeliberationEvent]:
@@ -117,7 +117,7 @@ class OrchestratorClient:
         task: Task,
         *,
         num_agents: int = 0,
-        rounds: int = 0,
+        rounds: int | None = None,
         top_k: int = 0,
         request_id: str = "",
         deadline: float | None = None,

@@ -48,7 +48,8 @@ def add_parser(
     parser.add_argument("--task", required=True, help="what the council should do")
     parser.add_argument("--agents", type=int, default=0, help="council size (default: the council's)")
     parser.add_argument(
-        "--rounds", type=int, default=0, help="critique/revise rounds (default: the server's)"
+        "--rounds", type=int, default=None,
+        help="critique/revise rounds, 0 for none (default: the server's, ORCH_DEFAULT_ROUNDS)",
     )
     parser.add_argument("--rubric", default="", help="what reviewers judge proposals against")
     parser.add_argument(

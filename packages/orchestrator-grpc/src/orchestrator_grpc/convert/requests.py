@@ -39,7 +39,7 @@ def deliberation_request_from_proto(request: pb.DeliberateRequest) -> Deliberati
     return DeliberationRequest(
         task=task_from_proto(request),
         num_agents=request.num_agents,
-        rounds=request.rounds,
+        rounds=request.rounds if request.HasField("rounds") else None,
         request_id=request.request_id,
     )
 
@@ -75,16 +75,19 @@ def constraints_to_proto(constraints: TaskConstraints) -> pb.TaskConstraints:
 
 
 def deliberate_request_to_proto(
-    task: Task, *, num_agents: int = 0, rounds: int = 0, request_id: str = ""
+    task: Task, *, num_agents: int = 0, rounds: int | None = None, request_id: str = ""
 ) -> pb.DeliberateRequest:
-    return pb.DeliberateRequest(
+    """``rounds`` None leaves the field unset: the server's default; 0 asks for no rounds."""
+    request = pb.DeliberateRequest(
         role=task.role,
         task=task.description,
         constraints=constraints_to_proto(task.constraints),
         num_agents=num_agents,
-        rounds=rounds,
         request_id=request_id,
     )
+    if rounds is not None:
+        request.rounds = rounds
+    return request
 
 
 # -- results (core -> proto) ---------------------------------------------------------------
