@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_test_support import HANG_GUARD, make_settings, request
+from grpc_test_support import HANG_GUARD, ServerFactory, make_settings, request
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -146,3 +147,18 @@ async def test_grpcurl_lists_and_calls_the_service_through_reflection(server: Ru
     )
     assert code != 0
     assert "InvalidArgument" in err
+
+
+async def test_a_wildcard_bind_logs_the_bound_address_and_the_one_to_dial(
+    serve_with: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator_grpc.server")
+    async with serve_with(host="0.0.0.0") as server:
+        port = server.port
+        # The address to dial answers: a client on this machine reaches 0.0.0.0 on loopback.
+        assert server.address == f"127.0.0.1:{port}"
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert reply.status == SERVING
+    serving = [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving ")]
+    assert serving == [f"serving {SERVICE_NAME} on 127.0.0.1:{port}, bound to 0.0.0.0:{port} (plaintext)"]

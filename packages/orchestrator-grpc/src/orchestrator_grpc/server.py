@@ -74,11 +74,7 @@ class RunningServer:
     @property
     def address(self) -> str:
         """``host:port`` to dial; a wildcard host is dialled on the loopback address."""
-        host = self.settings.host
-        if host in ("", "0.0.0.0", "::", "[::]"):
-            host = "127.0.0.1"
-        return f"{_bracketed(host)}:{self.port}"
-
+        return dial_address(self.settings.host, self.port)
     async def shutdown(self, grace: float | None = None) -> None:
         """Health -> NOT_SERVING and new calls -> UNAVAILABLE at once, let in-flight calls
         finish within ``grace`` seconds (default: the settings' grace period; calls still
@@ -135,7 +131,8 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
     if not orchestrator.ready:
         log.warning("no council is ready; health is NOT_SERVING: %s", _council_problems(orchestrator))
     log.info(
-        "serving %s on %s:%d (%s%s)", SERVICE_NAME, settings.host, port,
+        "serving %s on %s, bound to %s (%s%s)", SERVICE_NAME, dial_address(settings.host, port),
+        f"{_bracketed(settings.host)}:{port}",
         "plaintext" if credentials is None else "TLS" if settings.tls_client_ca_file is None else "mutual TLS",
         f", {len(tokens)} bearer token(s)" if tokens else "",
     )
@@ -168,7 +165,8 @@ async def serve(settings: Settings, plugins: PluginHost) -> None:
     async with running_server(settings, plugins) as server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # A line that scripts (and tests using port 0) can read the bound address from.
+        # A line that scripts (and tests using port 0) read the address to dial from; the
+        # log line above names the address bound as well.
         print(f"orchestrator serving on {server.address}", flush=True)
         try:
             await stop.wait()
@@ -213,6 +211,14 @@ def _why_unbindable(host: str, port: int) -> str:
 
 def _council_problems(orchestrator: Orchestrator) -> str:
     return "; ".join(c.info().detail for c in orchestrator.councils.values()) or "no councils configured"
+
+
+def dial_address(host: str, port: int) -> str:
+    """Where a client on this machine dials a server bound to ``host``: a wildcard host
+    (every interface) is dialled on the loopback address."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"{_bracketed(host)}:{port}"
 
 
 def _bracketed(host: str) -> str:
