@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -122,9 +123,40 @@ def base_image(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
-    """Run the service on ORCH_PORT (default 50055) with every contrib plugin installed."""
-    install_project(session)
+    """Run the service on ORCH_PORT (default 50055) with every contrib plugin installed.
+
+    The packages are installed editable, so source changes need no reinstall: a warm start
+    installs again only when what an install reads changed (project metadata, the API spec).
+    The CLI is then ``.nox/serve/bin/orchestrator`` (or ``nox -s cli -- ARGS``).
+    """
+    install_once(session)
     session.run("orchestrator", "serve", *session.posargs, env=dict(os.environ))
+
+
+@nox.session(python=PYTHON)
+def cli(session: nox.Session) -> None:
+    """The ``orchestrator`` command, e.g. ``nox -s cli -- deliberate --role DEV --task ...``."""
+    install_once(session)
+    session.run("orchestrator", *session.posargs, env=dict(os.environ))
+
+
+INSTALL_INPUTS = (*[f"{d}/pyproject.toml" for d in PACKAGE_DIRS], "specs/orchestrator/v1/orchestrator.proto",
+                  "packages/orchestrator-grpc/hatch_build.py", "noxfile.py")
+
+
+def install_once(session: nox.Session) -> None:
+    """Install the project unless this environment already holds an install of the same inputs."""
+    digest = hashlib.sha256()
+    for name in INSTALL_INPUTS:
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
+    location = getattr(session.virtualenv, "location", None)
+    stamp = Path(location) / ".orchestrator-installed" if location else None
+    if stamp is not None and stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("the project is installed and unchanged since: not installing again")
+        return
+    install_project(session)
+    if stamp is not None:
+        stamp.write_text(digest.hexdigest())
 
 
 @nox.session(python=PYTHON)

@@ -63,7 +63,12 @@ class EmbeddedSettings(BaseSettings, EmbeddedOptions):
     parallel: int = Field(default=0, ge=0, le=64)
     """Parallel slots; 0 means one per agent of the largest council on this backend."""
     threads: int = Field(default=0, ge=0, le=512)
-    """Threads generating tokens; 0 means one per core."""
+    """Threads generating tokens; 0 means half the cores (at least one).
+
+    llama.cpp's threads meet at a barrier for every layer of every token, so one thread
+    descheduled by other work stalls them all: on two busy cores, two threads ran a call
+    more than ten times slower than one. The service shares its cores with the event loop
+    and the dry-run sandboxes; a machine given to the model alone can raise it."""
     batch_threads: int = Field(default=0, ge=0, le=512)
     """Threads reading prompts; 0 means as many as ``threads``."""
     batch_tokens: int = Field(default=512, ge=32, le=65536)
@@ -130,7 +135,7 @@ class EmbeddedBackend(OpenAIBackend):
         """How the server starts, from the settings and the councils built so far."""
         settings = self.embedded
         parallel = max(settings.parallel, self._largest_council)
-        threads = settings.threads or os.cpu_count() or 1
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // 2)
         return ServerParameters(
             model_path=model_path,
             alias=_alias(model_path),
