@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -21,6 +22,8 @@ from grpc_test_support import HANG_GUARD
 PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "scripted-cli"
 READY_LINE = "orchestrator serving on "
+# What the test plugin's ``hostile`` agents reply.
+HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold red]loud[/bold red]\u009b"
 
 
 def _orchestrator() -> str:
@@ -44,6 +47,8 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__DEV__BACKEND="scripted",
         ORCH_COUNCILS__DEV__AGENTS="2",
+        ORCH_COUNCILS__HOSTILE__BACKEND="hostile",
+        ORCH_COUNCILS__HOSTILE__AGENTS="2",
         ORCH_DATABASE_PATH=str(tmp_path_factory.mktemp("db") / "records.sqlite3"),
         ORCH_HOST="127.0.0.1",
         ORCH_PORT="0",
@@ -213,11 +218,12 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
                 "name": PLUGIN_NAME,
                 "version": "0.0.1",
                 "hooks": ["register_agents", "register_checks"],
-                "agents": ["scripted", "filegate"],
+                "agents": ["scripted", "filegate", "hostile"],
                 "checks": ["lint", "sense"],
             }
         ],
-        "failed": [],
+        "failed_plugins": [],  # as GetStatus names them
+        "failed": [],  # the same, under its former name
     }
 
 
@@ -282,3 +288,126 @@ def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_pa
     assert server.process.wait(timeout=HANG_GUARD) == 0
     assert "stopped" in (tmp_path / "serve.log").read_text()
     assert run(environment, "health", "--address", server.address, "--timeout", "2").returncode == 2
+
+
+def run_into_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run with a stdout whose reader is gone (as with ``| head -1`` once head has exited)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [_orchestrator(), *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True,
+            timeout=HANG_GUARD * 3, check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["deliberations", "list", "--json"], ["deliberations", "list"],
+     ["deliberate", "--role", "DEV", "--task", "Add"], ["plugins"]],
+    ids=" ".join,
+)
+def test_a_closed_stdout_ends_the_command_quietly_with_141(
+    environment: dict[str, str], served: Served, command: list[str]
+) -> None:
+    address = [] if command == ["plugins"] else ["--address", served.address]
+    result = run_into_a_closed_pipe(environment, *address, *command)
+    assert result.returncode == 141, result.stderr
+    stderr = result.stderr if command[0] != "deliberate" else result.stderr.rpartition("┘")[2]
+    assert stderr.strip() == ""  # deliberate's live display (on stderr) ends; nothing after it
+
+
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def test_model_text_is_shown_inert(environment: dict[str, str], served: Served) -> None:
+    shown = run(environment, "deliberate", "--address", served.address, "--role", "HOSTILE", "--task", "Add")
+    assert shown.returncode == 0, shown.stderr
+    assert not CONTROL.search(shown.stdout), shown.stdout
+    assert not CONTROL.search(shown.stderr.replace("\r", "")), shown.stderr  # rich's live display may use CR
+    for line in ("\\x1b]0;pwned\\x07", "\\x1b[2J", "[link=http://x]click[/link]", "[bold red]loud[/bold red]\\x9b"):
+        assert line in shown.stdout  # written out, markup as it is written
+
+    chosen = run(environment, "orchestrate", "--address", served.address, "--role", "HOSTILE", "--task", "Add")
+    assert chosen.returncode == 0, chosen.stderr
+    assert not CONTROL.search(chosen.stdout), chosen.stdout
+    assert "[link=http://x]click[/link]" in chosen.stdout
+    assert "\\x1b]0;pwned\\x07" in chosen.stdout
+
+    exact = run(environment, "deliberate", "--address", served.address, "--role", "HOSTILE", "--task", "Add", "--json")
+    response = json.loads(exact.stdout)
+    assert response["results"][0]["proposal"]["content"] == HOSTILE_REPLY  # JSON keeps the values exact
+
+
+def test_deliberations_list_without_a_terminal_prints_whole_values_as_tsv(
+    environment: dict[str, str], served: Served
+) -> None:
+    task = "Add two numbers,\tthen explain\nthe result at length so that no column could hold it whole"
+    created = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", task, "--json")
+    deliberation_id = json.loads(created.stdout)["deliberation_id"]
+
+    listed = run(environment, "deliberations", "list", "--address", served.address, "--page-size", "1")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header == "id\tkind\trole\tstatus\tcreated\ttask"
+    values = row.split("\t")
+    assert values[:4] == [deliberation_id, "deliberate", "DEV", "succeeded"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", values[4])
+    assert values[5] == " ".join(task.split())
+    assert listed.stderr.startswith("more: --page-token ")
+
+
+def test_unauthenticated_names_the_cli_options(environment: dict[str, str], tmp_path: Path) -> None:
+    env = {**environment, "ORCH_AUTH_TOKENS": "s3cret-token"}
+    server = start_server(env, tmp_path / "serve.log")
+    try:
+        missing = run(env, "status", "--address", server.address)
+        assert missing.returncode == 1
+        assert missing.stderr == (
+            f"orchestrator: {server.address}: UNAUTHENTICATED: the server requires a bearer token: "
+            "give --token-file FILE (its first line is the token) or set ORCH_TOKEN\n"
+        )
+        refused = run({**env, "ORCH_TOKEN": "wrong"}, "status", "--address", server.address)
+        assert refused.stderr == (
+            f"orchestrator: {server.address}: UNAUTHENTICATED: the server refused the bearer token "
+            "(from --token-file or ORCH_TOKEN)\n"
+        )
+        token_file = tmp_path / "token"
+        token_file.write_text("s3cret-token\n")
+        assert run(env, "--token-file", str(token_file), "status", "--address", server.address).returncode == 0
+    finally:
+        server.process.kill()
+        server.process.wait()
+
+
+def test_orchestrate_is_a_command_and_top_k_needs_it(environment: dict[str, str], served: Served) -> None:
+    chosen = run(environment, "orchestrate", "--address", served.address, "--role", "DEV", "--task", "Add",
+                 "--top-k", "1", "--json")
+    assert chosen.returncode == 0, chosen.stderr
+    response = json.loads(chosen.stdout)
+    assert len(response["candidates"]) == 1
+    assert response["deliberation_id"] == response["execution_id"] == response["deliberation"]["deliberation_id"]
+
+    misplaced = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", "Add",
+                    "--top-k", "2")
+    assert misplaced.returncode == 2
+    assert "--top-k selects among candidates: use it with --orchestrate" in misplaced.stderr
+
+
+def test_client_options_go_before_or_after_the_command(environment: dict[str, str], served: Served) -> None:
+    before = run(environment, "--address", served.address, "--timeout", "30", "deliberate", "--role", "DEV",
+                 "--task", "Add", "--json")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["results"]
+
+    after_wins = run(environment, "--address", "127.0.0.1:1", "health", "--address", served.address)
+    assert after_wins.returncode == 0, after_wins.stderr
+
+    listed = run(environment, "--address", served.address, "deliberations", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+
+    misplaced = run(environment, "--address", served.address, "plugins")
+    assert misplaced.returncode == 2
+    assert "--address: the plugins command does not dial a server" in misplaced.stderr

@@ -9,7 +9,7 @@ from grpc_test_support import request
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_grpc.cli.commands import point_in_time
+from orchestrator_grpc.cli.arguments import point_in_time
 
 Stub = pb_grpc.OrchestratorServiceStub
 

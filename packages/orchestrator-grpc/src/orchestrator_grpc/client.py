@@ -9,29 +9,28 @@ a client certificate); ``token`` is sent as ``authorization: Bearer <token>`` me
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import SecretStr
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_core.events import DeliberationEvent
-from orchestrator_core.models import DeliberationOutcome, Task
-from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc import convert
-from orchestrator_grpc.tls import ClientTLS
+from orchestrator_grpc.address import ADDRESS_ENV, DEFAULT_ADDRESS, default_address
 
-ADDRESS_ENV = "ORCH_ADDRESS"
-DEFAULT_ADDRESS = "127.0.0.1:50055"
+if TYPE_CHECKING:  # the core and the conversions are imported by the calls that use them
+    from pydantic import SecretStr
+
+    from orchestrator_core.events import DeliberationEvent
+    from orchestrator_core.models import DeliberationOutcome, Task
+    from orchestrator_core.orchestrator import Orchestration
+    from orchestrator_grpc.tls import ClientTLS
+
+__all__ = ["ADDRESS_ENV", "DEFAULT_ADDRESS", "OrchestratorClient", "default_address"]
+
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-
-
-def default_address() -> str:
-    return os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
 
 
 class OrchestratorClient:
@@ -83,6 +82,8 @@ class OrchestratorClient:
         request_id: str = "",
         deadline: float | None = None,
     ) -> DeliberationOutcome:
+        from orchestrator_grpc import convert
+
         request = convert.deliberate_request_to_proto(
             task, num_agents=num_agents, rounds=rounds, request_id=request_id
         )
@@ -100,6 +101,8 @@ class OrchestratorClient:
     ) -> AsyncIterator[DeliberationEvent]:
         """The deliberation's events as they happen; the last one is its ``RankingReady``.
         Leaving the loop early cancels the deliberation on the server."""
+        from orchestrator_grpc import convert
+
         request = convert.deliberate_request_to_proto(
             task, num_agents=num_agents, rounds=rounds, request_id=request_id
         )
@@ -122,6 +125,8 @@ class OrchestratorClient:
         request_id: str = "",
         deadline: float | None = None,
     ) -> Orchestration:
+        from orchestrator_grpc import convert
+
         request = pb.OrchestrateRequest(
             deliberation=convert.deliberate_request_to_proto(
                 task, num_agents=num_agents, rounds=rounds, request_id=request_id

@@ -5,7 +5,9 @@ point (group ``orchestrator``) onto the ``PYTHONPATH`` of the processes they sta
 
 Besides ``scripted`` it registers ``filegate``, a test double whose agents hold their
 proposal until the test lets them go, across processes: each agent touches
-``$GRPC_CLI_TEST_GATE/entered-<agent>`` when called, then waits until ``open`` exists there.
+``$GRPC_CLI_TEST_GATE/entered-<agent>`` when called, then waits until ``open`` exists there;
+and ``hostile``, whose agents reply with terminal escape sequences and rich markup, for the
+tests that the CLI shows them inert.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from orchestrator_core.models import AgentConfig, AgentReply, Proposal, Task
 from orchestrator_core.testing import ScriptedAgent, ScriptedBackend, ScriptedCheck
 
 GATE_ENV = "GRPC_CLI_TEST_GATE"
+HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold red]loud[/bold red]\u009b"
+
+
+def hostile_backend() -> ScriptedBackend:
+    return ScriptedBackend(name="hostile", defaults={"proposal": HOSTILE_REPLY})
 
 
 @dataclass
@@ -44,6 +51,7 @@ class FileGateBackend:
 def register_agents(register: RegisterAgentBackend) -> None:
     register(ScriptedBackend())
     register(FileGateBackend())
+    register(hostile_backend())
 
 
 @hookimpl

@@ -1,27 +1,39 @@
-"""The ``orchestrator`` command: serve, plugins, status, health, deliberate, deliberations.
+"""The ``orchestrator`` command: serve, plugins, status, health, deliberate, orchestrate,
+deliberations.
 
 Plugins are loaded by the commands that need them (``serve``, ``plugins``), never at
-import time, so a broken plugin cannot break ``orchestrator --help``.
+import time, so a broken plugin cannot break ``orchestrator --help``. Nothing heavy is
+imported to parse the command line: each command's module (and with it gRPC, protobuf,
+rich, the core) is imported when the command runs.
+
+A closed stdout (``orchestrator status | head -1``) ends the command quietly with exit
+status 141, as a process killed by SIGPIPE reports it in a shell.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from orchestrator_grpc.cli import commands, deliberate
+from orchestrator_grpc.cli import arguments, connection
+from orchestrator_grpc.cli.arguments import LazyCommand
 from orchestrator_grpc.cli.connection import ConnectionOptionsError, add_client_options
 
 Command = Callable[[argparse.Namespace], int]
 USAGE_ERROR = 2
+CLOSED_STDOUT = 141
+"""Exit status when stdout closed early: 128 + SIGPIPE, what a shell shows for ``yes | head -1``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description="A council of AI agents deliberates on a software task over gRPC.",
+        epilog="The client options (--address, --timeout, TLS, --token-file) go before or after the command.",
     )
+    add_client_options(parser)
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands_.add_parser("serve", help="run the gRPC service (ORCH_* settings)")
@@ -29,59 +41,91 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port to bind, 0 for any free one (default: ORCH_PORT or 50055)"
     )
-    serve.set_defaults(run=commands.serve)
+    serve.set_defaults(run=LazyCommand("commands", "serve"))
 
     plugins = commands_.add_parser("plugins", help="list loaded and failed plugins as JSON")
-    plugins.set_defaults(run=commands.plugins)
+    plugins.set_defaults(run=LazyCommand("commands", "plugins"))
 
     status = commands_.add_parser("status", help="the server's status as JSON")
     add_client_options(status)
-    status.set_defaults(run=commands.status)
+    status.set_defaults(run=LazyCommand("client_commands", "status"), client_timeout=None)
 
     health = commands_.add_parser(
         "health", help="exit 0 when the server is SERVING (like grpc-health-probe)"
     )
-    add_client_options(health, timeout=5.0)
+    add_client_options(health)
     health.add_argument("--service", default="", help='service to check (default: "", the whole server)')
-    health.set_defaults(run=commands.health)
+    health.set_defaults(run=LazyCommand("client_commands", "health"), client_timeout=5.0)
 
-    deliberate.add_parser(commands_, add_client_options)
+    for add_command in (arguments.add_deliberate, arguments.add_orchestrate):
+        command = add_command(commands_)
+        add_client_options(command)
+        command.set_defaults(client_timeout=None)
 
     records = commands_.add_parser("deliberations", help="stored deliberation records")
     records_commands = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
     listing = records_commands.add_parser("list", help="records, newest first")
     add_client_options(listing)
     listing.add_argument("--role", default="", help="only this role's records")
-    listing.add_argument("--status", choices=commands.RECORD_STATUSES, help="only records in this status")
+    listing.add_argument("--status", choices=arguments.RECORD_STATUSES, help="only records in this status")
     listing.add_argument(
-        "--since", type=commands.point_in_time, default=0.0,
+        "--since", type=arguments.point_in_time, default=0.0,
         help="only records created at or after this time (ISO 8601, e.g. 2025-01-31T12:00, UTC if no zone)",
     )
     listing.add_argument(
-        "--until", type=commands.point_in_time, default=0.0, help="only records created before this time"
+        "--until", type=arguments.point_in_time, default=0.0, help="only records created before this time"
     )
     listing.add_argument("--page-size", type=int, default=0)
     listing.add_argument("--page-token", default="")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(run=commands.list_deliberations)
+    listing.add_argument(
+        "--json", action="store_true",
+        help="print JSON instead of a table (a table on a terminal, else tab-separated values)",
+    )
+    listing.set_defaults(run=LazyCommand("client_commands", "list_deliberations"), client_timeout=None)
     show = records_commands.add_parser("show", help="one record as JSON (a plain summary on stderr)")
     add_client_options(show)
     show.add_argument("deliberation_id")
-    show.set_defaults(run=commands.show_deliberation)
+    show.set_defaults(run=LazyCommand("client_commands", "show_deliberation"), client_timeout=None)
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line, client options filled in; usage errors exit 2 (argparse)."""
+    args = parser.parse_args(argv)
+    if hasattr(args, "client_timeout"):
+        connection.fill_defaults(args, args.client_timeout)
+    elif given := connection.given_options(args):
+        parser.error(f"{', '.join(given)}: the {args.command} command does not dial a server")
+    if arguments.misplaced_top_k(args):
+        parser.error("--top-k selects among candidates: use it with --orchestrate (or `orchestrator orchestrate`)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     run: Command = args.run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # here, so that a closed stdout is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConnectionOptionsError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout is gone: nothing more can be said there, and nothing is wrong to
+    say on stderr. Point stdout at /dev/null so that the interpreter's last flush finds no
+    closed pipe (see "Note on SIGPIPE" in the signal module's documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_STDOUT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from rich.console import Group, RenderableType
 from rich.spinner import Spinner
 from rich.table import Table
-from rich.text import Text
 
 from orchestrator_core.events import (
     AgentFailed,
@@ -18,6 +17,7 @@ from orchestrator_core.events import (
     ProposalRevised,
     RankingReady,
 )
+from orchestrator_grpc.cli.display import plain
 
 
 @dataclass
@@ -77,18 +77,19 @@ class DeliberationProgress:
         return self.rows.setdefault(agent_id, _AgentRow())
 
     def __rich__(self) -> RenderableType:
-        heading = Text(f"{self.role} council — {self.phase}", style="bold")
+        heading = plain(f"{self.role} council — {self.phase}", style="bold")
         title: RenderableType = heading if self.done else Spinner("dots", text=heading)
         table = Table("agent", "proposal", "critiques out/in", "checks passed", "rank", "score", "state")
         for agent_id, row in sorted(self.rows.items()):
+            # Ids and states hold what agents and plugins wrote: shown, never interpreted.
             table.add_row(
-                agent_id,
-                row.proposal_id,
+                plain(agent_id),
+                plain(row.proposal_id),
                 f"{row.critiques_written}/{row.critiques_received}",
                 f"{row.checks_passed}/{row.checks_run}",
                 str(row.rank) if row.rank else "",
                 f"{row.score:.3f}" if row.score is not None else "",
-                row.state,
+                plain(row.state),
             )
         waiting = self.expected_agents - len(self.rows)
         if waiting > 0 and not self.done:

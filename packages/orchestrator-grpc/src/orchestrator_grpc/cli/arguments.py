@@ -1,0 +1,89 @@
+"""Argument types and option sets of the command line, without importing what the commands
+need (gRPC, protobuf, rich, the core): parsing, ``--help`` and usage errors start fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from datetime import UTC, datetime
+from typing import Any
+
+RECORD_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+"""``deliberations list --status``: the record statuses, as DeliberationStatus names end."""
+
+
+class LazyCommand:
+    """A command's function, imported from its module when the command runs."""
+
+    def __init__(self, module: str, function: str) -> None:
+        self.module = f"orchestrator_grpc.cli.{module}"
+        self.function = function
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        result: int = getattr(importlib.import_module(self.module), self.function)(args)
+        return result
+
+
+def point_in_time(text: str) -> float:
+    """``--since``/``--until``: ISO 8601 (UTC when it names no zone), as seconds since the epoch."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2025-01-31T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    """What ``deliberate`` and ``orchestrate`` share: the task and how the council works on it."""
+    parser.add_argument("--role", required=True, help="DEV, QA, ARCHITECT, DEVOPS, DATA, ...")
+    parser.add_argument("--task", required=True, help="what the council should do")
+    parser.add_argument("--agents", type=int, default=0, help="council size (default: the council's)")
+    parser.add_argument(
+        "--rounds", type=int, default=None,
+        help="critique/revise rounds, 0 for none (default: the server's, ORCH_DEFAULT_ROUNDS)",
+    )
+    parser.add_argument("--rubric", default="", help="what reviewers judge proposals against")
+    parser.add_argument(
+        "--requirement", action="append", default=[], help="something every proposal must satisfy"
+    )
+    parser.add_argument(
+        "--tests", nargs="+", default=[], metavar="FILE", help="test files for dry-run checks"
+    )
+    parser.add_argument(
+        "--agent-timeout", type=float, default=0.0,
+        help="seconds each agent call may take (default: the server's; the tighter applies)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the response as JSON, no display")
+
+
+TOP_K_HELP = "candidates the selector chooses among (default: the server's)"
+
+
+def add_deliberate(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "deliberate", help="run a deliberation and show its progress"
+    )
+    add_task_options(parser)
+    parser.add_argument(
+        "--orchestrate", action="store_true", help="also select a winner (as `orchestrator orchestrate`)"
+    )
+    parser.add_argument("--top-k", type=int, default=None, help=TOP_K_HELP + "; needs --orchestrate")
+    parser.set_defaults(run=LazyCommand("deliberate", "run"))
+    return parser
+
+
+def add_orchestrate(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "orchestrate", help="run a deliberation, then select the winner among the top proposals"
+    )
+    add_task_options(parser)
+    parser.add_argument("--top-k", type=int, default=0, help=TOP_K_HELP)
+    parser.set_defaults(run=LazyCommand("deliberate", "run"), orchestrate=True)
+    return parser
+
+
+def misplaced_top_k(args: argparse.Namespace) -> bool:
+    """``deliberate --top-k`` without ``--orchestrate``: a ranking selects nothing."""
+    return getattr(args, "command", "") == "deliberate" and args.top_k is not None and not args.orchestrate
