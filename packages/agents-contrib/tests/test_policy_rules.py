@@ -115,6 +115,45 @@ async def test_requirements_checkable_ones_enforced_prose_ones_noted() -> None:
     assert result.score == 0.5
 
 
+# Patterns that make a backtracking engine run for hours on a few kilobytes.
+CATASTROPHIC = ("(.*\\s*)*Z$", "(a+)+$", "(a|aa)+$", "(x+x+)+y")
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+async def test_catastrophic_patterns_are_matched_in_linear_time(pattern: str) -> None:
+    # With Python's re each of these would not return: the text is long and never matches.
+    text = "```text\n" + ("a" * 4000 + " " + "x" * 4000 + "\n") * 4 + "b\n```\n"
+    the_task = task(requirements=("re:" + pattern,), forbidden=("re:" + pattern,))
+    result = await judge(text, the_task)
+    assert result.diagnostics == (f"REQ001 requirement not met: {'re:' + pattern!r}",)
+
+
+async def test_a_matching_pattern_gives_the_line_counted_in_characters() -> None:
+    content = "```text\nééé\né\n\n\nends in Z\n```\n"
+    result = await judge(content, task(forbidden=("re:(.*\\s*)*Z$", "re:^é$")))
+    assert result.diagnostics == (
+        "FORBID001 forbidden item 're:(.*\\\\s*)*Z$' found at line 1 of artifact 1 (text)",
+        "FORBID001 forbidden item 're:^é$' found at line 2 of artifact 1 (text)",
+    )
+
+
+async def test_forbidden_phrases_are_whole_words_in_any_script() -> None:
+    content = "```text\nthe résumé\nrésuméA is one word\n(Résumé) again\n```\n"
+    result = await judge(content, task(forbidden=("résumé", "$x", "sumé")))
+    assert result.diagnostics == ("FORBID001 forbidden item 'résumé' found at line 1 of artifact 1 (text)",)
+    result = await judge("```text\nrésuméA and (RÉSUMÉ)\n```\n", task(forbidden=("résumé",)))
+    assert result.diagnostics == ("FORBID001 forbidden item 'résumé' found at line 1 of artifact 1 (text)",)
+
+
+async def test_a_pattern_re2_refuses_is_reported_not_raised() -> None:
+    # The request is refused before a deliberation starts; a check called directly reports it.
+    result = await judge("```text\naa\n```\n", task(requirements=("re:(a)\\1",), forbidden=("re:(?=a)",)))
+    assert not result.passed
+    assert [line.split(": ", 1)[0] for line in result.diagnostics] == [
+        "REQ001 requirement cannot be checked", "FORBID001 forbidden item cannot be checked"]
+    assert "pattern '(a)\\\\1' is not one the server can run: invalid escape sequence" in result.diagnostics[0]
+
+
 async def test_size_limits() -> None:
     big = "```text\n" + "x" * 200 + "\n```\n"
     result = await judge(big + "```text\nsmall\n```\n", max_artifact_bytes=100, max_proposal_bytes=150)

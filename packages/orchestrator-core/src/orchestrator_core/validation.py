@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 
 from orchestrator_core.errors import InvalidRequest
 from orchestrator_core.models import Task, TaskConstraints
+from orchestrator_core.patterns import check_items
 from orchestrator_core.settings import Settings
 
 MAX_REQUEST_ID_CHARS = 128
@@ -111,6 +112,8 @@ def _checked_constraints(constraints: TaskConstraints, settings: Settings) -> Ta
         raise InvalidRequest(
             f"constraints are {size} characters; the limit is {settings.max_task_chars} (ORCH_MAX_TASK_CHARS)"
         )
+    check_items("requirements", constraints.requirements)
+    check_items("forbidden", constraints.forbidden)
     seen: set[str] = set()
     for test in constraints.tests:
         _check_test_path(test.path)

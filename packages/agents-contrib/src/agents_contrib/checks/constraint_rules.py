@@ -2,7 +2,8 @@
 
 Constraints are prose for the agents, so only their machine-checkable forms are enforced:
 
-- ``re:PATTERN`` — a regular expression over the artifacts;
+- ``re:PATTERN`` — a regular expression over the artifacts, in RE2 syntax, matched in linear
+  time (``orchestrator_core.patterns``; the request was refused if RE2 cannot compile it);
 - ``import:NAME`` — a Python module imported by some Python artifact;
 - ``call:NAME`` — a function called by some Python artifact (``eval``, ``os.system``);
 - ``lang:NAME`` — an artifact in that language;
@@ -15,11 +16,12 @@ not checked (REQ000) rather than failed.
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Sequence
 
 from agents_contrib.artifacts import Artifact
 from agents_contrib.checks.findings import Finding
+from orchestrator_core.errors import InvalidRequest
+from orchestrator_core.patterns import Pattern, compiled, escaped
 
 
 def check_requirements(requirements: Sequence[str], artifacts: Sequence[Artifact]) -> tuple[list[Finding], list[str]]:
@@ -31,7 +33,12 @@ def check_requirements(requirements: Sequence[str], artifacts: Sequence[Artifact
         if kind.strip() not in _MATCHERS or not value.strip():
             notes.append(f"REQ000 not machine-checkable, left to the agents: {requirement!r}")
             continue
-        if _first_match(kind.strip(), value.strip(), artifacts) is None:
+        try:
+            found = _first_match(kind.strip(), value.strip(), artifacts)
+        except InvalidRequest as refused:
+            violations.append(Finding("REQ001", f"requirement cannot be checked: {refused}"))
+            continue
+        if found is None:
             violations.append(Finding("REQ001", f"requirement not met: {requirement!r}"))
     return violations, notes
 
@@ -41,11 +48,15 @@ def check_forbidden(forbidden: Sequence[str], artifacts: Sequence[Artifact]) -> 
     violations: list[Finding] = []
     for item in forbidden:
         kind, _, value = item.partition(":")
-        if kind.strip() in _MATCHERS and value.strip():
-            found = _first_match(kind.strip(), value.strip(), artifacts)
-        elif item.strip():
-            found = _first_match("re", r"(?i)(?<!\w)" + re.escape(item.strip()) + r"(?!\w)", artifacts)
-        else:
+        try:
+            if kind.strip() in _MATCHERS and value.strip():
+                found = _first_match(kind.strip(), value.strip(), artifacts)
+            elif item.strip():
+                found = _match_phrase(item.strip(), artifacts)
+            else:
+                continue
+        except InvalidRequest as refused:
+            violations.append(Finding("FORBID001", f"forbidden item cannot be checked: {refused}"))
             continue
         if found is not None:
             artifact, line = found
@@ -70,14 +81,23 @@ def _first_match(kind: str, value: str, artifacts: Sequence[Artifact]) -> Match 
 
 
 def _match_regex(pattern: str, artifacts: Sequence[Artifact]) -> Match | None:
-    try:
-        compiled = re.compile(pattern, re.MULTILINE)
-    except re.error:
-        compiled = re.compile(re.escape(pattern))
+    return _search(compiled(pattern), artifacts)
+
+
+def _match_phrase(phrase: str, artifacts: Sequence[Artifact]) -> Match | None:
+    """The phrase as whole words, case-insensitive (RE2 has no lookarounds, hence the group)."""
+    return _search(compiled(rf"(?i)(?:^|{_NOT_WORD})(" + escaped(phrase) + rf")(?:{_NOT_WORD}|$)"), artifacts,
+                   group=1)
+
+
+_NOT_WORD = r"[^\p{L}\p{N}_]"  # Unicode-aware, as Python's \W; RE2's \W is ASCII only
+
+
+def _search(pattern: Pattern, artifacts: Sequence[Artifact], group: int = 0) -> Match | None:
     for artifact in artifacts:
-        found = compiled.search(artifact.content)
+        found = pattern.search(artifact.content)
         if found:
-            return artifact, artifact.content.count("\n", 0, found.start()) + 1
+            return artifact, artifact.content.count("\n", 0, found.start(group)) + 1
     return None
 
 
