@@ -51,10 +51,12 @@ def main() -> int:
     print(f"container engine: {engine.name} ({engine.binary})")
     version = args.version or _project_version()
     before: set[str] = set()
+    # Read once: the commit may move while the build runs.
+    labels = _label_args()
     try:
         base = _base_image(engine, args)
         before = _image_ids(engine)
-        production, test = _build(engine, base, version, args)
+        production, test = _build(engine, base, version, labels, args)
     except (EngineError, RuntimeError) as exc:
         _remove_built(engine, before, args)
         if base_missing := _missing_public_base(engine, args):
@@ -62,7 +64,7 @@ def main() -> int:
         print(f"container check FAILED: {exc}", file=sys.stderr)
         return 1
     try:
-        check_image(engine, production, version)
+        check_image(engine, production, version, labels.get("REVISION", ""))
         check_container(engine, test, args.orchestrator)
     except (CheckFailed, NotServing, EngineError) as exc:
         print(f"container check FAILED: {exc}", file=sys.stderr)
@@ -161,13 +163,20 @@ def _git(*args: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def _build(engine: Engine, base: str | None, version: str, args: argparse.Namespace) -> tuple[str, str]:
+def _label_args() -> dict[str, str]:
+    """The OCI labels' build arguments: the commit, its time (reproducible, unlike the
+    build's), the remote; those git cannot tell are left out."""
+    values = {"REVISION": _git("rev-parse", "HEAD"), "CREATED": _git("log", "-1", "--format=%cI"),
+              "SOURCE": _git("remote", "get-url", "origin")}
+    return {arg: value for arg, value in values.items() if value}
+
+
+def _build(
+    engine: Engine, base: str | None, version: str, labels: dict[str, str], args: argparse.Namespace
+) -> tuple[str, str]:
     common = [*engine.build_args(), "-f", str(DOCKERFILE), "--build-arg", f"VERSION={version}"]
-    # The OCI labels: the commit, its time (reproducible, unlike the build's), the remote.
-    for arg, value in (("REVISION", _git("rev-parse", "HEAD")), ("CREATED", _git("log", "-1", "--format=%cI")),
-                       ("SOURCE", _git("remote", "get-url", "origin"))):
-        if value:
-            common += ["--build-arg", f"{arg}={value}"]
+    for arg, value in labels.items():
+        common += ["--build-arg", f"{arg}={value}"]
     if base:
         common += ["--build-arg", f"BASE_IMAGE={base}"]
     if args.pip_ca and Path(args.pip_ca).is_file():
@@ -178,7 +187,7 @@ def _build(engine: Engine, base: str | None, version: str, args: argparse.Namesp
     return production, test
 
 
-def check_image(engine: Engine, image: str, version: str) -> None:
+def check_image(engine: Engine, image: str, version: str, revision: str) -> None:
     data = engine.inspect("image", image)
     config = data.get("Config") or {}
     require(config.get("User") == "1000:1000", f"{image} runs as {config.get('User')!r}, not 1000:1000")
@@ -187,8 +196,8 @@ def check_image(engine: Engine, image: str, version: str) -> None:
     labels = config.get("Labels") or {}
     label = labels.get("org.opencontainers.image.version")
     require(label == version, f"{image} is labelled version {label!r}, not {version!r}")
-    revision = labels.get("org.opencontainers.image.revision")
-    require(revision == _git("rev-parse", "HEAD"), f"{image} is labelled revision {revision!r}, not the commit")
+    label = labels.get("org.opencontainers.image.revision")
+    require(label == revision, f"{image} is labelled revision {label!r}, not {revision!r}")
     entrypoint = config.get("Entrypoint") or []
     require(entrypoint[:2] == ["tini", "--"], f"{image}'s entrypoint {entrypoint} does not start with tini")
     healthcheck = config.get("Healthcheck") or data.get("Healthcheck") or {}
