@@ -10,7 +10,14 @@ from email.utils import format_datetime
 import pytest
 
 from agents_contrib.options import redact_url, spread
-from agents_contrib.resilience import Deadline, Retryable, RetryPolicy, call_with_retries, retry_after_seconds
+from agents_contrib.resilience import (
+    Deadline,
+    Retryable,
+    RetryPolicy,
+    call_with_retries,
+    refused_locally,
+    retry_after_seconds,
+)
 from orchestrator_core.errors import AgentError, BackendUnavailable
 
 
@@ -94,6 +101,46 @@ async def test_giving_up_keeps_the_error_type_and_says_how_often_it_tried() -> N
     with pytest.raises(BackendUnavailable) as raised:
         await call_with_retries(attempt, policy=RetryPolicy(max_retries=2), deadline=Deadline(60), sleep=no_wait)
     assert str(raised.value) == "no server at http://x (gave up after 3 attempt(s))"
+
+
+async def test_a_failure_can_allow_fewer_retries_than_the_policy() -> None:
+    waits: list[float] = []
+
+    async def attempt(_: float) -> str:
+        raise Retryable(BackendUnavailable("refused"), max_retries=1)
+
+    async def record(delay: float) -> None:
+        waits.append(delay)
+
+    with pytest.raises(BackendUnavailable, match=r"gave up after 2 attempt\(s\)"):
+        await call_with_retries(attempt, policy=RetryPolicy(max_retries=4), deadline=Deadline(60), sleep=record)
+    assert len(waits) == 1
+    with pytest.raises(BackendUnavailable, match=r"gave up after 1 attempt\(s\)"):
+        await call_with_retries(attempt, policy=RetryPolicy(max_retries=0), deadline=Deadline(60), sleep=record)
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://127.3.2.1:8000/v1", True),
+        ("http://localhost:11434/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://0.0.0.0:8000/v1", True),
+        ("http://10.0.0.5:8000/v1", False),
+        ("http://model-server:8000/v1", False),
+        ("https://api.openai.com/v1", False),
+    ],
+)
+def test_a_refused_connection_is_local_only_on_a_loopback_address(url: str, local: bool) -> None:
+    refused = ConnectionRefusedError(111, "Connect call failed")
+    wrapped = OSError("All connection attempts failed")
+    wrapped.__cause__ = refused
+    outer = RuntimeError("All connection attempts failed")
+    outer.__context__ = wrapped
+    assert refused_locally(outer, url) is local
+    other = OSError("Network is unreachable")
+    assert refused_locally(other, url) is False
 
 
 async def test_cancellation_during_a_backoff_wait_propagates() -> None:

@@ -209,12 +209,16 @@ async def test_an_unreachable_endpoint_is_unavailable_naming_it() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
+    sleeps = Sleeps()
     with pytest.raises(BackendUnavailable) as raised:
-        await agent_of(backend_for(base_url, max_retries=1)).generate(TASK)
+        await agent_of(backend_for(base_url, sleeps, max_retries=4)).generate(TASK)
 
-    assert f"no Anthropic API server answered at {base_url}" in str(raised.value)
+    assert f"no Anthropic API server answered at {base_url} (connection refused)" in str(raised.value)
     assert "ORCH_ANTHROPIC_BASE_URL" in str(raised.value)
+    assert "gave up after 2 attempt(s)" in str(raised.value)
     assert KEY not in str(raised.value)
+    # Refused on this machine: one quick retry, not the policy's four.
+    assert len(sleeps.delays) == 1
 
 
 async def test_a_timeout_is_retried_and_the_slow_request_abandoned(server: LLMServer) -> None:

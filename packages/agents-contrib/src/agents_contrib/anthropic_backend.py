@@ -33,11 +33,13 @@ from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
+    REFUSED_LOCALLY_RETRIES,
     Deadline,
     LoopLocal,
     Retryable,
     RetryPolicy,
     call_with_retries,
+    refused_locally,
     retry_after_seconds,
 )
 from agents_contrib.tokens import ESTIMATE
@@ -205,9 +207,10 @@ class AnthropicAgent(PromptedAgent):
             except sdk.APITimeoutError:
                 raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
             except sdk.APIConnectionError as exc:
-                detail = str(exc) or "connection failed"
+                refused = refused_locally(exc, self.options.base_url)
+                detail = "connection refused" if refused else str(exc) or "connection failed"
                 error = errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail)
-                raise self._retry(error, phase) from None
+                raise self._retry(error, phase, max_retries=REFUSED_LOCALLY_RETRIES if refused else None) from None
             except sdk.APIStatusError as exc:
                 raise self._status_error(exc, phase) from None
             except json.JSONDecodeError:
@@ -273,9 +276,10 @@ class AnthropicAgent(PromptedAgent):
             truncated=truncated,
         )
 
-    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None) -> Retryable:
+    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None,
+               max_retries: int | None = None) -> Retryable:
         log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
-        return Retryable(error, retry_after)
+        return Retryable(error, retry_after, max_retries)
 
 
 def _field(value: object, name: str) -> Any:

@@ -49,11 +49,13 @@ from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import (
+    REFUSED_LOCALLY_RETRIES,
     Deadline,
     LoopLocal,
     Retryable,
     RetryPolicy,
     call_with_retries,
+    refused_locally,
     retry_after_seconds,
 )
 from agents_contrib.tokens import ESTIMATE, TokenCounter
@@ -277,8 +279,10 @@ class OpenAIAgent(PromptedAgent):
                 detail = f"no connection within {timeout.connect:.3g}s"
                 raise self._retry(errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail), phase) from None
             except httpx.ConnectError as exc:
-                detail = _describe(exc, "connection refused")
-                raise self._retry(errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail), phase) from None
+                refused = refused_locally(exc, self._url)
+                detail = "connection refused" if refused else _describe(exc, "connection refused")
+                error = errors.unreachable(KIND, self._endpoint, BASE_URL_SETTING, detail)
+                raise self._retry(error, phase, max_retries=REFUSED_LOCALLY_RETRIES if refused else None) from None
             except httpx.TimeoutException:
                 raise self._retry(errors.no_answer(self._endpoint, seconds), phase) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -327,9 +331,10 @@ class OpenAIAgent(PromptedAgent):
             )
         raise errors.request_rejected(endpoint, status, message)
 
-    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None) -> Retryable:
+    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None,
+               max_retries: int | None = None) -> Retryable:
         log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
-        return Retryable(error, retry_after)
+        return Retryable(error, retry_after, max_retries)
 
 
 def _describe(exc: Exception, fallback: str) -> str:

@@ -4,23 +4,32 @@ A backend call is a series of attempts. An attempt that fails in a way worth ret
 (rate limited, a 5xx, the connection dropped or timed out) raises :class:`Retryable`; the
 loop in :func:`call_with_retries` waits and tries again, as long as retries remain and
 the next attempt can start before the call's deadline. Anything else ends the call.
+
+A connection refused at a loopback address is not transient: nothing listens on that port
+of this machine, and waiting does not start a server. It gets one quick retry (a server
+that is starting up) instead of the policy's full series (:func:`refused_locally`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+from urllib.parse import urlsplit
 
 from orchestrator_core.deadlines import seconds_left
 from orchestrator_core.errors import AgentError
 
 T = TypeVar("T")
+
+REFUSED_LOCALLY_RETRIES = 1
+"""Retries after a loopback address refused the connection: one, for a server starting up."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -50,12 +59,14 @@ class Retryable(Exception):
     Args:
         error: what the call raises if it gives up here.
         retry_after: the server's Retry-After, in seconds, when it sent one.
+        max_retries: at most this many retries for this failure, whatever the policy allows.
     """
 
-    def __init__(self, error: AgentError, retry_after: float | None = None) -> None:
+    def __init__(self, error: AgentError, retry_after: float | None = None, max_retries: int | None = None) -> None:
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        self.max_retries = max_retries
 
 
 class Deadline:
@@ -105,7 +116,8 @@ async def call_with_retries(
             return await attempt(max(deadline.remaining(), 0.0))
         except Retryable as failure:
             last = failure
-        if attempts > policy.max_retries:
+        allowed = policy.max_retries if last.max_retries is None else min(policy.max_retries, last.max_retries)
+        if attempts > allowed:
             raise _with_note(last.error, f"gave up after {attempts} attempt(s)") from last.error
         delay = policy.backoff(attempts - 1, rng)
         if last.retry_after is not None:
@@ -117,6 +129,31 @@ async def call_with_retries(
             )
             raise _with_note(last.error, note) from last.error
         await sleep(delay)
+
+
+def refused_locally(error: BaseException, url: str) -> bool:
+    """Whether ``error`` (or what caused it) is a refused connection to a loopback ``url``."""
+    host = urlsplit(url).hostname or ""
+    if host != "localhost" and not host.endswith(".localhost"):
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # a name: it may resolve elsewhere next time
+        if not (address.is_loopback or address.is_unspecified):
+            return False
+    return connection_refused(error)
+
+
+def connection_refused(error: BaseException) -> bool:
+    """Whether a ConnectionRefusedError is in the chain of causes behind ``error``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
