@@ -40,6 +40,7 @@ from agents_contrib.resilience import LoopLocal
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
+from orchestrator_core.reachability import EndpointState, Reachability
 
 PROGRAM_SETTING = "ORCH_COMMAND_PROGRAM"
 STDERR_TAIL_CHARS = 600
@@ -124,6 +125,14 @@ class CommandAgent(PromptedAgent):
         self.argv = argv
         self._limit = limit
         self._name = os.path.basename(argv[0])
+
+    async def probe_endpoint(self) -> Reachability:
+        """The program exists and may be executed (running it would cost a model call)."""
+        program = shutil.which(self.argv[0])
+        if program is None:
+            return Reachability(EndpointState.UNREACHABLE,
+                                f"no executable program {self.argv[0]!r}; set the council's program option")
+        return Reachability(EndpointState.REACHABLE, f"{program} is executable")
 
     def describe(self) -> AgentIdentity:
         """The program this agent runs (its arguments left out: they may hold secrets);

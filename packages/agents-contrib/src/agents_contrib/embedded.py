@@ -34,6 +34,7 @@ from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import LoopLocal
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
+from orchestrator_core.reachability import EndpointState, Reachability
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,14 @@ class EmbeddedAgent(OpenAIAgent):
         return AgentIdentity(
             model=self.options.model, endpoint=f"in-process llama.cpp ({self._model_path.name})", source="settings"
         )
+
+    async def probe_endpoint(self) -> Reachability:
+        """In process: reachable once loaded or before the first call; not after a failed load."""
+        server = self._embedded.server
+        if server.failure:
+            return Reachability(EndpointState.UNREACHABLE, server.failure)
+        state = "loaded" if server.started is not None else "loads on the first call"
+        return Reachability(EndpointState.REACHABLE, f"in-process llama.cpp ({self._model_path.name}), {state}")
 
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         base_url = await self._embedded.server.base_url(self._embedded.parameters(self._model_path))

@@ -123,6 +123,11 @@ class EmbeddedServer:
     def started(self) -> Started | None:
         return self._started
 
+    @property
+    def failure(self) -> str:
+        """Why loading the model failed, if it did (empty otherwise)."""
+        return self._failure
+
     async def base_url(self, parameters: ServerParameters) -> str:
         """The server's OpenAI-compatible base URL (``http://127.0.0.1:PORT/v1``), starting
         it first if no call has yet. Loading runs in a worker thread.

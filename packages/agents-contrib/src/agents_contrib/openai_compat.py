@@ -62,6 +62,7 @@ from agents_contrib.tokens import ESTIMATE, TokenCounter
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
+from orchestrator_core.reachability import EndpointState, Reachability
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ BASE_URL_SETTING = "ORCH_OPENAI_BASE_URL"
 API_KEY_SETTING = "ORCH_OPENAI_API_KEY"
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 CONNECT_TIMEOUT_SECONDS = 10.0
+PROBE_SECONDS = 5.0
 KIND = "OpenAI-compatible"
 
 
@@ -211,6 +213,20 @@ class OpenAIAgent(PromptedAgent):
         self.options = self.options.model_copy(update={"base_url": base_url})
         self._url = f"{base_url}/chat/completions"
         self._endpoint = redact_url(base_url)
+
+    async def probe_endpoint(self) -> Reachability:
+        """``GET {base_url}/models``: any answer, an error status included, means the server is
+        there; no connection or no answer within a few seconds means it is not."""
+        url = f"{self.options.base_url}/models"
+        try:
+            response = await self._backend.client().get(url, headers=self._headers(), timeout=PROBE_SECONDS)
+        except httpx.HTTPError as exc:
+            detail = _describe(exc, "no answer")
+            return Reachability(
+                EndpointState.UNREACHABLE,
+                f"{self._endpoint} did not answer ({detail}); start the server or set {BASE_URL_SETTING}",
+            )
+        return Reachability(EndpointState.REACHABLE, f"{self._endpoint} answered HTTP {response.status_code}")
 
     def describe(self) -> AgentIdentity:
         """The model and endpoint this agent calls; "options" when the council's options named

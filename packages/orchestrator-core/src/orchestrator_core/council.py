@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
 from orchestrator_core.errors import NoCouncil
 from orchestrator_core.hookspecs import Agent, AgentBackend, SelectingAgent
 from orchestrator_core.models import AgentConfig
+from orchestrator_core.reachability import EndpointState, Reachability, probe_agent
 from orchestrator_core.redaction import redact_url
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
 
@@ -22,6 +23,8 @@ class CouncilInfo:
     ready: bool
     detail: str
     circuit: CircuitState = CircuitState.CLOSED
+    endpoint: Reachability = field(default_factory=Reachability)
+    """Whether the council's endpoint answered its last probe (unknown until probed)."""
 
 
 class Breakers:
@@ -72,6 +75,8 @@ class Council:
         self._backend = backend
         self.problem = problem
         self._breakers = breakers or Breakers(failure_threshold=5, cooldown_seconds=30.0)
+        self.reachability = Reachability()
+        """What the last probe of the council's endpoint found (see :mod:`.reachability`)."""
 
     @property
     def ready(self) -> bool:
@@ -118,12 +123,37 @@ class Council:
                 return state
         return CircuitState.CLOSED
 
+    async def probe(self) -> Reachability:
+        """Probe each distinct endpoint of the council's agents; the worst state wins."""
+        if not self.ready:
+            return Reachability()
+        seen: set[int] = set()
+        found: list[Reachability] = []
+        for index in range(self.size):
+            breaker = self._breakers.for_options(self.settings.backend, self.settings.options_for(index))
+            if id(breaker) in seen:
+                continue
+            seen.add(id(breaker))
+            try:
+                agent = self._agent(index, self.size).agent
+            except Exception:  # options a backend refuses now: the council says so elsewhere
+                continue
+            found.append(await probe_agent(agent))
+        for state in (EndpointState.UNREACHABLE, EndpointState.UNKNOWN, EndpointState.REACHABLE):
+            for reachability in found:
+                if reachability.state is state:
+                    return reachability
+        return Reachability()
+
     def info(self) -> CouncilInfo:
         detail = self.problem or f"{self.size} {self.settings.backend} agent(s)"
         circuit = self.circuit if self.ready else CircuitState.CLOSED
         if circuit is CircuitState.OPEN:
             detail += "; its endpoint's circuit is open after repeated failures"
-        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit)
+        if self.ready and self.reachability.state is EndpointState.UNREACHABLE:
+            detail += f"; its endpoint is unreachable: {self.reachability.detail}"
+        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit,
+                           self.reachability)
 
 
 def build_councils(

@@ -28,6 +28,7 @@ from orchestrator_core.events import DeliberationStarted, EventSink, RankingRead
 from orchestrator_core.hookspecs import Agent, SelectingAgent, identity_of
 from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
+from orchestrator_core.reachability import Prober
 from orchestrator_core.records.idempotency import claim, request_fingerprint
 from orchestrator_core.records.model import (
     CouncilSeat,
@@ -100,6 +101,7 @@ class Orchestrator:
         self.owner = uuid.uuid4().hex
         """This process's id on the records it runs (and its lease, with a shared database)."""
         self.upkeep = RecordUpkeep(store, settings, self.owner)
+        self.prober = Prober(lambda: [c for c in self.councils.values() if c.ready], settings.endpoint_probe_seconds)
         self._started = time.monotonic()
 
     @property
@@ -114,6 +116,7 @@ class Orchestrator:
         except BaseException:
             await self.store.close()
             raise
+        self.prober.start()
 
     async def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
         """Close the records, once the deliberations still unwinding (e.g. cancelled at the end
@@ -121,6 +124,7 @@ class Orchestrator:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_seconds):
                 await self._idle.wait()
+        await self.prober.stop()
         await self.upkeep.stop()
         await self.store.close()
         await self._close_backends()

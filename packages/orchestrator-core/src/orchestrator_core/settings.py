@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     max_task_chars: int = Field(default=200_000, ge=1)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     """Consecutive failures of a backend endpoint (unreachable, timed out) that open its circuit."""
+    endpoint_probe_seconds: float = Field(default=60.0, ge=0)
+    """How often each council's endpoint is probed (at startup, then at this interval); 0: never."""
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     """How long an open circuit fails calls fast before letting a trial call through."""
 

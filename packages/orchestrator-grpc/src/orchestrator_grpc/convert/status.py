@@ -42,6 +42,8 @@ def council_to_proto(council: CouncilInfo) -> pb.CouncilInfo:
         ready=council.ready,
         detail=council.detail,
         circuit=council.circuit.value,
+        endpoint_state=council.endpoint.state.value,
+        endpoint_detail=council.endpoint.detail,
     )
 
 
