@@ -7,11 +7,11 @@ task's tests import are the files to write), and only the constraints the task h
 
 from __future__ import annotations
 
-import ast
 import sys
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
+from agents_contrib.checks.workspace import imported_modules
 from orchestrator_core.models import Task, TaskTest
 
 TEST_LIBRARIES = frozenset({"pytest", "hypothesis", "unittest"})
@@ -21,26 +21,10 @@ def files_to_write(tests: Sequence[TaskTest]) -> list[str]:
     """The Python files a proposal must provide: the modules the tests import that neither
     the standard library, a test library nor the tests themselves provide, in order."""
     own = {PurePosixPath(test.path).with_suffix("").name for test in tests}
-    found: list[str] = []
-    for test in tests:
-        try:
-            tree = ast.parse(test.content)
-        except (SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            for name in names:
-                module = name.split(".")[0]
-                if module in sys.stdlib_module_names or module in TEST_LIBRARIES or module in own:
-                    continue
-                path = f"{module}.py"
-                if path not in found:
-                    found.append(path)
-    return found
+    return [
+        f"{module}.py" for module in imported_modules(tests)
+        if module not in sys.stdlib_module_names and module not in TEST_LIBRARIES and module not in own
+    ]
 
 
 def deliverable(task: Task) -> str:

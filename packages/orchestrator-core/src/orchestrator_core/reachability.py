@@ -11,12 +11,13 @@ Councils whose agents cannot probe are ``unknown``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+from orchestrator_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,8 @@ class Prober:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def probe_all(self) -> None:
         councils = list(self._councils())

@@ -16,7 +16,6 @@ Three kinds of name are published:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from grpc_health.v1 import health_pb2
@@ -25,6 +24,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from orchestrator_core.breaker import CircuitState
 from orchestrator_core.council import Council
 from orchestrator_core.orchestrator import Orchestrator
+from orchestrator_core.tasks import cancel_and_wait
 from orchestrator_grpc.service import SERVICE_NAME
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,8 @@ class HealthPublisher:
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _refresh_loop(self) -> None:
         while True:

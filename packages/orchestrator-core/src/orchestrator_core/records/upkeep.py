@@ -12,13 +12,13 @@ process, so at startup every record another process left running is interrupted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.settings import Settings
+from orchestrator_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,7 @@ class RecordUpkeep:
             self._tasks.append(loop.create_task(self._every(interval, self.prune)))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         try:
             await self.store.retire(self.owner)
