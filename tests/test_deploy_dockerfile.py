@@ -203,7 +203,7 @@ def test_healthcheck_asks_orchestrator_health_on_the_configured_port(dockerfile:
 
 def test_tini_is_installed_from_debian_in_the_runtime_chain(dockerfile: Dockerfile) -> None:
     (apt,) = [run for run in dockerfile.effective("runtime", "RUN") if "apt-get install" in run]
-    assert "--no-install-recommends tini libatomic1" in apt
+    assert "--no-install-recommends tini libatomic1 libgomp1" in apt
     assert "apt-get clean" in apt
     assert "rm -rf /var/lib/apt/lists/*" in apt
 
