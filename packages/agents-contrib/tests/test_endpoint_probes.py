@@ -91,3 +91,13 @@ async def test_status_shows_an_unreachable_endpoint_found_at_startup(
     assert url in dev.endpoint_detail
     assert "ORCH_OPENAI_BASE_URL" in dev.endpoint_detail
     assert "its endpoint is unreachable" in dev.detail
+
+
+async def test_backends_probe_the_endpoint_a_councils_options_name(tmp_path: Path) -> None:
+    backend = OpenAIBackend(OpenAISettings(model="m"), prompts_dir="")
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    assert (await backend.probe_endpoint({"base_url": url})).state is EndpointState.UNREACHABLE
+    command = CommandBackend(CommandSettings(), prompts_dir="")
+    gone = await command.probe_endpoint({"program": str(tmp_path / "no-such-program")})
+    assert gone.state is EndpointState.UNREACHABLE
+    assert "no-such-program" in gone.detail

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator_core.council import build_councils
 from orchestrator_core.models import AgentConfig
-from orchestrator_core.reachability import EndpointState, Prober, Reachability, probe_agent
+from orchestrator_core.reachability import EndpointState, Prober, Reachability, probe_backend
 from orchestrator_core.settings import Settings
 from orchestrator_core.testing import ScriptedAgent
 
@@ -23,7 +23,7 @@ class ProbedAgent(ScriptedAgent):
         super().__init__(config.agent_id)
         self.endpoint = str(config.options.get("base_url", ""))
 
-    async def probe_endpoint(self) -> Reachability:
+    async def answer(self) -> Reachability:
         if self.endpoint.startswith("dead"):
             return Reachability(EndpointState.UNREACHABLE, f"{self.endpoint} refused the connection")
         if self.endpoint == "hang":
@@ -36,8 +36,16 @@ class ProbedAgent(ScriptedAgent):
 class ProbedBackend:
     name = "probed"
 
+    def __init__(self) -> None:
+        self.created: list[ProbedAgent] = []
+
     def create(self, config: AgentConfig) -> ProbedAgent:
-        return ProbedAgent(config)
+        agent = ProbedAgent(config)
+        self.created.append(agent)
+        return agent
+
+    async def probe_endpoint(self, options: Mapping[str, Any]) -> Reachability:
+        return await ProbedAgent(AgentConfig("probe", "PROBE", 0, 1, options)).answer()
 
 
 def councils(options: Mapping[str, Any], agent_options: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -78,16 +86,24 @@ async def test_an_unreachable_endpoint_shows_in_the_council_detail_and_is_logged
 
 
 async def test_a_hanging_probe_is_cut_off_and_a_broken_one_is_unknown() -> None:
-    hanging = councils({"base_url": "hang"})["DEV"]._agent(0, 1).agent
-    assert (await probe_agent(hanging, timeout_seconds=0.05)).state is EndpointState.UNREACHABLE
-    broken = councils({"base_url": "broken"})["DEV"]._agent(0, 1).agent
-    found = await probe_agent(broken)
+    backend = ProbedBackend()
+    assert (await probe_backend(backend, {"base_url": "hang"}, timeout_seconds=0.05)).state is EndpointState.UNREACHABLE
+    found = await probe_backend(backend, {"base_url": "broken"})
     assert found.state is EndpointState.UNKNOWN
     assert "KeyError" in found.detail
 
 
-async def test_an_agent_without_a_probe_is_unknown() -> None:
-    assert await probe_agent(ScriptedAgent("dev-1")) == Reachability()
+async def test_a_backend_without_a_probe_is_unknown_and_probing_creates_no_agent() -> None:
+    class Silent(ProbedBackend):
+        probe_endpoint = None  # type: ignore[assignment]
+
+    backend = Silent()
+    assert await probe_backend(backend, {}) == Reachability()
+    settings = Settings(councils={"DEV": {"backend": "probed", "agents": 3}}, default_backend="probed")
+    dev = build_councils(settings, {"probed": ProbedBackend()})["DEV"]  # type: ignore[dict-item]
+    created = len(dev._backend.created)  # type: ignore[union-attr]
+    await dev.probe()
+    assert len(dev._backend.created) == created  # type: ignore[union-attr]
 
 
 async def test_the_prober_runs_in_the_background_and_stops() -> None:

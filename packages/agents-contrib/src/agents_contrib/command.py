@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +94,14 @@ class CommandBackend:
         self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
             lambda: asyncio.Semaphore(self.settings.max_concurrency)
         )
+
+    async def probe_endpoint(self, options: Mapping[str, Any]) -> Reachability:
+        """Whether the program ``options`` name can still be run."""
+        try:
+            agent = self.create(AgentConfig("probe", "PROBE", 0, 1, options))
+        except ValueError as exc:
+            return Reachability(EndpointState.UNREACHABLE, str(exc))
+        return await agent.probe_endpoint()
 
     def create(self, config: AgentConfig) -> CommandAgent:
         options = effective_options(

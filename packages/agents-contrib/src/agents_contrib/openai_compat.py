@@ -139,6 +139,10 @@ class OpenAIBackend(LimitedBackend[OpenAISettings]):
             seed=agent_seed(options.seed, config.index),
         )
 
+    async def probe_endpoint(self, options: Mapping[str, Any]) -> Reachability:
+        """Whether the endpoint ``options`` name answers (see :meth:`OpenAIAgent.probe_endpoint`)."""
+        return await self.create(AgentConfig("probe", "PROBE", 0, 1, options)).probe_endpoint()
+
     def client(self) -> httpx.AsyncClient:
         return self._clients.get()
 

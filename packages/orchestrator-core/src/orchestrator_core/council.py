@@ -10,7 +10,7 @@ from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
 from orchestrator_core.errors import NoCouncil
 from orchestrator_core.hookspecs import Agent, AgentBackend, SelectingAgent
 from orchestrator_core.models import AgentConfig
-from orchestrator_core.reachability import EndpointState, Reachability, probe_agent
+from orchestrator_core.reachability import EndpointState, Reachability, probe_backend
 from orchestrator_core.redaction import redact_url
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
 
@@ -124,7 +124,8 @@ class Council:
         return CircuitState.CLOSED
 
     async def probe(self) -> Reachability:
-        """Probe each distinct endpoint of the council's agents; the worst state wins."""
+        """Probe each distinct endpoint of the council's agents through the backend (no agent
+        is created for it); the worst state wins."""
         if not self.ready:
             return Reachability()
         seen: set[int] = set()
@@ -134,11 +135,7 @@ class Council:
             if id(breaker) in seen:
                 continue
             seen.add(id(breaker))
-            try:
-                agent = self._agent(index, self.size).agent
-            except Exception:  # options a backend refuses now: the council says so elsewhere
-                continue
-            found.append(await probe_agent(agent))
+            found.append(await probe_backend(self._backend, self.settings.options_for(index)))
         for state in (EndpointState.UNREACHABLE, EndpointState.UNKNOWN, EndpointState.REACHABLE):
             for reachability in found:
                 if reachability.state is state:

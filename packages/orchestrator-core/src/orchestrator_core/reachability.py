@@ -1,21 +1,21 @@
 """Whether each council's model endpoint answers, probed at startup and then periodically.
 
 A council can be ready (its backend is installed, its options valid) while nothing listens
-at its endpoint; without a probe the first deliberation is what finds out. Agents may offer
-an optional ``async probe_endpoint() -> Reachability`` (:class:`ProbingAgent`): a cheap request
+at its endpoint; without a probe the first deliberation is what finds out. Backends may offer
+an optional ``async probe_endpoint(options) -> Reachability`` (:class:`ProbingBackend`): a cheap request
 that touches the endpoint without costing tokens (e.g. ``GET /v1/models``). Any answer, even
 an error status, means the endpoint is reachable; no connection or no answer means it is not.
-Councils whose agents cannot probe are ``unknown``.
+Councils whose backend cannot probe are ``unknown``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator_core.tasks import cancel_and_wait
 
@@ -40,22 +40,27 @@ class Reachability:
 
 
 @runtime_checkable
-class ProbingAgent(Protocol):
-    """An agent that can check that its endpoint answers. Optional."""
+class ProbingBackend(Protocol):
+    """A backend that can check that the endpoint a council's options name answers. Optional."""
 
-    async def probe_endpoint(self) -> Reachability:
-        """Touch the endpoint cheaply (no tokens spent); never raise for a dead endpoint."""
+    async def probe_endpoint(self, options: Mapping[str, Any]) -> Reachability:
+        """Touch the endpoint cheaply (no tokens spent); never raise for a dead endpoint.
+
+        ``options`` are one agent's options, as a council gives them to ``create``."""
         ...
 
 
-async def probe_agent(agent: object, timeout_seconds: float = PROBE_TIMEOUT_SECONDS) -> Reachability:
-    """``agent.probe_endpoint()`` bounded in time; a plugin's broken probe reports, never raises."""
-    probe = getattr(agent, "probe_endpoint", None)
+async def probe_backend(
+    backend: object, options: Mapping[str, Any], timeout_seconds: float = PROBE_TIMEOUT_SECONDS
+) -> Reachability:
+    """``backend.probe_endpoint(options)`` bounded in time; a plugin's broken probe reports,
+    never raises."""
+    probe = getattr(backend, "probe_endpoint", None)
     if not callable(probe):
         return Reachability()
     try:
         async with asyncio.timeout(timeout_seconds):
-            found = await probe()
+            found = await probe(options)
     except TimeoutError:
         return Reachability(EndpointState.UNREACHABLE, f"no answer to a probe within {timeout_seconds:g}s")
     except Exception as exc:
