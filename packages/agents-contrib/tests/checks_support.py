@@ -56,9 +56,17 @@ def python_block(code: str, filename: str = "") -> str:
     return f"```{info}\n{code.rstrip()}\n```\n"
 
 
+TEST_UIDS = 100_000 + (os.getpid() % 50_000) * 8
+"""This test process's own sandbox uids: a test run beside another one on the machine (each
+with its own work root, so its own uid locks) must not share uids, process limits or the
+process listings the hostile tests make."""
+
+
 def fast_settings(tmp_path: Path, **overrides: object) -> DryRunSettings:
     """Tight bounds, so hostile code is stopped within seconds."""
     values: dict[str, object] = {
+        "sandbox_uid": TEST_UIDS,
+        "sandbox_uid_count": 8,
         "timeout_seconds": 8.0,
         "cpu_seconds": 2,
         "memory_bytes": 768 * 1024 * 1024,
