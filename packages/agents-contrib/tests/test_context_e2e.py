@@ -131,4 +131,8 @@ async def test_a_server_refusing_the_request_is_a_failed_precondition_not_retrie
     assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "rejected the request (HTTP 400: This model's maximum context length is 4096" in (
         raised.value.details() or "")
-    assert len(llm.requests_to(CHAT_PATH)) == 3  # one per agent: a 400 is final
+    # A 400 is final: no agent sends a second request. Once two agents have failed, the quorum
+    # (2 of 3) is lost and the third call is cancelled, before or after its request left.
+    requests = llm.requests_to(CHAT_PATH)
+    assert 2 <= len(requests) <= 3
+    assert len({r.json["messages"][0]["content"] + str(r.json.get("temperature")) for r in requests}) == len(requests)
