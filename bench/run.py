@@ -14,6 +14,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import checks  # noqa: E402
+import cli_startup  # noqa: E402
 import critical_path  # noqa: E402
 import embedded  # noqa: E402
 import overhead  # noqa: E402
@@ -42,10 +43,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=HERE.parent / "BENCHMARKS.md")
     parser.add_argument(
+        "--only-cli", action="store_true", help="measure only the CLI's start-up and replace its section"
+    )
+    parser.add_argument(
         "--only-embedded", action="store_true",
         help="measure only the embedded model and replace its section of the output file",
     )
     args = parser.parse_args()
+    if args.only_cli:
+        replace_section(args.output, cli_startup.markdown(cli_startup.run()))
+        print(args.output.read_text())
+        return
     if args.only_embedded:
         replace_section(args.output, embedded_section())
         print(args.output.read_text())
@@ -134,6 +142,7 @@ def main() -> None:
         passed = "" if "passed" not in f else ("yes" if f["passed"] else "no")
         score = "" if "score" not in f else f"{f['score']:.2f}"
         lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
+    lines += ["", *cli_startup.markdown(cli_startup.run())]
     lines += ["", *embedded_section()]
     lines += [
         "",
