@@ -219,3 +219,41 @@ async def test_status_lists_councils_and_plugins(make_orchestrator: Any) -> None
     assert councils["DEV"].agents == 3
     assert not councils["QA"].ready
     assert [p.name for p in status.plugins] == ["scripted-plugin"]
+
+
+class HeldFinalWrites:
+    """A store whose final writes wait until released: the moment a caller may go away."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update(self, record: Any, *, final: bool) -> None:
+        if final:
+            self.entered.set()
+            await self.release.wait()
+        await self._store.update(record, final=final)
+
+
+async def test_a_caller_gone_during_the_final_write_still_leaves_a_finished_record(make_orchestrator: Any) -> None:
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    orchestrator = await make_orchestrator(backend)
+    held = HeldFinalWrites(orchestrator.store)
+    orchestrator.store = held
+    run = asyncio.create_task(orchestrator.deliberate(request(), timeout=0.05))
+    await held.entered.wait()  # the run timed out and is writing its failure ...
+    run.cancel()  # ... when its caller's own deadline passes too
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    held.release.set()
+    for _ in range(1000):
+        [record] = (await orchestrator.list_records()).records
+        if record.status is not RecordStatus.RUNNING:
+            break
+        await asyncio.sleep(0.005)
+    assert record.status is RecordStatus.FAILED
+    assert record.error == "deadline exceeded"

@@ -210,9 +210,7 @@ class Orchestrator:
                 )
                 raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
             except asyncio.CancelledError:
-                await asyncio.shield(
-                    self._finish_failed(writer, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled")
-                )
+                await self._finish_failed(writer, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled")
                 raise
             except NoViableProposal as exc:
                 ranking = {"outcome": exc.outcome} if exc.outcome is not None else {}
@@ -223,9 +221,9 @@ class Orchestrator:
             except Exception as exc:
                 await self._finish_failed(writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__)
                 raise
-            await self._finish(
+            await asyncio.shield(self._finish(
                 writer, RecordStatus.SUCCEEDED, started, meter.total, outcome=outcome, selection=selection
-            )
+            ))
             return outcome, selection
 
     def _new_record(
@@ -349,11 +347,18 @@ class Orchestrator:
         **changes: object,
     ) -> None:
         """Like :meth:`_finish`, for a run that failed: a failure to write the record is
-        logged, and the run's own error is what the caller gets."""
-        try:
-            await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind, **changes)
-        except Exception as exc:
-            log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
+        logged, and the run's own error is what the caller gets.
+
+        The write is shielded: the caller's cancellation (a client's deadline passing just as
+        the run's own timeout fired) must not leave the record running for ever."""
+
+        async def write() -> None:
+            try:
+                await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind, **changes)
+            except Exception as exc:
+                log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
+
+        await asyncio.shield(write())
 
     def _council_for(self, task: Task) -> Council:
         role = normalised_task(task, self.settings).role
