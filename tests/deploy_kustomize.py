@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,24 @@ def _split_image(image: str) -> tuple[str, str]:
     if colon > slash:
         return image[:colon], image[colon:]
     return image, ""
+
+
+K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+# Where kubectl is missing (CI may lack it) the built-in renderer alone is checked.
+RENDERERS: dict[str, Callable[[Path], list[Obj]]] = {
+    **({"kubectl": render_with_kubectl} if kubectl() else {}),
+    "builtin": build,
+}
+_CACHE: dict[tuple[str, str], list[Obj]] = {}
+
+
+def rendered(overlay: str, renderer: str) -> list[Obj]:
+    """An overlay of deploy/k8s as a renderer gives it (rendered once, a fresh copy each call)."""
+    key = (overlay, renderer)
+    if key not in _CACHE:
+        _CACHE[key] = RENDERERS[renderer](K8S / "overlays" / overlay)
+    return copy.deepcopy(_CACHE[key])
+
+
+TLS_DIR = "/etc/orchestrator/tls"
+"""Where deploy/k8s/components/tls mounts the certificate secret."""

@@ -1,7 +1,8 @@
 """The Kubernetes manifests of deploy/k8s: every overlay renders, validates against the
 Kubernetes schemas, and keeps the security settings, probes, ports and grace periods; the
-TLS component turns mutual TLS on with probes that speak it; the deploy steps of
-deploy/README.md name paths that exist and set the image as they say.
+TLS component turns mutual TLS on with probes that speak it. That the rules catch what they
+are meant to is in test_deploy_manifest_rules.py; deploy/README.md's steps in
+test_deploy_readme.py.
 
 Every overlay is rendered by `kubectl kustomize` where kubectl is installed and always by
 the built-in renderer of deploy_kustomize, so the rules are checked without kubectl too.
@@ -9,17 +10,12 @@ the built-in renderer of deploy_kustomize, so the rules are checked without kube
 
 from __future__ import annotations
 
-import copy
 import re
-import shlex
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from deploy_checks import (
     ROOT,
     autoscaling_problems,
@@ -38,30 +34,23 @@ from deploy_checks import (
     tls_problems,
     writable_path_problems,
 )
-from deploy_kustomize import UnsupportedKustomization, build, kubectl, render_with_kubectl, strategic_merge
+from deploy_kustomize import (
+    RENDERERS,
+    TLS_DIR,
+    Obj,
+    UnsupportedKustomization,
+    build,
+    kubectl,
+    rendered,
+    strategic_merge,
+)
 from kubernetes_validate import utils as validate_utils
 
-Obj = dict[str, Any]
-K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("single", "ha", "ha-tls")
 NAMESPACE = "orchestrator"
 # Objects of custom resource definitions, which the Kubernetes schemas do not cover: checked
 # field by field below instead.
 CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate")})
-# Where kubectl is missing (CI may lack it) the built-in renderer alone is checked.
-RENDERERS: dict[str, Callable[[Path], list[Obj]]] = {
-    **({"kubectl": render_with_kubectl} if kubectl() else {}),
-    "builtin": build,
-}
-_CACHE: dict[tuple[str, str], list[Obj]] = {}
-
-
-def rendered(overlay: str, renderer: str) -> list[Obj]:
-    key = (overlay, renderer)
-    if key not in _CACHE:
-        _CACHE[key] = RENDERERS[renderer](K8S / "overlays" / overlay)
-    return copy.deepcopy(_CACHE[key])
-
 
 @pytest.fixture(params=[(o, r) for o in OVERLAYS for r in RENDERERS], ids=lambda p: f"{p[0]}-{p[1]}")
 def objects(request: pytest.FixtureRequest) -> list[Obj]:
@@ -253,7 +242,6 @@ def test_ha_prefers_pods_on_different_nodes_and_spreads_them_over_zones(renderer
                               "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": pods}
 
 
-TLS_DIR = "/etc/orchestrator/tls"
 
 
 @pytest.mark.parametrize("renderer", RENDERERS)
@@ -307,155 +295,6 @@ def test_the_cli_takes_the_options_the_tls_probes_pass() -> None:
     assert args.address == "127.0.0.1:50055"
 
 
-# The rules catch what they are meant to: each mutation of a rendered overlay breaks one.
-
-
-def _mutated(mutate: Callable[[list[Obj]], None]) -> list[Obj]:
-    objects = rendered("ha", "builtin")
-    mutate(objects)
-    return objects
-
-
-def _container(objects: list[Obj]) -> Obj:
-    container: Obj = pod_spec(one(objects, "Deployment"))["containers"][0]
-    return container
-
-
-def test_dropping_run_as_non_root_is_caught() -> None:
-    def drop(objects: list[Obj]) -> None:
-        del pod_spec(one(objects, "Deployment"))["securityContext"]["runAsNonRoot"]
-        del _container(objects)["securityContext"]["runAsNonRoot"]
-
-    problems = pod_security_problems(one(_mutated(drop), "Deployment"))
-    assert problems == [
-        "pod securityContext.runAsNonRoot is None, not True",
-        "orchestrator: securityContext.runAsNonRoot is None, not True",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "problem"),
-    [
-        ("readOnlyRootFilesystem", False, "orchestrator: securityContext.readOnlyRootFilesystem is False, not True"),
-        ("allowPrivilegeEscalation", True, "orchestrator: securityContext.allowPrivilegeEscalation is True, not False"),
-        ("runAsUser", 0, "orchestrator: runs with runAsUser 0, not 1000"),
-        ("capabilities", {"drop": ["NET_RAW"]}, "orchestrator: capabilities are not all dropped"),
-    ],
-)
-def test_weakening_the_container_security_context_is_caught(field: str, value: Any, problem: str) -> None:
-    def weaken(objects: list[Obj]) -> None:
-        _container(objects)["securityContext"][field] = value
-
-    assert pod_security_problems(one(_mutated(weaken), "Deployment")) == [problem]
-
-
-def test_a_readiness_probe_on_the_whole_server_is_caught() -> None:
-    def retarget(objects: list[Obj]) -> None:
-        _container(objects)["readinessProbe"]["grpc"].pop("service")
-
-    problems = probe_problems(one(_mutated(retarget), "Deployment"), service_health_name())
-    assert problems == ["readinessProbe checks '', not 'orchestrator.v1.OrchestratorService'"]
-
-
-def test_an_http_liveness_probe_is_caught() -> None:
-    def replace(objects: list[Obj]) -> None:
-        _container(objects)["livenessProbe"] = {"httpGet": {"path": "/", "port": 50055}}
-
-    problems = probe_problems(one(_mutated(replace), "Deployment"), service_health_name())
-    assert problems == ["livenessProbe is neither a native gRPC probe nor `orchestrator health`"]
-
-
-def test_an_exec_probe_on_another_port_or_service_is_caught() -> None:
-    objects = rendered("ha-tls", "builtin")
-    command = _container(objects)["readinessProbe"]["exec"]["command"]
-    command[command.index("--address") + 1] = "127.0.0.1:8080"
-    command[command.index("--service") + 1] = "grpc.health.v1.Health"
-    assert probe_problems(one(objects, "Deployment"), service_health_name()) == [
-        "readinessProbe probes '127.0.0.1:8080', not port 50055",
-        "readinessProbe checks 'grpc.health.v1.Health', not 'orchestrator.v1.OrchestratorService'",
-    ]
-
-
-def test_plaintext_probes_of_a_tls_server_are_caught() -> None:
-    """Turning TLS on without the component's probes: native gRPC probes cannot speak it."""
-    objects = rendered("ha", "builtin")
-    tls = {obj["kind"]: obj for obj in rendered("ha-tls", "builtin")}
-    settings(objects).update({k: v for k, v in settings([tls["ConfigMap"]]).items() if k.startswith("ORCH_TLS_")})
-    spec = pod_spec(one(objects, "Deployment"))
-    spec["volumes"] = pod_spec(tls["Deployment"])["volumes"]
-    spec["containers"][0]["volumeMounts"] = pod_spec(tls["Deployment"])["containers"][0]["volumeMounts"]
-    assert tls_problems(objects) == [f"{kind} is a native gRPC probe, which speaks plaintext only"
-                                     for kind in ("startupProbe", "livenessProbe", "readinessProbe")]
-
-
-def test_a_tls_probe_without_a_client_certificate_or_its_secret_is_caught() -> None:
-    objects = rendered("ha-tls", "builtin")
-    command = _container(objects)["livenessProbe"]["exec"]["command"]
-    del command[command.index("--cert-file"):command.index("--cert-file") + 2]
-    mounts = _container(objects)["volumeMounts"]
-    mounts[:] = [m for m in mounts if m["name"] != "tls"]
-    problems = tls_problems(objects)
-    assert problems[:3] == [f"{name} {TLS_DIR}/{file} is not on a Secret mounted read-only" for name, file in
-                            (("ORCH_TLS_CERT_FILE", "tls.crt"), ("ORCH_TLS_KEY_FILE", "tls.key"),
-                             ("ORCH_TLS_CLIENT_CA_FILE", "ca.crt"))]
-    assert "livenessProbe runs `orchestrator health` without --cert-file" in problems
-
-
-def test_a_tls_probe_of_a_plaintext_server_is_caught() -> None:
-    objects = rendered("ha-tls", "builtin")
-    for name in ("ORCH_TLS_CERT_FILE", "ORCH_TLS_KEY_FILE", "ORCH_TLS_CLIENT_CA_FILE"):
-        del settings(objects)[name]
-    assert tls_problems(objects) == [f"{kind} dials with TLS but the server speaks plaintext"
-                                     for kind in ("startupProbe", "livenessProbe", "readinessProbe")]
-
-
-def test_replicas_beside_an_autoscaler_are_caught() -> None:
-    def pin(objects: list[Obj]) -> None:
-        one(objects, "Deployment")["spec"]["replicas"] = 3
-
-    assert autoscaling_problems(_mutated(pin)) == [
-        "Deployment/orchestrator sets replicas 3 while the HorizontalPodAutoscaler orchestrator scales it"
-    ]
-
-
-def test_a_grace_period_no_longer_than_the_drain_is_caught() -> None:
-    def shorten(objects: list[Obj]) -> None:
-        pod_spec(one(objects, "Deployment"))["terminationGracePeriodSeconds"] = 30
-
-    assert grace_problems(_mutated(shorten)) == [
-        "terminationGracePeriodSeconds 30 is not longer than preStop 5.0s + ORCH_GRACE_PERIOD_SECONDS 25s"
-    ]
-
-
-@pytest.mark.parametrize("image", ["orchestrator:latest", "orchestrator", "orchestrator:0.0.9"])
-def test_an_unpinned_or_stale_image_is_caught(image: str) -> None:
-    def retag(objects: list[Obj]) -> None:
-        _container(objects)["image"] = image
-
-    assert len(image_problems(one(_mutated(retag), "Deployment"), project_version())) == 1
-
-
-def test_loopback_binding_and_extra_ingress_ports_are_caught() -> None:
-    def open_up(objects: list[Obj]) -> None:
-        settings(objects)["ORCH_HOST"] = "127.0.0.1"
-        one(objects, "NetworkPolicy")["spec"]["ingress"][0]["ports"].append({"port": 9464, "protocol": "TCP"})
-
-    problems = port_problems(_mutated(open_up))
-    assert len(problems) == 2
-    assert problems[0].startswith("ORCH_HOST is '127.0.0.1'")
-    assert problems[1].startswith("the NetworkPolicy admits [(9464, 'TCP'), (50055, 'TCP')]")
-
-
-def test_a_missing_tmp_volume_is_caught() -> None:
-    def unmount(objects: list[Obj]) -> None:
-        mounts = _container(objects)["volumeMounts"]
-        mounts[:] = [m for m in mounts if m["mountPath"] != "/tmp"]
-
-    objects = _mutated(unmount)
-    problems = writable_path_problems(one(objects, "Deployment"), settings(objects)["ORCH_DATABASE_PATH"])
-    assert problems == ["/tmp is not a mounted volume (the root filesystem is read-only)"]
-
-
 # The built-in renderer's strategic merge and its refusal of what it does not implement.
 
 
@@ -491,64 +330,6 @@ def test_builtin_renderer_refuses_a_component_feature_it_lacks(tmp_path: Path) -
     (tmp_path / "kustomization.yaml").write_text("resources: []\ncomponents: [component]\n", encoding="utf-8")
     with pytest.raises(UnsupportedKustomization, match="replacements"):
         build(tmp_path)
-
-
-# deploy/README.md's deploy steps, run as written from the repository root.
-
-README = ROOT / "deploy" / "README.md"
-
-
-def _kubernetes_shell_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("\n## Kubernetes"):]
-    return re.findall(r"^ *```sh\n(.*?)^ *```", section, re.MULTILINE | re.DOTALL)
-
-
-def _heredocs(block: str) -> list[tuple[str, str]]:
-    """``(path, content)`` of every ``cat > PATH <<'EOF'`` in a shell block."""
-    return re.findall(r"cat > (\S+) <<'EOF'\n(.*?)^EOF$", block, re.MULTILINE | re.DOTALL)
-
-
-def test_the_readme_kubernetes_steps_name_paths_that_exist() -> None:
-    blocks = _kubernetes_shell_blocks()
-    assert blocks
-    created = {Path(path).parent.as_posix() for block in blocks for path, _ in _heredocs(block)}
-    created |= {path for block in blocks for path, _ in _heredocs(block)}
-    assert created, "the deploy steps write no overlay of the operator's own"
-    named = {token for line in _command_lines(blocks) for token in shlex.split(line) if token.startswith("deploy/")}
-    assert "deploy/k8s/overlays/mine" in named
-    # What the written overlay builds on exists where it is written.
-    for path, content in (doc for block in blocks for doc in _heredocs(block)):
-        for entry in [*yaml.safe_load(content)["resources"], *yaml.safe_load(content).get("components", [])]:
-            assert (ROOT / path).parent.joinpath(entry).resolve().is_dir(), f"{path}: {entry} does not exist"
-    missing = sorted(path for path in named if path.rstrip("/") not in created and not (ROOT / path).exists())
-    assert missing == []
-    # Every command runs from the repository root: no `cd`, no standalone kustomize.
-    assert not [c for c in _command_lines(blocks) if c.startswith(("cd ", "kustomize "))]
-
-
-def _command_lines(blocks: list[str]) -> list[str]:
-    """The shell commands of the blocks: continuations joined, here-documents and comments dropped."""
-    lines: list[str] = []
-    for block in blocks:
-        text = re.sub(r"<<'EOF'\n.*?^EOF$", "", block, flags=re.MULTILINE | re.DOTALL).replace("\\\n", " ")
-        lines += [line.split(" #")[0].strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
-    return [line for line in lines if line]
-
-
-@pytest.mark.parametrize("renderer", RENDERERS)
-def test_the_readme_overlay_renders_with_its_image(tmp_path: Path, renderer: str) -> None:
-    """The operator's overlay of the README, written where it says, sets the image it names."""
-    (written,) = [doc for block in _kubernetes_shell_blocks() for doc in _heredocs(block)]
-    path, content = written
-    shutil.copytree(K8S, tmp_path / "deploy" / "k8s")
-    target = tmp_path / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content, encoding="utf-8")
-    objects = RENDERERS[renderer](target.parent)
-    (image,) = {c["image"] for c in pod_spec(one(objects, "Deployment"))["containers"]}
-    assert image == f"registry.example.com/orchestrator:{project_version()}"
-    assert image_problems(one(objects, "Deployment"), project_version()) == []
 
 
 def test_schema_validation_rejects_a_misspelt_field() -> None:

@@ -1,17 +1,11 @@
 """Orchestrator's core: the plugin contract and the deliberation engine."""
 
-# The version is looked up on first use: importlib.metadata is slow to import, and the
-# command line imports this package on every start.
-
 
 def __getattr__(name: str) -> str:
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+    if name == "__version__":  # looked up on first use (see orchestrator_core.versions)
+        from orchestrator_core.versions import package_version
 
-        try:
-            return version("orchestrator-core")
-        except PackageNotFoundError:  # pragma: no cover - running from a source tree
-            return "0.0.0"
+        return package_version("orchestrator-core")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -42,7 +42,7 @@ from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.records.upkeep import RecordUpkeep
 from orchestrator_core.records.writer import RecordWriter
 from orchestrator_core.redaction import redact_url
-from orchestrator_core.scoring import Scorer
+from orchestrator_core.scoring import Scorer, no_viable_message
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
@@ -127,19 +127,7 @@ class Orchestrator:
         await self.prober.stop()
         await self.upkeep.stop()
         await self.store.close()
-        await self._close_backends()
-
-    async def _close_backends(self) -> None:
-        """Let each backend that holds resources (connections, an in-process model server)
-        release them through its optional ``aclose()``; one that fails is logged, not fatal."""
-        for name, backend in self.plugins.backends.items():
-            aclose = getattr(backend, "aclose", None)
-            if not callable(aclose):
-                continue
-            try:
-                await aclose()
-            except Exception as exc:
-                log.warning("backend %s did not close cleanly: %s: %s", name, type(exc).__name__, exc)
+        await self.plugins.close_backends()
 
     # -- deliberations --------------------------------------------------------
 
@@ -294,7 +282,7 @@ class Orchestrator:
         if top_k is None:
             return outcome, None
         if outcome.viable_proposals == 0:
-            raise NoViableProposal(self._no_viable_message(outcome), outcome=outcome)
+            raise NoViableProposal(no_viable_message(self.engine.scorer, outcome.results), outcome=outcome)
         selection = await select_winner(
             checked.task, outcome.results, self._selector(), top_k=top_k,
             timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
@@ -302,24 +290,6 @@ class Orchestrator:
         meter.add(selection.usage)
         writer.mark_phase("select")
         return outcome, selection
-
-    def _no_viable_message(self, outcome: DeliberationOutcome) -> str:
-        """Says that nothing passed, how many proposals a counting check judged, and what the
-        best one failed."""
-        scorer = self.engine.scorer
-        total = len(outcome.results)
-        judged = sum(1 for r in outcome.results if scorer.judged(r.checks))
-        message = (
-            f"no viable proposal: no proposal passed its checks ({judged} of {total} proposal(s) "
-            "judged by a check with a veto or a weight above zero)"
-        )
-        if total and judged == 0:
-            return message + "; install or weight a check (ORCH_CHECK_WEIGHTS) so proposals can be judged"
-        best = next((r for r in outcome.results if scorer.judged(r.checks)), None)
-        if best is not None:
-            failed = sorted({c.name for c in best.checks if scorer.counts(c.kind) and not c.passed})
-            message += f"; the best, {best.proposal.proposal_id}, failed {', '.join(failed)}"
-        return message
 
     async def _finish(
         self, writer: RecordWriter, status: RecordStatus, started: float, usage: TokenUsage, **changes: object

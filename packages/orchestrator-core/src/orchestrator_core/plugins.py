@@ -175,6 +175,18 @@ class PluginHost:
 
     # -- what was loaded ------------------------------------------------------
 
+    async def close_backends(self) -> None:
+        """Let each backend that holds resources (connections, an in-process model server)
+        release them through its optional ``aclose()``; one that fails is logged, not fatal."""
+        for name, backend in self._backends.items():
+            aclose = getattr(backend, "aclose", None)
+            if not callable(aclose):
+                continue
+            try:
+                await aclose()
+            except Exception as exc:
+                log.warning("backend %s did not close cleanly: %s: %s", name, type(exc).__name__, exc)
+
     @property
     def backends(self) -> Mapping[str, AgentBackend]:
         return dict(self._backends)

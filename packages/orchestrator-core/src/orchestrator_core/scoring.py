@@ -76,3 +76,21 @@ def rank(
         RankedProposal(proposal=proposal, checks=checks, score=score, rank=rank_number, viable=viable)
         for rank_number, (viable, score, _, proposal, checks) in enumerate(scored, start=1)
     )
+
+
+def no_viable_message(scorer: Scorer, results: Sequence[RankedProposal]) -> str:
+    """Says that nothing passed, how many proposals a counting check judged, and what the
+    best one failed."""
+    total = len(results)
+    judged = sum(1 for r in results if scorer.judged(r.checks))
+    message = (
+        f"no viable proposal: no proposal passed its checks ({judged} of {total} proposal(s) "
+        "judged by a check with a veto or a weight above zero)"
+    )
+    if total and judged == 0:
+        return message + "; install or weight a check (ORCH_CHECK_WEIGHTS) so proposals can be judged"
+    best = next((r for r in results if scorer.judged(r.checks)), None)
+    if best is not None:
+        failed = sorted({c.name for c in best.checks if scorer.counts(c.kind) and not c.passed})
+        message += f"; the best, {best.proposal.proposal_id}, failed {', '.join(failed)}"
+    return message
