@@ -43,6 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=HERE.parent / "BENCHMARKS.md")
     parser.add_argument(
+        "--only-checks", action="store_true", help="measure only the checks and replace their section"
+    )
+    parser.add_argument(
         "--only-cli", action="store_true", help="measure only the CLI's start-up and replace its section"
     )
     parser.add_argument(
@@ -50,6 +53,10 @@ def main() -> None:
         help="measure only the embedded model and replace its section of the output file",
     )
     args = parser.parse_args()
+    if args.only_checks:
+        replace_section(args.output, checks_section())
+        print(args.output.read_text())
+        return
     if args.only_cli:
         replace_section(args.output, cli_startup.markdown(cli_startup.run()))
         print(args.output.read_text())
@@ -126,22 +133,7 @@ def main() -> None:
         f"| {s['start_to_serving_seconds']:.2f} s | {s['python_start_seconds']:.3f} s | "
         f"{s['python_import_grpc_seconds']:.3f} s | {s['over_python_import_grpc']:.1f}x |",
     ]
-    k = checks.run()
-    lines += [
-        "",
-        "## Checks",
-        "",
-        "Each contrib check on a typical proposal (a 10-line Python module and 3 pytest tests);",
-        "median of 5. The baseline is the dry-run's work done plainly: pytest on the same files,",
-        "no sandbox, with plugin autoloading off as in the sandbox.",
-        "",
-        "| check | time | over plain pytest | passed | score |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, f in k.items():
-        passed = "" if "passed" not in f else ("yes" if f["passed"] else "no")
-        score = "" if "score" not in f else f"{f['score']:.2f}"
-        lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
+    lines += ["", *checks_section()]
     lines += ["", *cli_startup.markdown(cli_startup.run())]
     lines += ["", *embedded_section()]
     lines += [
@@ -158,6 +150,25 @@ def main() -> None:
     ]
     args.output.write_text("\n".join(lines) + "\n")
     print(args.output.read_text())
+
+
+def checks_section() -> list[str]:
+    k = checks.run()
+    lines = [
+        "## Checks",
+        "",
+        "Each contrib check on a typical proposal (a 10-line Python module and 3 pytest tests);",
+        "median of 5. The baseline is the dry-run's work done plainly: pytest on the same files,",
+        "no sandbox, with plugin autoloading off as in the sandbox.",
+        "",
+        "| check | time | over plain pytest | passed | score |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, f in k.items():
+        passed = "" if "passed" not in f else ("yes" if f["passed"] else "no")
+        score = "" if "score" not in f else f"{f['score']:.2f}"
+        lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
+    return lines
 
 
 def embedded_section() -> list[str]:
