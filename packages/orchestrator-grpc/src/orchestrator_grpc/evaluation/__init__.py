@@ -1,0 +1,1 @@
+"""A harness that measures what deliberation is worth on a code benchmark."""
