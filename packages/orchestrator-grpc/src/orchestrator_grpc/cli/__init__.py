@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_client_options(command)
         command.set_defaults(client_timeout=None)
 
+    add_client_options(arguments.add_eval(commands_))
+
     records = commands_.add_parser("deliberations", help="stored deliberation records")
     records_commands = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
     listing = records_commands.add_parser("list", help="records, newest first")
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed command line, client options filled in; usage errors exit 2 (argparse)."""
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if hasattr(args, "client_timeout"):
         connection.fill_defaults(args, args.client_timeout)
     elif given := connection.given_options(args):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 RECORD_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
@@ -87,3 +88,41 @@ def add_orchestrate(commands: Any) -> argparse.ArgumentParser:
 def misplaced_top_k(args: argparse.Namespace) -> bool:
     """``deliberate --top-k`` without ``--orchestrate``: a ranking selects nothing."""
     return getattr(args, "command", "") == "deliberate" and args.top_k is not None and not args.orchestrate
+
+
+def add_eval(commands: Any) -> argparse.ArgumentParser:
+    """``eval humaneval``: a council against a single agent, on HumanEval."""
+    evaluation = commands.add_parser("eval", help="measure the service on a code benchmark")
+    benchmarks = evaluation.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    parser: argparse.ArgumentParser = benchmarks.add_parser(
+        "humaneval",
+        help="pass@1 of single, best-of-n, council and orchestrate on OpenAI's HumanEval",
+        description="Runs each arm on HumanEval's problems through the service (a running one at "
+        "--address, or one started with --serve), scores each answer on the problem's hidden tests "
+        "in the dry-run sandbox, and writes the results (JSONL, resumable), a chart and a report.",
+    )
+    parser.add_argument("--serve", action="store_true",
+                        help="start the service for the run (its ORCH_* settings from the environment)")
+    parser.add_argument("--arms", default="single,best-of-n,council,orchestrate",
+                        help="comma-separated arms (default: all four)")
+    parser.add_argument("--problems", default="", help="problem numbers, e.g. 0,2,5-9 (default: all 164)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most this many problems: the first ones, or a sample with --seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw --limit and --deliberation-sample as seeded samples; with --serve, "
+                        "also the agents' sampling seed")
+    parser.add_argument("--deliberation-sample", type=int, default=None, metavar="N",
+                        help="run council and orchestrate on a fixed sample of N of the problems only "
+                        "(the cheap arms on all)")
+    parser.add_argument("--agents", type=int, default=3, help="N, the council size (default: 3)")
+    parser.add_argument("--rounds", type=int, default=1, help="R, critique/revise rounds (default: 1)")
+    parser.add_argument("--top-k", type=int, default=0, help="orchestrate: candidates the selector sees")
+    parser.add_argument("--role", default="DEV", help="the council's role (default: DEV)")
+    parser.add_argument("--concurrency", type=int, default=1, help="problems in flight at once (default: 1)")
+    parser.add_argument("--call-timeout", type=float, default=None,
+                        help="seconds each deliberation may take (default: the server's budget)")
+    parser.add_argument("--out-dir", type=Path, default=Path("eval"),
+                        help="results, chart and server log (default: ./eval)")
+    parser.add_argument("--report", type=Path, default=Path("EVAL.md"), help="the report (default: ./EVAL.md)")
+    parser.set_defaults(run=LazyCommand("evaluate", "humaneval"), client_timeout=None)
+    return parser
