@@ -26,8 +26,9 @@ from orchestrator_core.models import AgentConfig, CheckResult, Critique, Proposa
 from orchestrator_core.settings import Settings
 from orchestrator_core.testing import PluginRegistrar, ScriptedCheck, ScriptedPlugin
 from orchestrator_grpc.cli import main
-from orchestrator_grpc.evaluation.examples import HIDDEN_TEST_PATH, VISIBLE_TEST_PATH, docstring_examples
+from orchestrator_grpc.evaluation.examples import docstring_examples
 from orchestrator_grpc.evaluation.humaneval import Problem, load_problems
+from orchestrator_grpc.evaluation.problem_tests import HIDDEN_TEST_PATH, VISIBLE_TEST_PATH
 from orchestrator_grpc.evaluation.results import ResultsFile
 from orchestrator_grpc.evaluation.statistics import wilson_interval
 from orchestrator_grpc.server import RunningServer, running_server
@@ -266,7 +267,7 @@ async def test_pass_at_1_interval_outputs_and_resume(odd_harness: Harness) -> No
     low, high = wilson_interval(3, 6)
     interval = f"{100 * low:.1f} % to {100 * high:.1f} %"
     assert f"| single | agents=1, rounds=0, top_k=0 | 6 | 3 | 50.0 % | {interval} |" in report
-    assert "Made by `orchestrator eval humaneval" in report
+    assert "    orchestrator eval humaneval --address" in report
     assert (odd_harness.out / "humaneval.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
     calls = odd_harness.seen.calls

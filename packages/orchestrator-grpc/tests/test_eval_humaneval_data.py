@@ -17,21 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_grpc.evaluation.examples import (
-    HIDDEN_TEST_PATH,
-    SOLUTION_MODULE,
-    VISIBLE_TEST_PATH,
-    Example,
-    docstring_examples,
-    hidden_tests,
-    visible_tests,
-)
+from orchestrator_grpc.evaluation.examples import Example, docstring_examples
 from orchestrator_grpc.evaluation.humaneval import (
     DatasetUnavailable,
     Problem,
     dataset_path,
     load_problems,
     select_problems,
+)
+from orchestrator_grpc.evaluation.problem_tests import (
+    HIDDEN_TEST_PATH,
+    SOLUTION_MODULE,
+    VISIBLE_TEST_PATH,
+    hidden_tests,
+    visible_tests,
 )
 
 PROBLEM_COUNT = 164

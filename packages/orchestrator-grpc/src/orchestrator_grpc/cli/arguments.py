@@ -124,5 +124,7 @@ def add_eval(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", type=Path, default=Path("eval"),
                         help="results, chart and server log (default: ./eval)")
     parser.add_argument("--report", type=Path, default=Path("EVAL.md"), help="the report (default: ./EVAL.md)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="redraw the report and chart from the results so far; ask the service nothing")
     parser.set_defaults(run=LazyCommand("evaluate", "humaneval"), client_timeout=None)
     return parser

@@ -15,9 +15,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from orchestrator_core.records.redaction import redacted_options
 from orchestrator_grpc.cli.connection import Connection
 from orchestrator_grpc.evaluation.arms import ArmPlan, parse_arms, plan_arm
 from orchestrator_grpc.evaluation.humaneval import DatasetUnavailable, Problem, load_problems, select_problems
@@ -32,8 +34,6 @@ RESULTS_NAME = "humaneval.jsonl"
 RUNS_NAME = "humaneval-runs.jsonl"
 CHART_NAME = "humaneval.png"
 SERVER_LOG_NAME = "humaneval-server.log"
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "DATABASE_URL", "AUTH")
-"""Settings whose values the report never prints (their names only)."""
 
 
 def humaneval(args: argparse.Namespace) -> int:
@@ -43,12 +43,14 @@ def humaneval(args: argparse.Namespace) -> int:
         problems = select_problems(load_problems(), numbers=parse_numbers(args.problems),
                                    limit=args.limit, seed=args.seed)
         results = ResultsFile(args.out_dir / RESULTS_NAME)
+        if args.concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
+        if args.report_only:
+            _write_report(args, results, plans, problems)
+            return 0
         judge = HiddenTestJudge()
     except (ValueError, DatasetUnavailable, JudgeUnavailable) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    if args.concurrency < 1:
-        print("orchestrator: --concurrency must be at least 1", file=sys.stderr)
         return USAGE_ERROR
     connection = Connection.from_args(args)
     started = time.time()
@@ -127,11 +129,11 @@ def _log_run(path: Path, command: str, started: float, rows: int) -> None:
         stream.write(json.dumps(entry) + "\n")
 
 
-def _wall_seconds(path: Path) -> float:
+def _runs(path: Path) -> list[dict[str, Any]]:
+    """The runs that wrote the results, oldest first."""
     if not path.exists():
-        return 0.0
-    return sum(float(json.loads(line).get("wall_seconds", 0.0))
-               for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _write_report(args: argparse.Namespace, results: ResultsFile, plans: Sequence[ArmPlan],
@@ -143,9 +145,11 @@ def _write_report(args: argparse.Namespace, results: ResultsFile, plans: Sequenc
     sample = args.deliberation_sample
     note = (f"council and orchestrate on a fixed sample of {sample} drawn with seed {args.seed}"
             if sample is not None and sample < len(problems) else "every arm on every problem")
+    runs = _runs(args.out_dir / RUNS_NAME)
     context = RunContext(
-        command=_command(args), date=datetime.now(UTC).strftime("%Y-%m-%d"), machine=_machine(),
-        settings=_settings(args), wall_seconds=_wall_seconds(args.out_dir / RUNS_NAME),
+        commands=tuple(dict.fromkeys(str(run["command"]) for run in runs)) or (_command(args),),
+        date=datetime.now(UTC).strftime("%Y-%m-%d"), machine=_machine(),
+        settings=_settings(args), wall_seconds=sum(float(run.get("wall_seconds", 0.0)) for run in runs),
         sample_note=note, chart_name=os.path.relpath(chart, args.report.parent or Path(".")),
     )
     args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -158,14 +162,26 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _machine() -> str:
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return (f"{platform.system()} {platform.machine()} ({_cpu_model()}), {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "processor unknown"
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, ...]:
     shown = [f"role {args.role}", f"N={args.agents}", f"R={args.rounds}", f"concurrency {args.concurrency}"]
     if args.seed is not None:
         shown.append(f"seed {args.seed}")
-    for name in sorted(n for n in os.environ if n.startswith("ORCH_")):
-        hidden = any(word in name for word in SECRET_WORDS)
-        shown.append(f"{name}=(set)" if hidden else f"{name}={os.environ[name]}")
+    prefix = "ORCH_"
+    given = {name.removeprefix(prefix): value for name, value in os.environ.items() if name.startswith(prefix)}
+    for name, value in sorted(redacted_options(given).items()):
+        shown.append(f"{prefix}{name}={json.loads(value)}")
     return tuple(shown)

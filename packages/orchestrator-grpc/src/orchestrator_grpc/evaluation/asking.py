@@ -18,8 +18,8 @@ import grpc
 from orchestrator_core.models import CheckKind, RankedProposal, Task, TaskConstraints, TokenUsage
 from orchestrator_grpc.client import OrchestratorClient
 from orchestrator_grpc.evaluation.arms import ArmPlan
-from orchestrator_grpc.evaluation.examples import SOLUTION_MODULE, visible_tests
 from orchestrator_grpc.evaluation.humaneval import Problem
+from orchestrator_grpc.evaluation.problem_tests import SOLUTION_MODULE, visible_tests
 from orchestrator_grpc.status import DELIBERATION_ID_METADATA
 
 TASK_TEMPLATE = """\

@@ -1,10 +1,7 @@
-"""The tests a problem is judged by: visible ones from its docstring, the hidden ones afterwards.
+"""The examples written in a problem's docstring: what a user of the service would have.
 
-Selection in the service may use only what a user would have, the examples written in the
-docstring: :func:`visible_tests` turns them into a pytest file that the service's dry-run check
-runs against each proposal. The problem's own test code is used only to score the final answer
-(:func:`hidden_tests`), and nothing of it reaches the visible file: examples are read from the
-prompt alone.
+:mod:`.problem_tests` turns them into the visible tests. They are read from the prompt alone,
+never from the problem's own test code.
 
 HumanEval docstrings write their examples in many ways, and :func:`docstring_examples` reads
 these (anything it cannot read without guessing is left out):
@@ -26,18 +23,11 @@ there ``tri(1) = 3`` states the sequence's first term, not what ``tri(1)`` retur
 from __future__ import annotations
 
 import ast
-import keyword
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from orchestrator_core.models import TaskTest
 from orchestrator_grpc.evaluation.humaneval import Problem
-
-SOLUTION_MODULE = "solution"
-"""The module the tests import the entry point from: an unnamed code block of a proposal."""
-VISIBLE_TEST_PATH = "test_examples.py"
-HIDDEN_TEST_PATH = "test_humaneval.py"
 
 
 @dataclass(frozen=True)
@@ -131,7 +121,7 @@ class _Booleans(ast.NodeTransformer):
         return node
 
 
-def _literal(text: str) -> str | None:
+def literal_source(text: str) -> str | None:
     """``text`` as Python literal text (``true``/``false`` normalised), or None when it is not one."""
     stripped = text.strip()
     try:
@@ -309,9 +299,9 @@ def _expected_at(text: str, start: int, *, chained: bool) -> str | None:
         start += 1
     end = _value_end(text, start)
     written = text[start:end]
-    if written.endswith(".") and _literal(written[:-1]) is not None:
+    if written.endswith(".") and literal_source(written[:-1]) is not None:
         end -= 1
-    literal = _literal(text[start:end])
+    literal = literal_source(text[start:end])
     if literal is None or not _FOLLOWING.match(text, end, _line_end(text, end)):
         return None
     return literal
@@ -375,7 +365,7 @@ def _doctest_example(source: str, output: str, entry_point: str, setup: list[str
 def _doctest_output_example(expression: ast.expr, output: str, entry_point: str, setup: list[str]) -> Example | None:
     if not _calls(expression, entry_point):
         return None
-    if _literal(output) is None and "\n" in output:
+    if literal_source(output) is None and "\n" in output:
         return None  # several lines that are no literal: prose run on after the output
     return Example(ast.unparse(expression), output, tuple(setup))
 
@@ -383,7 +373,7 @@ def _doctest_output_example(expression: ast.expr, output: str, entry_point: str,
 def _silent_example(expression: ast.expr, entry_point: str, setup: list[str]) -> Example | None:
     """``>>> f(x) == y`` is an example of ``f(x)``; a bare ``>>> f(x)`` shows None, as in doctest."""
     if isinstance(expression, ast.Compare) and len(expression.ops) == 1 and isinstance(expression.ops[0], ast.Eq):
-        expected = _literal(ast.unparse(expression.comparators[0]))
+        expected = literal_source(ast.unparse(expression.comparators[0]))
         if expected is not None and _calls(expression.left, entry_point):
             return Example(ast.unparse(expression.left), expected, tuple(setup))
         return None
@@ -499,7 +489,7 @@ def _named_values(text: str, start: int, name_pattern: re.Pattern[str]) -> tuple
         if bound is None:
             return values, position
         end = _value_end(text, bound.end())
-        literal = _literal(text[bound.end():end])
+        literal = literal_source(text[bound.end():end])
         if literal is None:
             return values, position
         values.append((bound.group(1), literal))
@@ -560,120 +550,7 @@ def _input_call(given: str, signature: _Signature) -> str | None:
     values, end = _named_values(given, 0, _NAME_BOUND)
     if values:
         return _named_call(signature, values) if not given[end:].strip() else None
-    literal = _literal(given)
+    literal = literal_source(given)
     if literal is None or len(signature.parameters) != 1:
         return None
     return _named_call(signature, [(signature.parameters[0], literal)])
-
-
-# -- the test files ------------------------------------------------------------------------
-
-_COMPARISON = '''
-
-def _same(got, expected):
-    """Equal as Python values, floats within a relative tolerance (also inside containers)."""
-    if isinstance(expected, float) or isinstance(got, float):
-        try:
-            return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
-        except TypeError:
-            return False
-    if isinstance(expected, (list, tuple)):
-        return (
-            isinstance(got, type(expected))
-            and len(got) == len(expected)
-            and all(_same(item, wanted) for item, wanted in zip(got, expected))
-        )
-    if isinstance(expected, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == expected.keys()
-            and all(_same(got[key], expected[key]) for key in expected)
-        )
-    return got == expected
-
-
-def _message(call, expected, got):
-    return f"{call} should be {expected}, got {got!r}"
-'''
-
-
-def _python_name(name: str) -> str:
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"the entry point {name!r} is not a Python name")
-    return name
-
-
-def visible_tests(problem: Problem) -> TaskTest:
-    """A pytest file of the docstring's examples, importing the entry point from ``solution``."""
-    entry_point = _python_name(problem.entry_point)
-    examples = docstring_examples(problem)
-    docstring = repr(f"The examples in the docstring of {problem.task_id}, as tests of {entry_point}.")
-    imported = f"from {SOLUTION_MODULE} import {entry_point}"
-    if examples:
-        tests = [_example_test(number, example) for number, example in enumerate(examples, start=1)]
-        sections = [f"{docstring}\n\nimport math\n\n{imported}", _COMPARISON, *tests]
-    else:
-        sections = [f"{docstring}\n\n{imported}", _callable_test(entry_point)]
-    content = "\n\n\n".join(section.strip("\n") for section in sections) + "\n"
-    return TaskTest(path=VISIBLE_TEST_PATH, content=content)
-
-
-def _callable_test(entry_point: str) -> str:
-    return (
-        "# The docstring has no example that can be checked: this only checks that the entry point exists.\n"
-        "def test_entry_point_is_callable():\n"
-        f"    assert callable({entry_point})\n"
-    )
-
-
-def _example_test(number: int, example: Example) -> str:
-    lines = [f"def test_example_{number}():"]
-    for statement in example.setup:
-        lines.extend(f"    {line}" for line in ast.unparse(ast.parse(statement)).splitlines())
-    call = ast.unparse(ast.parse(example.call, mode="eval"))
-    lines.append(f"    got = {call}")
-    message = f"_message({call!r}, {example.expected!r}, got)"
-    literal = _literal(example.expected)
-    if literal is None:
-        lines.append(f"    assert repr(got) == {example.expected!r}, {message}")
-    else:
-        lines.append(f"    assert _same(got, {ast.unparse(ast.parse(literal, mode='eval'))}), {message}")
-    return "\n".join(lines) + "\n"
-
-
-_HIDDEN_TEMPLATE = '''{docstring}
-
-from {module} import {entry_point} as _candidate
-
-PROMPT = {prompt}
-TEST = {test}
-ENTRY_POINT = {entry_point_text}
-
-
-def _check():
-    """HumanEval's check(candidate), defined as HumanEval runs it: among the prompt's own
-    definitions (its helpers, e.g. poly), with the entry point's name bound to the solution's."""
-    namespace = {{"__name__": "humaneval_problem"}}
-    exec(PROMPT, namespace)
-    namespace[ENTRY_POINT] = _candidate
-    exec(TEST, namespace)
-    return namespace["check"]
-
-
-def test_humaneval():
-    _check()(_candidate)
-'''
-
-
-def hidden_tests(problem: Problem) -> TaskTest:
-    """A pytest file that runs the problem's own ``check(candidate)`` on ``solution.<entry point>``."""
-    entry_point = _python_name(problem.entry_point)
-    content = _HIDDEN_TEMPLATE.format(
-        docstring=repr(f"The hidden tests of {problem.task_id}, run against {SOLUTION_MODULE}.{entry_point}."),
-        module=SOLUTION_MODULE,
-        entry_point=entry_point,
-        prompt=repr(problem.prompt),
-        test=repr(problem.test),
-        entry_point_text=repr(entry_point),
-    )
-    return TaskTest(path=HIDDEN_TEST_PATH, content=content)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator_core.models import Proposal, Task, TaskConstraints
-from orchestrator_grpc.evaluation.examples import hidden_tests
 from orchestrator_grpc.evaluation.humaneval import Problem
+from orchestrator_grpc.evaluation.problem_tests import hidden_tests
 
 if TYPE_CHECKING:
     from agents_contrib.checks.dryrun import DryRunCheck
@@ -37,11 +37,13 @@ class Verdict:
 
 class HiddenTestJudge:
     """Runs a problem's hidden tests against proposal contents, one sandboxed run per
-    distinct (problem, content)."""
+    distinct (problem, content), at most ``concurrency`` at once (the dry-run check caps its
+    runs only inside the service's engine)."""
 
-    def __init__(self, check: DryRunCheck | None = None) -> None:
+    def __init__(self, check: DryRunCheck | None = None, *, concurrency: int = 2) -> None:
         self._check = check or _default_check()
         self._verdicts: dict[str, asyncio.Future[Verdict]] = {}
+        self._running = asyncio.Semaphore(max(1, concurrency))
 
     async def judge(self, problem: Problem, content: str) -> Verdict:
         key = hashlib.sha256(f"{problem.task_id}\0{content}".encode()).hexdigest()
@@ -55,7 +57,8 @@ class HiddenTestJudge:
         task = Task(role="eval", description=problem.task_id,
                     constraints=TaskConstraints(tests=(hidden_tests(problem),)))
         proposal = Proposal(proposal_id="answer", author_id="answer", role="eval", content=content)
-        result = await self._check.run(task, proposal)
+        async with self._running:
+            result = await self._check.run(task, proposal)
         return Verdict(result.passed, result.score, tuple(result.diagnostics[:DIAGNOSTIC_LINES]))
 
 

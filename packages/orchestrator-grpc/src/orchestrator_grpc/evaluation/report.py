@@ -14,7 +14,8 @@ from orchestrator_grpc.evaluation.statistics import ArmSummary, common_problems,
 class RunContext:
     """What the report says about how its numbers were made."""
 
-    command: str
+    commands: tuple[str, ...]
+    """Every command whose results the report holds (a resumed run adds its own)."""
     date: str
     machine: str
     settings: tuple[str, ...]
@@ -56,7 +57,11 @@ def render(rows: Sequence[Row], arm_keys: Sequence[str], context: RunContext) ->
     lines = [
         "# HumanEval: what deliberation is worth",
         "",
-        f"Made by `{context.command}` on {context.date}.",
+        "Made by:",
+        "",
+        *(f"    {command}" for command in context.commands),
+        "",
+        f"Reported on {context.date}.",
         "",
         f"- **Machine:** {context.machine}",
         f"- **Model:** {', '.join(models) or 'unknown (no deliberation record named one)'}",
@@ -71,7 +76,7 @@ def render(rows: Sequence[Row], arm_keys: Sequence[str], context: RunContext) ->
         "",
         *_table(summaries(rows, arm_keys)),
         "",
-        f"## Like for like: the {len(common)} problems every arm finished",
+        f"## Like for like: the {len(common)} problem{'' if len(common) == 1 else 's'} every arm finished",
         "",
         *(_table(summaries(rows, arm_keys, common)) if common else ["No problem was finished by every arm."]),
         "",
