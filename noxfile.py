@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "api", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True  # a missing Python fails, never passes silently
 
@@ -78,6 +79,23 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
+
+
+RELEASED_API = ("v0.1.0", "b2c40a4eee64ef424094544f907c7ca7cac62691")
+"""The last released tag and its commit: ``nox -s api`` checks the proto against its ``specs/``
+(by the commit when a clone came without tags)."""
+
+
+@nox.session(python=PYTHON)
+def api(session: nox.Session) -> None:
+    """buf lint, and buf breaking against the last released tag (wire and JSON compatibility)."""
+    session.install("buf-bin>=1.50")
+    session.run("buf", "lint", "specs")
+    tag, commit = RELEASED_API
+    tagged = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
+                            cwd=ROOT, capture_output=True, check=False)
+    release = tag if tagged.returncode == 0 else commit
+    session.run("buf", "breaking", "specs", "--against", f".git#ref={release},subdir=specs")
 
 
 @nox.session(python=PYTHON)
