@@ -9,10 +9,10 @@ import pytest
 
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_core.plugins import PluginHost
+from orchestrator_core.records import SQLiteStore
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.settings import CouncilSettings, Settings
-from orchestrator_core.store import SQLiteStore
 from orchestrator_core.testing import ScriptedBackend, ScriptedCheck, ScriptedPlugin
 
 MakeOrchestrator = Callable[..., "Orchestrator"]

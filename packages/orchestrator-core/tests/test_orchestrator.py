@@ -17,7 +17,7 @@ from orchestrator_core.errors import (
 )
 from orchestrator_core.models import Phase, Task, TaskConstraints, TaskTest
 from orchestrator_core.orchestrator import DeliberationRequest
-from orchestrator_core.store import RecordStatus
+from orchestrator_core.records import RecordStatus
 from orchestrator_core.testing import ScriptedBackend, ScriptedCheck
 
 

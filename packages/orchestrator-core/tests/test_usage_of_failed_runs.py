@@ -12,8 +12,8 @@ from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
 from orchestrator_core.errors import DeadlineExceeded, QuorumLost
 from orchestrator_core.models import Phase, Task, TokenUsage
 from orchestrator_core.orchestrator import DeliberationRequest
+from orchestrator_core.records import RecordStatus
 from orchestrator_core.scoring import Scorer
-from orchestrator_core.store import RecordStatus
 from orchestrator_core.testing import ConcurrencyProbe, ScriptedAgent, ScriptedBackend
 
 TASK = Task(role="DEV", description="Write fizzbuzz")

@@ -10,9 +10,9 @@ import pytest
 from orchestrator_core.errors import NoViableProposal
 from orchestrator_core.models import CheckResult, Proposal, RankedProposal, Task
 from orchestrator_core.orchestrator import DeliberationRequest
+from orchestrator_core.records import RecordStatus
 from orchestrator_core.scoring import Scorer, rank
 from orchestrator_core.selection import select_winner
-from orchestrator_core.store import RecordStatus
 from orchestrator_core.testing import ScriptedAgent, ScriptedCheck
 
 TASK = Task(role="DEV", description="anything")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pkgutil
+import re
+from pathlib import Path
+
 import pytest
 
 from orchestrator.v1 import orchestrator_pb2 as pb
@@ -29,7 +33,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestration
-from orchestrator_core.store import RecordStatus
+from orchestrator_core.records import RecordStatus
 from orchestrator_grpc import convert
 
 TASK = Task(
@@ -158,3 +162,17 @@ def test_record_statuses_map_both_ways() -> None:
         assert convert.record_status_from_proto(value) is status  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="status 42"):
         convert.record_status_from_proto(42)  # type: ignore[arg-type]
+
+
+PACKAGES = Path(__file__).resolve().parents[2]
+
+
+def test_the_public_api_holds_every_name_other_modules_use() -> None:
+    submodules = {module.name for module in pkgutil.iter_modules(convert.__path__)}
+    used: set[str] = set()
+    for path in PACKAGES.glob("*/*/**/*.py"):
+        if "convert" not in path.relative_to(PACKAGES).parts:
+            used.update(re.findall(r"\bconvert\.([A-Za-z]\w*)", path.read_text(encoding="utf-8")))
+    assert "outcome_to_proto" in used  # the scan found the servicer's uses
+    assert sorted(used - submodules - set(convert.__all__)) == []
+    assert [name for name in convert.__all__ if not hasattr(convert, name)] == []

@@ -6,7 +6,7 @@ from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.models import (
     CheckKind,
 )
-from orchestrator_core.store import RecordStatus
+from orchestrator_core.records import RecordStatus
 
 SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"

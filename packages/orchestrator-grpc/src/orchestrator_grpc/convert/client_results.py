@@ -136,5 +136,3 @@ def event_from_proto(message: pb.DeliberationEvent, task: Task) -> DeliberationE
     if which == "ranking":
         return RankingReady(outcome_from_proto(message.ranking, task))
     return None
-
-

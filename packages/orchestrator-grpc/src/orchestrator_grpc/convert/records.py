@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator_core.records import DeliberationRecord, RecordPage
 from orchestrator_core.records.store import encode_page_token
-from orchestrator_core.store import DeliberationRecord, RecordPage
 from orchestrator_grpc.convert._common import (
     STATUS_TO_PROTO,
 )
@@ -88,5 +88,3 @@ def page_to_proto(page: RecordPage, max_bytes: int | None = None) -> pb.ListDeli
             break
         response.deliberations.append(message)
     return response
-
-

@@ -10,7 +10,7 @@ from orchestrator_core.models import (
     TaskTest,
 )
 from orchestrator_core.orchestrator import DeliberationRequest
-from orchestrator_core.store import RecordStatus
+from orchestrator_core.records import RecordStatus
 from orchestrator_grpc.convert._common import (
     STATUS_FROM_PROTO,
 )
@@ -88,8 +88,3 @@ def deliberate_request_to_proto(
     if rounds is not None:
         request.rounds = rounds
     return request
-
-
-# -- results (core -> proto) ---------------------------------------------------------------
-
-

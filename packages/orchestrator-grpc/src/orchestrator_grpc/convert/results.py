@@ -148,5 +148,3 @@ def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.Deliber
         case RankingReady(outcome=outcome):
             message.ranking.CopyFrom(outcome_to_proto(outcome))
     return message
-
-

@@ -71,8 +71,3 @@ def status_to_proto(snapshot: StatusSnapshot) -> pb.GetStatusResponse:
         plugins=[plugin_to_proto(p) for p in snapshot.plugins],
         failed_plugins=[failed_plugin_to_proto(p) for p in snapshot.failed_plugins],
     )
-
-
-# -- results (proto -> core), for clients --------------------------------------------------
-
-
