@@ -75,11 +75,26 @@ class _Broken(pb_grpc.OrchestratorServiceServicer):
     async def GetDeliberation(self, request: pb.GetDeliberationRequest, context: Any) -> pb.DeliberationRecord:
         raise asyncio.CancelledError()  # e.g. an inner task cancelled by someone else
 
+    @unary_errors
+    async def ListDeliberations(
+        self, request: pb.ListDeliberationsRequest, context: Any
+    ) -> pb.ListDeliberationsResponse:
+        await context.abort(Code.PERMISSION_DENIED, "the method's own abort")
+        raise AssertionError("unreachable: context.abort raises")
+
     @stream_errors
     async def StreamDeliberation(
         self, request: pb.DeliberateRequest, context: Any
     ) -> AsyncIterator[pb.DeliberationEvent]:
+        """One event, then what the request's role names: a bug, a domain error, a
+        cancellation from inside, or the method's own abort."""
         yield pb.DeliberationEvent(deliberation_id="first")
+        if request.role == "INVALID":
+            raise InvalidRequest("constraints.tests names 'a.py' twice")
+        if request.role == "CANCELLED":
+            raise asyncio.CancelledError()
+        if request.role == "ABORTED":
+            await context.abort(Code.PERMISSION_DENIED, "the method's own abort")
         raise RuntimeError(SECRET)
 
 
@@ -134,3 +149,24 @@ async def test_a_cancellation_from_inside_is_cancelled(broken_stub: pb_grpc.Orch
         await broken_stub.GetDeliberation(pb.GetDeliberationRequest())
     assert error.value.code() is Code.CANCELLED
     assert error.value.details() == "the deliberation was cancelled"
+
+
+async def test_the_stream_wrapper_maps_errors_as_the_unary_one_does(
+    broken_stub: pb_grpc.OrchestratorServiceStub,
+) -> None:
+    async def streamed_status(role: str) -> tuple[grpc.StatusCode, str]:
+        call = broken_stub.StreamDeliberation(pb.DeliberateRequest(role=role))
+        assert (await call.read()).deliberation_id == "first"
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call.read()
+        return error.value.code(), error.value.details() or ""
+
+    assert await streamed_status("INVALID") == (Code.INVALID_ARGUMENT, "constraints.tests names 'a.py' twice")
+    assert await streamed_status("CANCELLED") == (Code.CANCELLED, "the deliberation was cancelled")
+    assert await streamed_status("ABORTED") == (Code.PERMISSION_DENIED, "the method's own abort")
+
+
+async def test_a_methods_own_abort_keeps_its_status(broken_stub: pb_grpc.OrchestratorServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await broken_stub.ListDeliberations(pb.ListDeliberationsRequest())
+    assert (error.value.code(), error.value.details()) == (Code.PERMISSION_DENIED, "the method's own abort")

@@ -10,6 +10,7 @@ line, never the traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
@@ -93,22 +94,29 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+@contextlib.asynccontextmanager
+async def _mapped_errors(context: _Context) -> AsyncIterator[None]:
+    """Ends the call with the status an error raised in the block maps to. An abort already
+    under way keeps its own status; the handler's own cancellation propagates."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except asyncio.CancelledError as error:
+        if _being_cancelled():
+            raise
+        await abort_for(context, error)
+    except Exception as error:
+        await abort_for(context, error)
+
+
 def unary_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Wraps a unary servicer method (``self, request, context``) with the mapping."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        context = cast(_Context, args[-1])
-        try:
+        async with _mapped_errors(cast(_Context, args[-1])):
             return await method(*args, **kwargs)
-        except grpc.aio.AbortError:
-            raise
-        except asyncio.CancelledError as error:
-            if _being_cancelled():
-                raise
-            await abort_for(context, error)
-        except Exception as error:
-            await abort_for(context, error)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     return wrapper
@@ -119,17 +127,8 @@ def stream_errors(method: Callable[P, AsyncIterator[R]]) -> Callable[P, AsyncIte
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
-        context = cast(_Context, args[-1])
-        try:
+        async with _mapped_errors(cast(_Context, args[-1])):
             async for item in method(*args, **kwargs):
                 yield item
-        except grpc.aio.AbortError:
-            raise
-        except asyncio.CancelledError as error:
-            if _being_cancelled():
-                raise
-            await abort_for(context, error)
-        except Exception as error:
-            await abort_for(context, error)
 
     return wrapper
