@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +32,7 @@ from orchestrator_grpc.evaluation.runner import Evaluation, Pair, deliberation_s
 from orchestrator_grpc.evaluation.serving import ServiceDidNotStart, served
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 RESULTS_NAME = "humaneval.jsonl"
 RUNS_NAME = "humaneval-runs.jsonl"
 CHART_NAME = "humaneval.png"
@@ -62,7 +65,13 @@ def humaneval(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as error:
         print(f"orchestrator: {connection.address}: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
-    _log_run(args.out_dir / RUNS_NAME, _command(args), started, len(written))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _log_run(args.out_dir / RUNS_NAME, _command(args), started, results.added)
+        _write_report(args, results, plans, problems)
+        print(f"orchestrator: interrupted; {results.added} finished pair(s) are kept in "
+              f"{args.out_dir / RESULTS_NAME}: run the same command again to go on", file=sys.stderr)
+        return INTERRUPTED
+    _log_run(args.out_dir / RUNS_NAME, _command(args), started, results.added)
     _write_report(args, results, plans, problems)
     failed = [row for row in written if not row.finished]
     if failed:
@@ -90,6 +99,7 @@ def parse_numbers(text: str) -> list[int] | None:
 async def _evaluate(args: argparse.Namespace, connection: Connection, judge: HiddenTestJudge,
                     results: ResultsFile, problems: Sequence[Problem], plans: Sequence[ArmPlan]) -> list[Row]:
     pairs = plan_pairs(problems, plans, deliberation_sample(problems, args.deliberation_sample, args.seed))
+    _stop_on_sigterm()
     if args.serve:
         async with served(_serve_settings(args), args.out_dir / SERVER_LOG_NAME) as address:
             return await _run(dataclasses.replace(connection, address=address, tls=None), judge, results,
@@ -103,6 +113,15 @@ async def _run(connection: Connection, judge: HiddenTestJudge, results: ResultsF
         evaluation = Evaluation(client, judge, results, role=args.role, concurrency=args.concurrency,
                                 deadline=args.call_timeout, progress=_progress)
         return await evaluation.run(pairs)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run as Ctrl-C does: the pairs in flight are cancelled, the service
+    started with ``--serve`` is stopped, and what finished is kept and reported."""
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def _serve_settings(args: argparse.Namespace) -> dict[str, str]:

@@ -78,6 +78,8 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: dict[tuple[str, str], Row] = {}
+        self.added = 0
+        """Rows appended since the file was opened."""
         if path.exists():
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 if not line.strip():
@@ -97,3 +99,4 @@ class ResultsFile:
         with self.path.open("a", encoding="utf-8") as stream:
             stream.write(row.to_json() + "\n")
         self.rows[(row.task_id, row.arm_key)] = row
+        self.added += 1

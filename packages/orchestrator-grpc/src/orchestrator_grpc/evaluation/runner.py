@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from orchestrator_grpc.client import OrchestratorClient
 from orchestrator_grpc.evaluation.arms import ArmPlan
-from orchestrator_grpc.evaluation.asking import Answer, ask, dryrun_passed
+from orchestrator_grpc.evaluation.asking import Answer, AnswerStatus, ask, dryrun_passed
 from orchestrator_grpc.evaluation.humaneval import Problem
 from orchestrator_grpc.evaluation.judging import HiddenTestJudge, Verdict
 from orchestrator_grpc.evaluation.results import CandidateResult, ResultsFile, Row
@@ -119,8 +119,7 @@ def _row(pair: Pair, answer: Answer, final: Verdict | None, verdicts: Sequence[V
 def _describe(row: Row) -> str:
     if not row.finished:
         return f"{row.task_id} {row.arm}: error ({row.error}); a rerun asks again"
-    verdict = "passed" if row.hidden_passed else "failed"
-    if row.status != "answered":
+    verdict = f"{'passed' if row.hidden_passed else 'failed'} the hidden tests"
+    if row.status != AnswerStatus.ANSWERED:
         verdict = f"no answer ({row.error})"
-    return (f"{row.task_id} {row.arm}: {verdict} the hidden tests; {row.total_tokens} tokens, "
-            f"{row.seconds:.1f} s")
+    return f"{row.task_id} {row.arm}: {verdict}; {row.total_tokens} tokens, {row.seconds:.1f} s"
