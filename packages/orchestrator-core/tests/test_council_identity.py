@@ -9,7 +9,7 @@ from orchestrator_core.breaker import CircuitBreaker, GuardedAgent
 from orchestrator_core.hookspecs import DescribedAgent, identity_of
 from orchestrator_core.models import AgentConfig, AgentIdentity, Task
 from orchestrator_core.orchestrator import DeliberationRequest
-from orchestrator_core.records.store import encode_record
+from orchestrator_core.records.sql import encode_record
 from orchestrator_core.testing import ScriptedAgent, ScriptedBackend, ScriptedCheck
 
 SECRET = "s3cr3t-key"

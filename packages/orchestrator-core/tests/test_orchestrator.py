@@ -232,11 +232,11 @@ class HeldFinalWrites:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def update(self, record: Any, *, final: bool) -> None:
-        if final:
+    async def update(self, record: Any) -> None:
+        if record.status.finished:
             self.entered.set()
             await self.release.wait()
-        await self._store.update(record, final=final)
+        await self._store.update(record)
 
 
 async def test_a_caller_gone_during_the_final_write_still_leaves_a_finished_record(make_orchestrator: Any) -> None:

@@ -21,12 +21,12 @@ class GatedStore(SQLiteStore):
         self.entered = asyncio.Event()
         self.progress_writes: list[int] = []
 
-    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
-        if not final:
+    async def update(self, record: DeliberationRecord) -> None:
+        if not record.status.finished:
             self.progress_writes.append(len(record.proposals))
             self.entered.set()
             await self.gate.wait()
-        await super().update(record, final=final)
+        await super().update(record)
 
 
 def proposal(n: int) -> Proposal:

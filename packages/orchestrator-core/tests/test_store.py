@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 import time
 import uuid
@@ -20,6 +21,7 @@ from orchestrator_core.models import CheckResult, Proposal, Task
 from orchestrator_core.records import DeliberationRecord, RecordedCheck, RecordQuery, RecordStatus, SQLiteStore
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.records.migrations import LATEST_VERSION
+from orchestrator_core.records.paging import first_records
 from orchestrator_core.records.postgres import PostgresStore
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.settings import Settings
@@ -59,7 +61,7 @@ async def test_a_record_round_trips_with_its_progress(make_store: MakeStore) -> 
     proposal = Proposal("dev-1-v0", "dev-1", "DEV", "def fizzbuzz(): ...")
     check = RecordedCheck("dev-1-v0", CheckResult("lint", "lint", True, 0.75, ("ok",), 0.5))
     progressed = replace(record, proposals=(proposal,), checks=(check,), updated_at=time.time())
-    await store.update(progressed, final=False)
+    await store.update(progressed)
     assert await store.get(record.deliberation_id) == progressed
     assert await store.get("no-such-id") is None
 
@@ -69,8 +71,8 @@ async def test_progress_never_overwrites_a_finished_record(make_store: MakeStore
     record = running()
     await store.create(record)
     finished = record.finished(RecordStatus.SUCCEEDED, time.time())
-    await store.update(finished, final=True)
-    await store.update(replace(record, error="late progress"), final=False)
+    await store.update(finished)
+    await store.update(replace(record, error="late progress"))
     assert await store.get(record.deliberation_id) == finished
 
 
@@ -88,7 +90,7 @@ async def test_a_failed_holder_gives_the_id_up_to_the_same_request_only(make_sto
     first = running(request_id="req-1", request_fingerprint="same")
     await store.create(first)
     failed = first.finished(RecordStatus.FAILED, time.time(), error="down")
-    await store.update(failed, final=True)
+    await store.update(failed)
     other = running(request_id="req-1", request_fingerprint="different")
     assert await store.create(other) == failed  # a different request may not take it
     retry = running(request_id="req-1", request_fingerprint="same")
@@ -111,7 +113,7 @@ async def test_listing_filters_by_role_status_and_time(make_store: MakeStore) ->
     records = [running(1000.0 + i, role="QA" if i % 2 else "DEV") for i in range(6)]
     for record in records:
         await store.create(record)
-    await store.update(records[0].finished(RecordStatus.FAILED, 2000.0), final=True)
+    await store.update(records[0].finished(RecordStatus.FAILED, 2000.0))
 
     async def ids(**query: Any) -> list[str]:
         return [r.deliberation_id for r in (await store.list(RecordQuery(**query))).records]
@@ -146,6 +148,24 @@ async def test_a_foreign_page_token_is_refused(make_store: MakeStore, token: str
         await store.list(RecordQuery(page_token=token))
 
 
+async def test_a_page_cut_short_resumes_after_its_last_record(make_store: MakeStore) -> None:
+    store = await make_store()
+    records = [running(1000.0 + i) for i in range(5)]
+    for record in records:
+        await store.create(record)
+    page = await store.list(RecordQuery(page_size=4))
+    rest = await store.list(RecordQuery(page_token=first_records(page, 2).next_page_token))
+    listed = [r.deliberation_id for r in (*page.records[:2], *rest.records)]
+    assert listed == [r.deliberation_id for r in reversed(records)]
+
+
+def test_a_store_writes_a_record_alone_whether_it_is_progress_or_finished() -> None:
+    """Whether a write is final is the record's own status; the row decides what applies
+    (see ``DeliberationStore.update``), so no store takes a flag for it."""
+    for update in (DeliberationStore.update, SQLiteStore.update, PostgresStore.update):
+        assert list(inspect.signature(update).parameters) == ["self", "record"]
+
+
 async def test_only_records_of_dead_owners_are_interrupted(make_store: MakeStore, database_url: str) -> None:
     store = await make_store()
     for owner in ("live", "dead", "me"):
@@ -155,7 +175,7 @@ async def test_only_records_of_dead_owners_are_interrupted(make_store: MakeStore
     done = running(owner="dead")
     for record in (live, dead, mine, unleased, done):
         await store.create(record)
-    await store.update(done.finished(RecordStatus.SUCCEEDED, time.time()), final=True)
+    await store.update(done.finished(RecordStatus.SUCCEEDED, time.time()))
 
     interrupted = await store.interrupt_orphans("me", lease_seconds=60.0)
 
@@ -181,7 +201,7 @@ async def test_a_late_final_write_does_not_undo_an_interruption(make_store: Make
     await execute(database_url, "UPDATE replicas SET heartbeat_at = 0 WHERE owner = ?", ("slow",))
     assert await store.interrupt_orphans("me", lease_seconds=None) == (slow.deliberation_id,)
     # the slow replica was alive after all, and finishes: its request may have run again elsewhere
-    await store.update(slow.finished(RecordStatus.SUCCEEDED, time.time()), final=True)
+    await store.update(slow.finished(RecordStatus.SUCCEEDED, time.time()))
     record = await store.get(slow.deliberation_id)
     assert record is not None
     assert record.status is RecordStatus.INTERRUPTED
@@ -193,7 +213,7 @@ async def test_retention_deletes_old_finished_records_only(make_store: MakeStore
     for record in (old_done, old_running, new_done):
         await store.create(record)
     for record in (old_done, new_done):
-        await store.update(record.finished(RecordStatus.SUCCEEDED, 3001.0), final=True)
+        await store.update(record.finished(RecordStatus.SUCCEEDED, 3001.0))
     assert await store.delete_before(2000.0) == 1
     assert await store.get(old_done.deliberation_id) is None
     assert await store.get(old_running.deliberation_id) is not None
@@ -209,8 +229,8 @@ async def test_many_concurrent_writers_lose_nothing(make_store: MakeStore) -> No
         await store.create(record)
         for n in range(3):
             proposal = Proposal(f"p{n}", "dev-1", "DEV", f"version {n}", n)
-            await store.update(replace(record, proposals=(proposal,) * (n + 1)), final=False)
-        await store.update(record.finished(RecordStatus.SUCCEEDED, time.time()), final=True)
+            await store.update(replace(record, proposals=(proposal,) * (n + 1)))
+        await store.update(record.finished(RecordStatus.SUCCEEDED, time.time()))
 
     await asyncio.gather(*(write(i, r) for i, r in enumerate(records)))
     page = await stores[0].list(RecordQuery(page_size=100))

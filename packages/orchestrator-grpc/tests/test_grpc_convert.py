@@ -33,7 +33,8 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestration
-from orchestrator_core.records import RecordStatus
+from orchestrator_core.records import DeliberationRecord, RecordPage, RecordStatus
+from orchestrator_core.records.paging import decode_page_token, first_records
 from orchestrator_grpc import convert
 
 TASK = Task(
@@ -162,6 +163,30 @@ def test_record_statuses_map_both_ways() -> None:
         assert convert.record_status_from_proto(value) is status  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="status 42"):
         convert.record_status_from_proto(42)  # type: ignore[arg-type]
+
+
+
+def stored(n: int, content: str = "") -> DeliberationRecord:
+    return DeliberationRecord(
+        f"d{n}", "deliberate", "DEV", Task("DEV", content or "x"), RecordStatus.SUCCEEDED, 1000.0 - n
+    )
+
+
+def test_a_page_is_copied_with_its_token() -> None:
+    page = RecordPage(records=(stored(1), stored(2)), next_page_token="from-the-core")
+    message = convert.page_to_proto(page)
+    assert [r.deliberation_id for r in message.deliberations] == ["d1", "d2"]
+    assert message.next_page_token == "from-the-core"
+
+
+def test_a_page_too_large_for_a_message_is_cut_and_resumes_where_the_core_says() -> None:
+    page = RecordPage(records=tuple(stored(n, "y" * 3000) for n in range(3)), next_page_token="")
+    message = convert.page_to_proto(page, max_bytes=8000)
+    assert [r.deliberation_id for r in message.deliberations] == ["d0", "d1"]
+    assert message.next_page_token == first_records(page, 2).next_page_token
+    assert decode_page_token(message.next_page_token) == (999.0, "d1")
+    alone = convert.page_to_proto(page, max_bytes=10)  # the first record goes even when too large
+    assert [r.deliberation_id for r in alone.deliberations] == ["d0"]
 
 
 PACKAGES = Path(__file__).resolve().parents[2]

@@ -14,20 +14,15 @@ from typing import Any, LiteralString
 
 from orchestrator_core.errors import InvalidRequest, RecordsUnavailable
 from orchestrator_core.records import migrations
-from orchestrator_core.records.model import DeliberationRecord, RecordPage, RecordQuery
-from orchestrator_core.records.store import (
-    DELETE_BEFORE,
+from orchestrator_core.records.model import DeliberationRecord
+from orchestrator_core.records.sql import (
     INSERT_RECORD,
-    INTERRUPTED_ERROR,
     RELEASE_REQUEST,
     SELECT_RECORD,
-    UPDATE_FINAL,
-    UPDATE_PROGRESS,
+    SQLRecordStore,
     decode_row,
     insert_params,
-    list_sql,
-    page_of,
-    update_params,
+    orphan_sweep,
 )
 from orchestrator_core.redaction import redact_url
 
@@ -41,7 +36,7 @@ _NOW = "extract(epoch from clock_timestamp())"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('orchestrator-records:' || current_schema()))"
 
 
-class PostgresStore:
+class PostgresStore(SQLRecordStore):
     """Records in the PostgreSQL database at ``url`` (``postgresql://user@host:5432/db``)."""
 
     shared = True
@@ -120,20 +115,6 @@ class PostgresStore:
             return await self.create(record)
         return decode_row(row)
 
-    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
-        await self._execute(UPDATE_FINAL if final else UPDATE_PROGRESS, update_params(record))
-
-    async def get(self, deliberation_id: str) -> DeliberationRecord | None:
-        return await self._one(f"{SELECT_RECORD} WHERE deliberation_id = ?", deliberation_id)
-
-    async def get_by_request(self, request_id: str) -> DeliberationRecord | None:
-        return await self._one(f"{SELECT_RECORD} WHERE request_key = ?", request_id)
-
-    async def list(self, query: RecordQuery) -> RecordPage:
-        sql, params, limit = list_sql(query)
-        rows = await self._fetch(sql, tuple(params))
-        return page_of([decode_row(row) for row in rows], limit)
-
     async def heartbeat(self, owner: str) -> None:
         await self._execute(
             f"INSERT INTO replicas (owner, started_at, heartbeat_at) VALUES (?, {_NOW}, {_NOW}) "
@@ -141,36 +122,15 @@ class PostgresStore:
             (owner,),
         )
 
-    async def retire(self, owner: str) -> None:
-        await self._execute("DELETE FROM replicas WHERE owner = ?", (owner,))
-
     async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
-        live = "" if lease_seconds is None else (
-            f" AND owner NOT IN (SELECT owner FROM replicas WHERE heartbeat_at >= {_NOW} - ?)"
-        )
-        params: tuple[object, ...] = (time.time(), time.time(), INTERRUPTED_ERROR, owner)
-        if lease_seconds is not None:
-            params += (lease_seconds,)
-        forget = "DELETE FROM replicas WHERE owner <> ?" + (
-            "" if lease_seconds is None else f" AND heartbeat_at < {_NOW} - ?"
+        sweep = orphan_sweep(
+            owner, lease_seconds, now=time.time(), lease_cutoff=f"{_NOW} - ?", cutoff_value=lease_seconds or 0.0
         )
         async with self._connection() as connection, connection.transaction():
-            cursor = await connection.execute(
-                _pg(
-                    "UPDATE deliberations SET status = 'interrupted', finished_at = ?, updated_at = ?, error = ? "
-                    f"WHERE status = 'running' AND owner <> ?{live} RETURNING deliberation_id"
-                ),
-                params,
-            )
+            cursor = await connection.execute(_pg(sweep.interrupt), sweep.interrupt_params)
             rows = await cursor.fetchall()
-            await connection.execute(_pg(forget), (owner, *params[4:]))
+            await connection.execute(_pg(sweep.forget), sweep.forget_params)
         return tuple(row[0] for row in rows)
-
-    async def delete_before(self, cutoff: float) -> int:
-        async with self._connection() as connection:
-            cursor = await connection.execute(_pg(DELETE_BEFORE), (cutoff,))
-            deleted: int = cursor.rowcount
-            return deleted
 
     # -- plumbing -------------------------------------------------------------
 
@@ -179,19 +139,17 @@ class PostgresStore:
             raise RecordsUnavailable("the record store is not open")
         return _Guarded(self._pool, self._where)
 
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+    async def _execute(self, sql: str, params: tuple[object, ...]) -> int:
         async with self._connection() as connection:
-            await connection.execute(_pg(sql), params)
+            cursor = await connection.execute(_pg(sql), params)
+            changed: int = cursor.rowcount
+            return changed
 
     async def _fetch(self, sql: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]:
         async with self._connection() as connection:
             cursor = await connection.execute(_pg(sql), params)
             rows: Sequence[tuple[Any, ...]] = await cursor.fetchall()
             return rows
-
-    async def _one(self, sql: str, value: str) -> DeliberationRecord | None:
-        rows = await self._fetch(sql, (value,))
-        return decode_row(rows[0]) if rows else None
 
 
 class _Guarded:

@@ -15,30 +15,25 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from orchestrator_core.errors import RecordsUnavailable
 from orchestrator_core.records import migrations
-from orchestrator_core.records.model import DeliberationRecord, RecordPage, RecordQuery
-from orchestrator_core.records.store import (
-    DELETE_BEFORE,
+from orchestrator_core.records.model import DeliberationRecord
+from orchestrator_core.records.sql import (
     INSERT_RECORD,
-    INTERRUPTED_ERROR,
     RELEASE_REQUEST,
     SELECT_RECORD,
-    UPDATE_FINAL,
-    UPDATE_PROGRESS,
+    SQLRecordStore,
     decode_row,
     insert_params,
-    list_sql,
-    page_of,
-    update_params,
+    orphan_sweep,
 )
 
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(SQLRecordStore):
     """Records in the SQLite file at ``path``."""
 
     shared = False
@@ -96,21 +91,6 @@ class SQLiteStore:
 
         return await self._run(create)
 
-    async def update(self, record: DeliberationRecord, *, final: bool) -> None:
-        sql = UPDATE_FINAL if final else UPDATE_PROGRESS
-        await self._run(lambda c: c.execute(sql, update_params(record)))
-
-    async def get(self, deliberation_id: str) -> DeliberationRecord | None:
-        return await self._one(f"{SELECT_RECORD} WHERE deliberation_id = ?", deliberation_id)
-
-    async def get_by_request(self, request_id: str) -> DeliberationRecord | None:
-        return await self._one(f"{SELECT_RECORD} WHERE request_key = ?", request_id)
-
-    async def list(self, query: RecordQuery) -> RecordPage:
-        sql, params, limit = list_sql(query)
-        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
-        return page_of([decode_row(row) for row in rows], limit)
-
     async def heartbeat(self, owner: str) -> None:
         now = time.time()
         await self._run(
@@ -121,39 +101,28 @@ class SQLiteStore:
             )
         )
 
-    async def retire(self, owner: str) -> None:
-        await self._run(lambda c: c.execute("DELETE FROM replicas WHERE owner = ?", (owner,)))
-
     async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
         now = time.time()
-        live = "" if lease_seconds is None else " AND owner NOT IN (SELECT owner FROM replicas WHERE heartbeat_at >= ?)"
-        params: tuple[object, ...] = (now, now, INTERRUPTED_ERROR, owner)
-        if lease_seconds is not None:
-            params += (now - lease_seconds,)
-        sql = (
-            "UPDATE deliberations SET status = 'interrupted', finished_at = ?, updated_at = ?, error = ? "
-            f"WHERE status = 'running' AND owner <> ?{live} RETURNING deliberation_id"
+        sweep = orphan_sweep(
+            owner, lease_seconds, now=now, lease_cutoff="?", cutoff_value=now - (lease_seconds or 0.0)
         )
-        forget = "DELETE FROM replicas WHERE owner <> ?" + ("" if lease_seconds is None else " AND heartbeat_at < ?")
 
-        def sweep(c: sqlite3.Connection) -> list[tuple[str]]:
+        def run(c: sqlite3.Connection) -> list[tuple[str]]:
             with _transaction(c):
-                rows = c.execute(sql, params).fetchall()
-                c.execute(forget, (owner, *params[4:]))
+                rows = c.execute(sweep.interrupt, sweep.interrupt_params).fetchall()
+                c.execute(sweep.forget, sweep.forget_params)
                 return rows
 
-        rows = await self._run(sweep)
+        rows = await self._run(run)
         return tuple(row[0] for row in rows)
-
-    async def delete_before(self, cutoff: float) -> int:
-        cursor = await self._run(lambda c: c.execute(DELETE_BEFORE, (cutoff,)))
-        return cursor.rowcount
 
     # -- plumbing -------------------------------------------------------------
 
-    async def _one(self, sql: str, value: str) -> DeliberationRecord | None:
-        row = await self._run(lambda c: c.execute(sql, (value,)).fetchone())
-        return decode_row(row) if row else None
+    async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        return await self._run(lambda c: c.execute(sql, params).fetchall())
+
+    async def _execute(self, sql: str, params: tuple[object, ...]) -> int:
+        return await self._run(lambda c: c.execute(sql, params).rowcount)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

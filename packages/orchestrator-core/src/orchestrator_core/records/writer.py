@@ -98,7 +98,7 @@ class RecordWriter:
         now = time.time()
         final = self.record.finished(status, now, phases=tuple(self._phases), **changes)
         self.record = final
-        await self._store.update(final, final=True)
+        await self._store.update(final)
         return final
 
     # -- internals ----------------------------------------------------------------
@@ -136,7 +136,7 @@ class RecordWriter:
                 return
             self._dirty.clear()
             try:
-                await self._store.update(self.record, final=False)
+                await self._store.update(self.record)
                 self.writes += 1
             except Exception as exc:  # progress is best effort; the final write is not
                 log.warning("could not write the progress of deliberation %s: %s", self.record.deliberation_id, exc)

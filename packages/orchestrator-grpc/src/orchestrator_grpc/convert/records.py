@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.records import DeliberationRecord, RecordPage
-from orchestrator_core.records.store import encode_page_token
+from orchestrator_core.records.paging import first_records
 from orchestrator_grpc.convert._common import (
     STATUS_TO_PROTO,
 )
@@ -76,15 +76,15 @@ PAGE_HEADROOM_BYTES = 1024
 
 def page_to_proto(page: RecordPage, max_bytes: int | None = None) -> pb.ListDeliberationsResponse:
     """The page; with ``max_bytes``, cut short where the next record would make it larger
-    (its token then resumes after the last record sent). A first record larger than that
-    on its own is still sent, and fails as gRPC's own RESOURCE_EXHAUSTED."""
-    response = pb.ListDeliberationsResponse(next_page_token=page.next_page_token)
+    (the core then gives the token that resumes after the last record sent). A first record
+    larger than that on its own is still sent, and fails as gRPC's own RESOURCE_EXHAUSTED."""
+    messages: list[pb.DeliberationRecord] = []
     size = 0
-    for index, record in enumerate(page.records):
+    for record in page.records:
         message = record_to_proto(record)
         size += message.ByteSize() + 8  # the field's tag and length
-        if max_bytes is not None and index > 0 and size > max_bytes - PAGE_HEADROOM_BYTES:
-            response.next_page_token = encode_page_token(page.records[index - 1])
+        if max_bytes is not None and messages and size > max_bytes - PAGE_HEADROOM_BYTES:
+            page = first_records(page, len(messages))
             break
-        response.deliberations.append(message)
-    return response
+        messages.append(message)
+    return pb.ListDeliberationsResponse(deliberations=messages, next_page_token=page.next_page_token)
