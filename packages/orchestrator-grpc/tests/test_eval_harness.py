@@ -278,6 +278,15 @@ async def test_pass_at_1_interval_outputs_and_resume(odd_harness: Harness) -> No
     assert odd_harness.seen.calls == calls + 1  # only problem 6 was new
     assert "| single | agents=1, rounds=0, top_k=0 | 7 | 3 |" in (odd_harness.out / "EVAL.md").read_text()
 
+    # --report-only redraws from the results alone, with the notes written beside them.
+    (odd_harness.out / "humaneval-notes.md").write_text("Odd problems only.\n")
+    (odd_harness.out / "EVAL.md").unlink()
+    assert await odd_harness.run("--problems", "0-6", "--arms", "single", "--report-only") == 0
+    assert odd_harness.seen.calls == calls + 1
+    redrawn = (odd_harness.out / "EVAL.md").read_text()
+    assert "| single | agents=1, rounds=0, top_k=0 | 7 | 3 |" in redrawn
+    assert "## What these numbers say\n\nOdd problems only.\n" in redrawn
+
 
 async def test_visible_pass_hidden_fail_is_failing_and_oracle_gap_counted(memorising_harness: Harness) -> None:
     # The lint double prefers the first agent, the memoriser: it passes the visible tests,

@@ -37,6 +37,7 @@ RESULTS_NAME = "humaneval.jsonl"
 RUNS_NAME = "humaneval-runs.jsonl"
 CHART_NAME = "humaneval.png"
 SERVER_LOG_NAME = "humaneval-server.log"
+NOTES_NAME = "humaneval-notes.md"
 
 
 def humaneval(args: argparse.Namespace) -> int:
@@ -170,6 +171,7 @@ def _write_report(args: argparse.Namespace, results: ResultsFile, plans: Sequenc
         date=datetime.now(UTC).strftime("%Y-%m-%d"), machine=_machine(),
         settings=_settings(args), wall_seconds=sum(float(run.get("wall_seconds", 0.0)) for run in runs),
         sample_note=note, chart_name=os.path.relpath(chart, args.report.parent or Path(".")),
+        notes=notes.read_text(encoding="utf-8") if (notes := args.out_dir / NOTES_NAME).is_file() else "",
     )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(render(rows, keys, context), encoding="utf-8")

@@ -22,6 +22,9 @@ class RunContext:
     wall_seconds: float
     sample_note: str
     chart_name: str
+    notes: str = ""
+    """A reading of the numbers, written by whoever ran them (``humaneval-notes.md`` beside
+    the results); the report's own text states only what was measured."""
 
 
 def summaries(rows: Sequence[Row], arm_keys: Sequence[str], only: set[str] | None = None) -> list[ArmSummary]:
@@ -82,6 +85,7 @@ def render(rows: Sequence[Row], arm_keys: Sequence[str], context: RunContext) ->
         "",
         f"![pass@1 per arm, and tokens per solved problem]({context.chart_name})",
         "",
+        *(["## What these numbers say", "", context.notes.strip(), ""] if context.notes.strip() else []),
         "## How these numbers are made",
         "",
         "- The task is the problem's prompt (signature and docstring). The only tests the service "
