@@ -200,18 +200,12 @@ class Orchestrator:
             except asyncio.CancelledError:
                 await self._finish_failed(writer, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled")
                 raise
-            except NoViableProposal as exc:
-                ranking = {"outcome": exc.outcome} if exc.outcome is not None else {}
-                await self._finish_failed(
-                    writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__, **ranking
-                )
-                raise
-            except Exception as exc:
+            except Exception as exc:  # NoViableProposal's ranking is in the record already
                 await self._finish_failed(writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__)
                 raise
-            await asyncio.shield(self._finish(
-                writer, RecordStatus.SUCCEEDED, started, meter.total, outcome=outcome, selection=selection
-            ))
+            await asyncio.shield(
+                self._finish(writer, RecordStatus.SUCCEEDED, started, meter.total, selection=selection)
+            )
             return outcome, selection
 
     def _new_record(
@@ -292,10 +286,18 @@ class Orchestrator:
         return outcome, selection
 
     async def _finish(
-        self, writer: RecordWriter, status: RecordStatus, started: float, usage: TokenUsage, **changes: object
+        self,
+        writer: RecordWriter,
+        status: RecordStatus,
+        started: float,
+        usage: TokenUsage,
+        *,
+        selection: Selection | None = None,
+        error: str = "",
+        error_kind: str = "",
     ) -> None:
         """Count the run and the tokens it spent, then write its finished record (durable
-        when this returns)."""
+        when this returns). The record has the outcome already, from the ranking event."""
         record = writer.record
         self.statistics.record(
             role=record.role,
@@ -304,7 +306,7 @@ class Orchestrator:
             failed=status is not RecordStatus.SUCCEEDED,
             usage=usage,
         )
-        await writer.finish(status, usage=usage, **changes)
+        await writer.finish(status, usage=usage, selection=selection, error=error, error_kind=error_kind)
 
     async def _finish_failed(
         self,
@@ -314,7 +316,6 @@ class Orchestrator:
         meter: UsageMeter,
         error: str,
         error_kind: str,
-        **changes: object,
     ) -> None:
         """Like :meth:`_finish`, for a run that failed: a failure to write the record is
         logged, and the run's own error is what the caller gets.
@@ -324,7 +325,7 @@ class Orchestrator:
 
         async def write() -> None:
             try:
-                await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind, **changes)
+                await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind)
             except Exception as exc:
                 log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
 

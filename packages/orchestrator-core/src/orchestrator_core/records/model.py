@@ -108,8 +108,33 @@ class DeliberationRecord:
     phases: tuple[PhaseTiming, ...] = ()
     usage: TokenUsage = field(default_factory=TokenUsage)
 
-    def finished(self, status: RecordStatus, at: float, **changes: object) -> DeliberationRecord:
-        return replace(self, status=status, finished_at=at, updated_at=at, **changes)  # type: ignore[arg-type]
+    def finished(
+        self,
+        status: RecordStatus,
+        at: float,
+        *,
+        usage: TokenUsage | None = None,
+        phases: tuple[PhaseTiming, ...] | None = None,
+        selection: Selection | None = None,
+        error: str = "",
+        error_kind: str = "",
+    ) -> DeliberationRecord:
+        """This record, finished at ``at`` with ``status``; what is not given stays as it was.
+
+        The outcome is not among the changes: it comes with the ranking event, while the
+        deliberation runs (see :class:`~orchestrator_core.records.writer.RecordWriter`).
+        """
+        return replace(
+            self,
+            status=status,
+            finished_at=at,
+            updated_at=at,
+            usage=self.usage if usage is None else usage,
+            phases=self.phases if phases is None else phases,
+            selection=self.selection if selection is None else selection,
+            error=error or self.error,
+            error_kind=error_kind or self.error_kind,
+        )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from orchestrator_core.events import (
     RankingReady,
     discard_event,
 )
+from orchestrator_core.models import Selection, TokenUsage
 from orchestrator_core.records.model import DeliberationRecord, PhaseTiming, RecordedCheck, RecordStatus
 from orchestrator_core.records.store import DeliberationStore
 
@@ -91,12 +92,25 @@ class RecordWriter:
         self._at(phase, round_number)
         self._changed(self.record)
 
-    async def finish(self, status: RecordStatus, **changes: object) -> DeliberationRecord:
-        """Stop following, then write the finished record; returns once it is stored."""
+    async def finish(
+        self,
+        status: RecordStatus,
+        *,
+        usage: TokenUsage | None = None,
+        selection: Selection | None = None,
+        error: str = "",
+        error_kind: str = "",
+    ) -> DeliberationRecord:
+        """Stop following, then write the finished record; returns once it is stored.
+
+        The outcome is already in the record, from the ranking event (a run that failed
+        before its ranking has none)."""
         await self._stop()
         self._close_phase()
-        now = time.time()
-        final = self.record.finished(status, now, phases=tuple(self._phases), **changes)
+        final = self.record.finished(
+            status, time.time(), phases=tuple(self._phases), usage=usage, selection=selection,
+            error=error, error_kind=error_kind,
+        )
         self.record = final
         await self._store.update(final)
         return final
