@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -26,6 +28,14 @@ REJECTED = "http://127.0.0.1:9/v1 rejected the model 'no-such-model'"
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 """``async with serve_with(**setting_overrides) as server``."""
+
+
+def orchestrator_command() -> str:
+    """The installed ``orchestrator`` command, this interpreter's own first."""
+    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
+    if found is None:
+        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
+    return found
 
 
 def lint_score(proposal: Proposal) -> float:

@@ -7,30 +7,21 @@ import json
 import os
 import re
 import selectors
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from grpc_test_support import HANG_GUARD
+from grpc_test_support import HANG_GUARD, orchestrator_command
 
 PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "scripted-cli"
 READY_LINE = "orchestrator serving on "
 # What the test plugin's ``hostile`` agents reply.
 HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold red]loud[/bold red]\u009b"
-
-
-def _orchestrator() -> str:
-    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
-    if found is None:
-        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ class Served:
 def start_server(env: dict[str, str], log: Path) -> Served:
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [_orchestrator(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+            [orchestrator_command(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
         )
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
@@ -91,7 +82,7 @@ def served(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_orchestrator(), *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3, check=False
+        [orchestrator_command(), *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3, check=False
     )
 
 
@@ -237,7 +228,7 @@ def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
            "ORCH_COUNCILS__GATED__AGENTS": "2", "ORCH_GRACE_PERIOD_SECONDS": str(HANG_GUARD)}
     server = start_server(env, tmp_path / "serve.log")
     deliberation = subprocess.Popen(
-        [_orchestrator(), "deliberate", "--address", server.address, "--role", "GATED", "--task", "Add",
+        [orchestrator_command(), "deliberate", "--address", server.address, "--role", "GATED", "--task", "Add",
          "--rounds", "0", "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -296,7 +287,7 @@ def run_into_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.Comple
     os.close(read_end)
     try:
         return subprocess.run(
-            [_orchestrator(), *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True,
+            [orchestrator_command(), *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True,
             timeout=HANG_GUARD * 3, check=False,
         )
     finally:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_test_support import HANG_GUARD, ServerFactory, request
+from grpc_test_support import HANG_GUARD, ServerFactory, orchestrator_command, request
 from pydantic import SecretStr, ValidationError
 from tls_support import Certificates, make_certificates
 
@@ -264,16 +262,9 @@ def test_invalid_settings_are_reported_without_their_values() -> None:
 # -- the command line -----------------------------------------------------------------------
 
 
-def _orchestrator() -> str:
-    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
-    if found is None:
-        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
-    return found
-
-
 async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        _orchestrator(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        orchestrator_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     async with asyncio.timeout(HANG_GUARD * 3):
         out, err = await process.communicate()

@@ -12,10 +12,8 @@ import asyncio
 import json
 import os
 import selectors
-import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-from grpc_test_support import HANG_GUARD
+from grpc_test_support import HANG_GUARD, orchestrator_command
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.models import Task
@@ -43,7 +41,7 @@ class Server:
         self.log = log
         with log.open("a") as stderr:
             self.process = subprocess.Popen(
-                [_orchestrator(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+                [orchestrator_command(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
             )
         assert self.process.stdout is not None
         with selectors.DefaultSelector() as selector:
@@ -69,13 +67,6 @@ class Server:
                 self.process.wait(timeout=HANG_GUARD)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def _orchestrator() -> str:
-    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
-    if found is None:
-        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
-    return found
 
 
 @pytest.fixture
