@@ -1,27 +1,19 @@
 """``orchestrator serve`` refuses a wrong configuration with one line naming what is wrong and
-exit code 2: a missing or invalid ``ORCH_CONFIG_FILE``, a bad setting, an address in use."""
+exit code 2: a missing or invalid ``ORCH_CONFIG_FILE``, a bad setting, an address in use.
+``orchestrator plugins`` reads the same settings and refuses them alike."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from grpc_test_support import HANG_GUARD
+from grpc_test_support import HANG_GUARD, orchestrator_command
 
 CONFIGURATION_ERROR = 2
-
-
-def _orchestrator() -> str:
-    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
-    if found is None:
-        pytest.fail("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
-    return found
 
 
 @pytest.fixture
@@ -38,8 +30,12 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``orchestrator serve``, which must exit by itself: a wrong configuration never serves."""
+    return orchestrator(env, "serve", *args)
+
+
+def orchestrator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_orchestrator(), "serve", *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3,
+        [orchestrator_command(), *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3,
         check=False,
     )
 
@@ -104,5 +100,19 @@ def test_an_unknown_log_level_is_a_configuration_error(environment: dict[str, st
     environment["ORCH_LOG_LEVEL"] = "verbose"
     line = _refused(serve(environment))
     assert line == (
+        "orchestrator: invalid settings: log_level: Value error, must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "plugins"])
+def test_serve_and_plugins_refuse_the_same_settings_alike(
+    environment: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "nonexistent.toml"
+    unreadable = _refused(orchestrator({**environment, "ORCH_CONFIG_FILE": str(missing)}, command))
+    assert unreadable == f"orchestrator: ORCH_CONFIG_FILE {missing} cannot be read: No such file or directory"
+
+    invalid = _refused(orchestrator({**environment, "ORCH_LOG_LEVEL": "verbose"}, command))
+    assert invalid == (
         "orchestrator: invalid settings: log_level: Value error, must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
     )

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,6 +24,22 @@ from orchestrator_grpc.tls import TLSFilesUnavailable
 # Exit code of `serve` and `plugins` when the configuration is wrong: a setting's value, the
 # ORCH_CONFIG_FILE file, an address to listen on. Fixing the configuration is the remedy.
 CONFIGURATION_ERROR = 2
+FAILURE = 1
+
+
+class _SettingsUnusable(Exception):
+    """The settings cannot be read: a value, or the ORCH_CONFIG_FILE file; the message says
+    what is wrong."""
+
+
+def _read_settings(**overrides: Any) -> Settings:
+    """The settings (``overrides`` over the environment and the settings file)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise _SettingsUnusable(f"invalid settings: {settings_problems(exc)}") from None
+    except SettingsFileError as exc:
+        raise _SettingsUnusable(str(exc)) from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -30,13 +47,9 @@ def serve(args: argparse.Namespace) -> int:
         name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None
     }
     try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
-        return CONFIGURATION_ERROR
-    except SettingsFileError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return CONFIGURATION_ERROR
+        settings = _read_settings(**overrides)
+    except _SettingsUnusable as exc:
+        return _exit_with(exc, CONFIGURATION_ERROR)
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
@@ -46,30 +59,33 @@ def serve(args: argparse.Namespace) -> int:
         plugins = load_plugins(settings)
         asyncio.run(serve_forever(settings, plugins))
     except AddressUnavailable as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return CONFIGURATION_ERROR
+        return _exit_with(exc, CONFIGURATION_ERROR)
     except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return 1
+        return _exit_with(exc, FAILURE)
     return 0
 
 
 def plugins(args: argparse.Namespace) -> int:
     try:
-        host = load_plugins(Settings())
-    except ValidationError as exc:
-        print(f"orchestrator: invalid settings: {settings_problems(exc)}", file=sys.stderr)
-        return CONFIGURATION_ERROR
-    except SettingsFileError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return CONFIGURATION_ERROR
+        host = load_plugins(_read_settings())
+    except _SettingsUnusable as exc:
+        return _exit_with(exc, CONFIGURATION_ERROR)
     except OrchestratorError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return 1
-    failed = [dataclasses.asdict(p) for p in host.failed]
+        return _exit_with(exc, FAILURE)
+    failed_plugins = [dataclasses.asdict(p) for p in host.failed]
     # "failed_plugins" as in GetStatus; "failed" kept for the scripts that read it.
-    print_json({"plugins": [dataclasses.asdict(p) for p in host.plugins], "failed_plugins": failed, "failed": failed})
+    print_json({
+        "plugins": [dataclasses.asdict(p) for p in host.plugins],
+        "failed_plugins": failed_plugins,
+        "failed": failed_plugins,
+    })
     return 0
+
+
+def _exit_with(error: Exception, code: int) -> int:
+    """``error`` as one line on stderr; ``code``, the command's exit status."""
+    print(f"orchestrator: {error}", file=sys.stderr)
+    return code
 
 
 def settings_problems(error: ValidationError) -> str:
