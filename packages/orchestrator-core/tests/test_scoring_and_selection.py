@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from orchestrator_core.errors import BackendUnavailable
 from orchestrator_core.models import CheckResult, Phase, Proposal, RankedProposal, Task
 from orchestrator_core.scoring import Scorer, rank
 from orchestrator_core.selection import parse_choice, select_winner
@@ -106,13 +107,21 @@ async def test_without_a_selector_the_top_score_wins() -> None:
     assert "ranks first by check score (1.000)" in selection.rationale
 
 
-async def test_a_selector_that_fails_falls_back_to_the_top_score() -> None:
-    selector = ScriptedAgent(agent_id="architect-1", fail_in={Phase.SELECT: RuntimeError("overloaded")})
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (BackendUnavailable("overloaded"), "overloaded"),  # the backend's own words
+        (RuntimeError("overloaded"), "RuntimeError: overloaded"),  # a plugin's bug, named as in a council
+    ],
+)
+async def test_a_selector_that_fails_falls_back_to_the_top_score(error: Exception, said: str) -> None:
+    selector = ScriptedAgent(agent_id="architect-1", fail_in={Phase.SELECT: error})
     selection = await select_winner(TASK, candidates(3), selector, top_k=3, timeout_seconds=5)
     assert selection.winner.rank == 1
     assert selection.failure is not None
     assert selection.failure.phase is Phase.SELECT
-    assert "the selector architect-1 failed: overloaded" in selection.rationale
+    assert selection.failure.error == said
+    assert selection.rationale.endswith(f"; the selector architect-1 failed: {said}")
 
 
 async def test_a_selector_naming_nobody_falls_back_to_the_top_score() -> None:

@@ -4,8 +4,9 @@ Every phase runs its agent calls at once, so the critical path is (1 + 2R) agent
 plus the slowest proposal's checks. An agent that raises or times out is recorded as a
 failure and takes no further part; the council goes on while a quorum remains.
 Each agent call is bounded by the agent timeout: the server's, or the task's
-``constraints.agent_timeout_seconds`` when that is tighter. A phase starts all its calls
-together, so the same figure bounds each agent phase.
+``constraints.agent_timeout_seconds`` when that is tighter (the call itself is made by
+:func:`~orchestrator_core.agent_calls.call_agent`, as the selection's is). A phase starts
+all its calls together, so the same figure bounds each agent phase.
 Cancelling the task that awaits :meth:`DeliberationEngine.deliberate` cancels every
 agent call and check in flight.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from orchestrator_core.deadlines import call_deadline
+from orchestrator_core.agent_calls import AgentCallFailed, call_agent
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
     AgentFailed,
@@ -258,35 +259,23 @@ class _Run:
         round_number: int,
         call: Callable[[], Awaitable[AgentReply]],
     ) -> AgentReply | None:
-        """One agent call under the agent timeout (the server's, or the task's when tighter);
-        a failure is recorded, never raised."""
-        cause: AgentError | None = None
+        """One agent call (see :func:`~orchestrator_core.agent_calls.call_agent`); a failure
+        is recorded, never raised, unless it loses the quorum."""
         try:
-            with call_deadline(self.agent_timeout):
-                async with asyncio.timeout(self.agent_timeout):
-                    reply = await call()
-            if not isinstance(reply, AgentReply):
-                raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
-            self.meter.add(reply.usage)  # spent, even when the reply turns out unusable
-            if not reply.text.strip():
-                raise AgentError("returned an empty reply")
-        except TimeoutError:
-            error = f"timed out after {self.agent_timeout:g}s"
-            report_timeout(member.agent)
-        except AgentError as exc:
-            error, cause = str(exc), exc
-        except Exception as exc:  # a plugin's bug must not sink the council
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            return reply
-        member.active = False
-        failure = AgentFailure(agent_id=member.agent_id, phase=phase, error=error, round=round_number)
-        self.failures.append(failure)
-        self.causes.append(cause)
-        self.emit(AgentFailed(failure))
-        if len(self._active()) < self.quorum:
-            raise _QuorumGone
-        return None
+            reply = await call_agent(
+                member.agent, phase, call, timeout_seconds=self.agent_timeout, round_number=round_number
+            )
+        except AgentCallFailed as failed:
+            self.meter.add(failed.usage)  # spent, even though the reply was unusable
+            member.active = False
+            self.failures.append(failed.failure)
+            self.causes.append(failed.cause)
+            self.emit(AgentFailed(failed.failure))
+            if len(self._active()) < self.quorum:
+                raise _QuorumGone from None
+            return None
+        self.meter.add(reply.usage)
+        return reply
 
     async def _check(self, check: Check, proposal: Proposal) -> CheckResult:
         """One check of one proposal; a check that raises or times out fails the proposal."""
@@ -354,13 +343,6 @@ class _Run:
             raise QuorumLost(f"{cause} ({summary})", cause=cause)
         details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
         raise QuorumLost(f"{summary}: {details}")
-
-
-def report_timeout(agent: object) -> None:
-    """Tell an agent that can use it (one behind a circuit breaker) that a call of it timed out."""
-    on_timeout = getattr(agent, "on_timeout", None)
-    if callable(on_timeout):
-        on_timeout()
 
 
 def _proposal_of(member: _Member) -> Proposal:

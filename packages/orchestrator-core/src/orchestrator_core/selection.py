@@ -4,6 +4,8 @@ A selecting agent (an ARCHITECT) is asked for a JSON object ``{"choice": n, "rat
 naming a 1-based candidate number. Models do not always comply, so the reply is read
 leniently: a JSON object anywhere in the text (fenced or not), else a ``CHOICE: n`` line.
 A reply that names no valid candidate, or a selector that fails, falls back to the top score.
+The selector is called as every agent is (:func:`~orchestrator_core.agent_calls.call_agent`):
+within the agent timeout, a timeout reported to its breaker, an empty reply a failure.
 
 Only viable proposals (see :mod:`orchestrator_core.scoring`) are candidates: a winner has
 passed its checks. With none, there is nothing to select, and :func:`select_winner` raises
@@ -12,23 +14,17 @@ passed its checks. With none, there is nothing to select, and :func:`select_winn
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from orchestrator_core.deadlines import call_deadline
-from orchestrator_core.deliberation import report_timeout
+from orchestrator_core.agent_calls import AgentCallFailed, call_agent
 from orchestrator_core.errors import NoViableProposal
 from orchestrator_core.hookspecs import SelectingAgent
-from orchestrator_core.models import (
-    AgentFailure,
-    Phase,
-    RankedProposal,
-    Selection,
-    Task,
-)
+from orchestrator_core.models import Phase, RankedProposal, Selection, Task
 
 _CHOICE_LINE = re.compile(r"^\W*choice\W*[:=]\s*#?\s*(\d+)\b.*$", re.IGNORECASE | re.MULTILINE)
 
@@ -127,39 +123,24 @@ async def select_winner(
     if selector is None or len(candidates) == 1:
         return by_score(candidates)
     try:
-        with call_deadline(timeout_seconds):
-            async with asyncio.timeout(timeout_seconds):
-                reply = await selector.select(task, [c.proposal for c in candidates])
-    except TimeoutError:
-        error = f"timed out after {timeout_seconds:g}s"
-        report_timeout(selector)
-    except Exception as exc:  # the selector's failure must not lose the deliberation
-        error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-    else:
-        parsed = parse_choice(reply.text, candidates)
-        if parsed is not None:
-            index, rationale = parsed
-            return Selection(
-                winner=candidates[index],
-                candidates=candidates,
-                rationale=rationale or f"chosen by {selector.agent_id}",
-                selected_by=selector.agent_id,
-                usage=reply.usage,
-            )
-        fallback = by_score(candidates, f"{selector.agent_id} named no valid candidate")
-        return Selection(
-            winner=fallback.winner,
-            candidates=candidates,
-            rationale=fallback.rationale,
-            selected_by="score",
-            usage=reply.usage,
+        reply = await call_agent(
+            selector,
+            Phase.SELECT,
+            partial(selector.select, task, [c.proposal for c in candidates]),
+            timeout_seconds=timeout_seconds,
         )
-    failure = AgentFailure(agent_id=selector.agent_id, phase=Phase.SELECT, error=error)
-    fallback = by_score(candidates, f"the selector {selector.agent_id} failed: {error}")
+    except AgentCallFailed as failed:  # the selector's failure must not lose the deliberation
+        fallback = by_score(candidates, f"the selector {selector.agent_id} failed: {failed.failure.error}")
+        return replace(fallback, usage=failed.usage, failure=failed.failure)
+    parsed = parse_choice(reply.text, candidates)
+    if parsed is None:
+        fallback = by_score(candidates, f"{selector.agent_id} named no valid candidate")
+        return replace(fallback, usage=reply.usage)
+    index, rationale = parsed
     return Selection(
-        winner=fallback.winner,
+        winner=candidates[index],
         candidates=candidates,
-        rationale=fallback.rationale,
-        selected_by="score",
-        failure=failure,
+        rationale=rationale or f"chosen by {selector.agent_id}",
+        selected_by=selector.agent_id,
+        usage=reply.usage,
     )
