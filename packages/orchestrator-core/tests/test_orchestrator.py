@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator_core import orchestrator as orchestrator_module
+from orchestrator_core import validation
 from orchestrator_core.errors import (
     AtCapacity,
     DeadlineExceeded,
@@ -88,6 +90,23 @@ async def test_bad_requests_are_refused_and_change_nothing(
     assert len(backend.created) == created_before
     assert (await orchestrator.list_records()).records == ()
     assert orchestrator.status().statistics.deliberations == 0
+
+
+async def test_a_request_is_normalised_once(make_orchestrator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    orchestrator = await make_orchestrator()
+    normalised: list[Task] = []
+    normalise = validation.normalised_task
+
+    def counted(task: Task, settings: Any) -> Task:
+        normalised.append(task)
+        return normalise(task, settings)
+
+    for module in (orchestrator_module, validation):
+        monkeypatch.setattr(module, "normalised_task", counted)
+    outcome = await orchestrator.deliberate(request("  Write fizzbuzz \n", role=" dev "))
+    assert len(normalised) == 1
+    assert (outcome.task.role, outcome.task.description) == ("DEV", "Write fizzbuzz")
+    assert (await orchestrator.get_record(outcome.deliberation_id)).task == outcome.task
 
 
 async def test_a_role_without_a_council_says_what_to_configure(make_orchestrator: Any) -> None:

@@ -173,8 +173,9 @@ class Orchestrator:
         With a request_id, a call whose id a succeeded record already holds returns that
         record's outcome instead (see :mod:`orchestrator_core.records.idempotency`).
         """
-        council = self._council_for(request.task)
-        checked = plan(request, self.settings, council.size)
+        task = normalised_task(request.task, self.settings)
+        council = self._council_for(task.role)
+        checked = plan(request, task, self.settings, council.size)
         agents = council.agents(checked.num_agents)
         budget = self._budget(checked.task, timeout)
         with self._slot():
@@ -331,8 +332,7 @@ class Orchestrator:
 
         await asyncio.shield(write())
 
-    def _council_for(self, task: Task) -> Council:
-        role = normalised_task(task, self.settings).role
+    def _council_for(self, role: str) -> Council:
         council = self.councils.get(role)
         if council is None:
             raise NoCouncil(no_council_message(role, self.councils))

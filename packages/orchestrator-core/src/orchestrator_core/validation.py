@@ -35,8 +35,10 @@ class Plan:
     request_id: str
 
 
-def plan(request: DeliberationRequest, settings: Settings, council_size: int) -> Plan:
-    task = normalised_task(request.task, settings)
+def plan(request: DeliberationRequest, task: Task, settings: Settings, council_size: int) -> Plan:
+    """The request checked against the settings. ``task`` is the request's task normalised
+    (:func:`normalised_task`) by the caller, which needs its role first, to find the council
+    whose size a plan defaults to; it is normalised once."""
     if request.num_agents < 0 or request.num_agents > settings.max_agents:
         raise InvalidRequest(
             f"num_agents must be between 1 and {settings.max_agents} (ORCH_MAX_AGENTS), or 0 for the "
