@@ -1,17 +1,21 @@
 """A small typed async client of the OrchestratorService and its health service.
 
-Deliberations come back as core models; records and status as their protobuf messages.
-Failed calls raise :class:`grpc.aio.AioRpcError` with the server's status code. Every call
-takes a ``deadline`` in seconds from now; the server sees it as the call's deadline and
-stops the work when it passes (DEADLINE_EXCEEDED). ``tls`` dials with TLS (mutual TLS with
-a client certificate); ``token`` is sent as ``authorization: Bearer <token>`` metadata.
+Deliberations come back as core models, or as the messages the server sent
+(:meth:`~OrchestratorClient.stream_deliberation_messages`,
+:meth:`~OrchestratorClient.orchestrate_response`); records and status as their protobuf
+messages. Failed calls raise :class:`grpc.aio.AioRpcError` with the server's status code.
+Every call takes a ``deadline`` in seconds from now; the server sees it as the call's
+deadline and stops the work when it passes (DEADLINE_EXCEEDED). ``tls`` dials with TLS
+(mutual TLS with a client certificate); ``token`` is sent as ``authorization: Bearer
+<token>`` metadata.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,9 +32,21 @@ if TYPE_CHECKING:  # the core and the conversions are imported by the calls that
     from orchestrator_core.orchestrator import Orchestration
     from orchestrator_grpc.tls import ClientTLS
 
-__all__ = ["ADDRESS_ENV", "DEFAULT_ADDRESS", "OrchestratorClient", "default_address"]
+__all__ = ["ADDRESS_ENV", "DEFAULT_ADDRESS", "DeliberationOptions", "OrchestratorClient", "default_address"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class DeliberationOptions(TypedDict, total=False):
+    """What a deliberation call asks for besides its task; a key left out leaves it to the
+    server (see ``DeliberateRequest`` in the .proto file)."""
+
+    num_agents: int
+    """How many agents deliberate; 0: the council's size."""
+    rounds: int | None
+    """Critique/revise rounds; None: the server's default; 0: none."""
+    request_id: str
+    """An id of the caller's choosing: a retry with the same id gets the first call's result."""
 
 
 class OrchestratorClient:
@@ -74,44 +90,41 @@ class OrchestratorClient:
         await self._channel.close(None)
 
     async def deliberate(
-        self,
-        task: Task,
-        *,
-        num_agents: int = 0,
-        rounds: int | None = None,
-        request_id: str = "",
-        deadline: float | None = None,
+        self, task: Task, *, deadline: float | None = None, **options: Unpack[DeliberationOptions]
     ) -> DeliberationOutcome:
         from orchestrator_grpc import convert
 
-        request = convert.deliberate_request_to_proto(
-            task, num_agents=num_agents, rounds=rounds, request_id=request_id
+        response = await self._stub.Deliberate(
+            _deliberate_request(task, options), timeout=deadline, metadata=self._metadata
         )
-        response = await self._stub.Deliberate(request, timeout=deadline, metadata=self._metadata)
         return convert.outcome_from_proto(response, task)
 
     async def stream_deliberation(
-        self,
-        task: Task,
-        *,
-        num_agents: int = 0,
-        rounds: int | None = None,
-        request_id: str = "",
-        deadline: float | None = None,
-    ) -> AsyncIterator[DeliberationEvent]:
+        self, task: Task, *, deadline: float | None = None, **options: Unpack[DeliberationOptions]
+    ) -> AsyncGenerator[DeliberationEvent, None]:
         """The deliberation's events as they happen; the last one is its ``RankingReady``.
         Leaving the loop early cancels the deliberation on the server."""
         from orchestrator_grpc import convert
 
-        request = convert.deliberate_request_to_proto(
-            task, num_agents=num_agents, rounds=rounds, request_id=request_id
-        )
-        call = self._stub.StreamDeliberation(request, timeout=deadline, metadata=self._metadata)
-        try:
-            async for message in call:
+        messages = self.stream_deliberation_messages(task, deadline=deadline, **options)
+        async with contextlib.aclosing(messages):  # closing this stream closes the call at once
+            async for message in messages:
                 event = convert.event_from_proto(message, task)
                 if event is not None:
                     yield event
+
+    async def stream_deliberation_messages(
+        self, task: Task, *, deadline: float | None = None, **options: Unpack[DeliberationOptions]
+    ) -> AsyncGenerator[pb.DeliberationEvent, None]:
+        """The streamed messages as the server sent them, event kinds this client does not
+        know included; the last one carries the ``ranking``. Leaving the loop early cancels
+        the deliberation on the server."""
+        call = self._stub.StreamDeliberation(
+            _deliberate_request(task, options), timeout=deadline, metadata=self._metadata
+        )
+        try:
+            async for message in call:
+                yield message
         finally:
             call.cancel()
 
@@ -119,22 +132,29 @@ class OrchestratorClient:
         self,
         task: Task,
         *,
-        num_agents: int = 0,
-        rounds: int | None = None,
         top_k: int = 0,
-        request_id: str = "",
         deadline: float | None = None,
+        **options: Unpack[DeliberationOptions],
     ) -> Orchestration:
         from orchestrator_grpc import convert
 
-        request = pb.OrchestrateRequest(
-            deliberation=convert.deliberate_request_to_proto(
-                task, num_agents=num_agents, rounds=rounds, request_id=request_id
-            ),
-            top_k=top_k,
-        )
-        response = await self._stub.Orchestrate(request, timeout=deadline, metadata=self._metadata)
+        response = await self.orchestrate_response(task, top_k=top_k, deadline=deadline, **options)
         return convert.orchestration_from_proto(response, task)
+
+    async def orchestrate_response(
+        self,
+        task: Task,
+        *,
+        top_k: int = 0,
+        deadline: float | None = None,
+        **options: Unpack[DeliberationOptions],
+    ) -> pb.OrchestrateResponse:
+        """The response message as the server sent it."""
+        request = pb.OrchestrateRequest(deliberation=_deliberate_request(task, options), top_k=top_k)
+        response: pb.OrchestrateResponse = await self._stub.Orchestrate(
+            request, timeout=deadline, metadata=self._metadata
+        )
+        return response
 
     async def get_deliberation(
         self, deliberation_id: str, *, deadline: float | None = None
@@ -187,3 +207,9 @@ class OrchestratorClient:
         )
         name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         return name
+
+
+def _deliberate_request(task: Task, options: DeliberationOptions) -> pb.DeliberateRequest:
+    from orchestrator_grpc import convert
+
+    return convert.deliberate_request_to_proto(task, **options)
