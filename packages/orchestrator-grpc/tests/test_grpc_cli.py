@@ -145,6 +145,24 @@ def test_deliberate_with_tests_and_orchestrate(environment: dict[str, str], serv
     assert response["winner"]["rank"] == 1
 
 
+def test_json_is_the_response_the_server_sent(environment: dict[str, str], served: Served) -> None:
+    """Not the CLI's own rendering of it: the role as the server names it (in capitals), and
+    the same response the server keeps in the deliberation's record."""
+    streamed = run(environment, "deliberate", "--address", served.address, "--role", "dev", "--task", "Add", "--json")
+    assert streamed.returncode == 0, streamed.stderr
+    response = json.loads(streamed.stdout)
+    assert response["role"] == "DEV"
+    kept = run(environment, "deliberations", "show", "--address", served.address, response["deliberation_id"])
+    assert json.loads(kept.stdout)["response"] == response
+
+    chosen = run(environment, "orchestrate", "--address", served.address, "--role", "dev", "--task", "Add", "--json")
+    assert chosen.returncode == 0, chosen.stderr
+    orchestration = json.loads(chosen.stdout)
+    assert orchestration["deliberation"]["role"] == "DEV"
+    kept = run(environment, "deliberations", "show", "--address", served.address, orchestration["deliberation_id"])
+    assert json.loads(kept.stdout)["orchestration"] == orchestration
+
+
 def test_deliberate_errors_are_one_line_with_the_status_code(environment: dict[str, str], served: Served) -> None:
     result = run(environment, "deliberate", "--address", served.address, "--role", "DEV", "--task", " ")
     assert result.returncode == 1

@@ -4,7 +4,8 @@ the selected winner.
 
 Everything shown that a model or a plugin wrote (proposals, ids, check names, errors, the
 selector's rationale) goes through :mod:`~orchestrator_grpc.cli.display`: control
-characters written out, markup never interpreted. ``--json`` prints the values exactly.
+characters written out, markup never interpreted. ``--json`` prints the response message
+as the server sent it, values exact.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.events import RankingReady
 from orchestrator_core.models import (
     DeliberationOutcome,
@@ -62,11 +64,17 @@ def run(args: argparse.Namespace) -> int:
     connection = Connection.from_args(args)
     try:
         if args.orchestrate:
-            orchestration = asyncio.run(_orchestrate(args, task, connection))
-            _print_orchestration(args, orchestration)
+            response = asyncio.run(_orchestrate(args, task, connection))
+            if args.json:
+                print_json(to_dict(response))
+            else:
+                _print_orchestration(convert.orchestration_from_proto(response, task))
         else:
-            outcome = asyncio.run(_stream(args, task, connection))
-            _print_outcome(args, outcome)
+            ranking, outcome = asyncio.run(_stream(args, task, connection))
+            if args.json:
+                print_json(to_dict(ranking))
+            else:
+                _print_outcome(outcome)
     except grpc.aio.AioRpcError as error:
         return fail_rpc(error, connection)
     except StreamEndedEarly as exc:
@@ -83,31 +91,38 @@ def _read_test(name: str) -> TaskTest:
     return TaskTest(path=str(relative) if inside else path.name, content=path.read_text(encoding="utf-8"))
 
 
-async def _stream(args: argparse.Namespace, task: Task, connection: Connection) -> DeliberationOutcome:
+async def _stream(
+    args: argparse.Namespace, task: Task, connection: Connection
+) -> tuple[pb.DeliberateResponse, DeliberationOutcome]:
+    """The ranking as the server sent it (for ``--json``) and as the core's outcome (for
+    the text), with the live display on stderr meanwhile."""
     progress = DeliberationProgress(task.role.upper(), args.agents)
     console = CLIConsole(stderr=True, quiet=args.json)
-    outcome: DeliberationOutcome | None = None
+    ranking: tuple[pb.DeliberateResponse, DeliberationOutcome] | None = None
     async with connection.client() as client:
-        events = client.stream_deliberation(
+        messages = client.stream_deliberation_messages(
             task, num_agents=args.agents, rounds=args.rounds, deadline=args.timeout
         )
         # Transient: a failed call leaves only its error line; a finished one its last state.
         with Live(progress, console=console, transient=True, auto_refresh=False) as live:
-            async for event in events:
+            async for message in messages:
+                event = convert.event_from_proto(message, task)
+                if event is None:
+                    continue  # a kind of event this client does not know
                 progress.update(event)
                 live.refresh()
                 if isinstance(event, RankingReady):
-                    outcome = event.outcome
+                    ranking = message.ranking, event.outcome
     console.print(progress)
-    if outcome is None:
+    if ranking is None:
         raise StreamEndedEarly(f"{args.address} ended the stream without a ranking")
-    return outcome
+    return ranking
 
 
-async def _orchestrate(args: argparse.Namespace, task: Task, connection: Connection) -> Orchestration:
+async def _orchestrate(args: argparse.Namespace, task: Task, connection: Connection) -> pb.OrchestrateResponse:
     console = CLIConsole(stderr=True)
     async with connection.client() as client:
-        call = client.orchestrate(
+        call = client.orchestrate_response(
             task, num_agents=args.agents, rounds=args.rounds, top_k=args.top_k or 0, deadline=args.timeout
         )
         if args.json:
@@ -116,10 +131,7 @@ async def _orchestrate(args: argparse.Namespace, task: Task, connection: Connect
             return await call
 
 
-def _print_outcome(args: argparse.Namespace, outcome: DeliberationOutcome) -> None:
-    if args.json:
-        print_json(to_dict(convert.outcome_to_proto(outcome)))
-        return
+def _print_outcome(outcome: DeliberationOutcome) -> None:
     console = CLIConsole()
     console.print(_results_table(outcome.results))
     for failure in outcome.failures:
@@ -137,10 +149,7 @@ def _print_outcome(args: argparse.Namespace, outcome: DeliberationOutcome) -> No
         console.print(Panel(plain(best.proposal.content), title=title))
 
 
-def _print_orchestration(args: argparse.Namespace, orchestration: Orchestration) -> None:
-    if args.json:
-        print_json(to_dict(convert.orchestration_to_proto(orchestration)))
-        return
+def _print_orchestration(orchestration: Orchestration) -> None:
     console = CLIConsole()
     selection = orchestration.selection
     console.print(_results_table(selection.candidates))
