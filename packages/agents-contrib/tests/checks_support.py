@@ -6,6 +6,7 @@ import functools
 import os
 from pathlib import Path
 
+from agents_contrib.checks.dryrun import DryRunCheck
 from agents_contrib.checks.sandbox import Isolation, detect_isolation
 from agents_contrib.checks.settings import DryRunSettings
 from orchestrator_core.models import Proposal, Task, TaskConstraints, TaskTest
@@ -87,6 +88,18 @@ def isolation_for(level: str) -> Isolation | None:
         return detect_isolation(DryRunSettings(isolation=level))  # type: ignore[arg-type]
     except RuntimeError:
         return None
+
+
+def strongest_isolation() -> Isolation:
+    """The isolation ``auto`` takes on this machine (every machine has one)."""
+    isolation = isolation_for("auto")
+    assert isolation is not None
+    return isolation
+
+
+def sandboxed_check(tmp_path: Path, **overrides: object) -> DryRunCheck:
+    """A dry-run check at the strongest isolation, with :func:`fast_settings` and ``overrides``."""
+    return DryRunCheck(fast_settings(tmp_path, **overrides), strongest_isolation())
 
 
 def processes_of(uid: int) -> list[int]:

@@ -1,9 +1,10 @@
-"""What the openai backend's tests share: the task, recorded sleeps, backends and agents."""
+"""What the openai backend's tests share: the task, backends and agents."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from backend_support import Sleeps
 
 from agents_contrib.openai_compat import OpenAIAgent, OpenAIBackend, OpenAISettings
 from orchestrator_core.models import AgentConfig, Task, TaskConstraints, TaskTest
@@ -19,17 +20,6 @@ TASK = Task(
         tests=(TaskTest("test_add.py", "from add import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"),),
     ),
 )
-
-
-class Sleeps:
-    """The waits between attempts, recorded rather than slept (tests assert bounds, not clocks)."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
 
 
 def backend_for(base_url: str, sleeps: Sleeps | None = None, **settings: Any) -> OpenAIBackend:

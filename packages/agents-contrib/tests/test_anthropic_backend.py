@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from llm_server import MESSAGES_PATH, LLMServer, Reply, anthropic_message, running_llm_server
+from backend_support import Sleeps
+from llm_server import MESSAGES_PATH, LLMServer, Reply, anthropic_message
 
 from agents_contrib.anthropic_backend import AnthropicAgent, AnthropicBackend, AnthropicSettings, register_agents
 from agents_contrib.backend_errors import MalformedReply, RequestRejected, ServerFailed
@@ -19,21 +19,6 @@ from orchestrator_core.models import AgentConfig, Task, TaskConstraints
 KEY = "sk-ant-test-0123456789"
 TASK = Task(role="QA", description="Test the add function.",
             constraints=TaskConstraints(rubric="Boundaries covered.", requirements=("pytest",)))
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with running_llm_server() as running:
-        yield running
 
 
 def backend_for(base_url: str, sleeps: Sleeps | None = None, **settings: Any) -> AnthropicBackend:

@@ -7,6 +7,7 @@ a request whose prompt and max_tokens exceed the window), vLLM or Ollama (``prob
 from __future__ import annotations
 
 import pytest
+from backend_support import Sleeps
 from llm_server import (
     CHAT_PATH,
     MESSAGES_PATH,
@@ -20,7 +21,7 @@ from llm_server import (
     chat_completion,
     chat_prompt_tokens,
 )
-from openai_support import TASK, Sleeps, agent_of, backend_for
+from openai_support import TASK, agent_of, backend_for
 
 from agents_contrib.anthropic_backend import AnthropicBackend, AnthropicSettings
 from agents_contrib.backend_errors import PromptTooLong, RequestRejected

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -44,13 +46,19 @@ def _new_tasks(before: set[asyncio.Task[object]]) -> list[str]:
     return [name for name in names if name not in GRPC_ACCEPTORS]
 
 
-async def test_a_passed_deadline_aborts_every_model_request(
-    llm: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm: LLMServer) -> AsyncIterator[Any]:
+    """The service, three DEV agents on ``llm``, and a client of it."""
     async with running_server(configure(tmp_path, monkeypatch, llm.base_url)) as server, grpc.aio.insecure_channel(
         server.address
     ) as channel:
-        stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+        yield pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+async def test_a_passed_deadline_aborts_every_model_request(
+    llm: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with service(tmp_path, monkeypatch, llm) as stub:
         await stub.GetStatus(pb.GetStatusRequest(), timeout=10)
         before: set[asyncio.Task[object]] = asyncio.all_tasks()
 
@@ -73,10 +81,7 @@ async def test_a_passed_deadline_aborts_every_model_request(
 async def test_cancelling_a_stream_aborts_every_model_request(
     llm: LLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with running_server(configure(tmp_path, monkeypatch, llm.base_url)) as server, grpc.aio.insecure_channel(
-        server.address
-    ) as channel:
-        stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+    async with service(tmp_path, monkeypatch, llm) as stub:
         call = stub.StreamDeliberation(TASK, timeout=60)
         await llm.wait_for(lambda: llm.in_flight == 3)
 

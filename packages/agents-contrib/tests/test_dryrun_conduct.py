@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from checks_support import fast_settings, isolation_for, processes_mentioning
+from checks_support import processes_mentioning, sandboxed_check
 from dryrun_support import CLEAN_SCORE, GOOD_CALC, WRONG_CALC, WRONG_SCORE, judge, lines_with
 
 from agents_contrib.checks.dryrun import DryRunCheck
@@ -23,9 +23,7 @@ PENALISED = CLEAN_SCORE * (1 - 0.5)
 
 @pytest.fixture
 def check(tmp_path: Path) -> DryRunCheck:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    return DryRunCheck(fast_settings(tmp_path), isolation)
+    return sandboxed_check(tmp_path)
 
 
 def assert_penalised_once(result: CheckResult, rule_id: str) -> str:
@@ -197,9 +195,7 @@ async def test_ignoring_sigxcpu_still_hits_the_cpu_limit(check: DryRunCheck) -> 
 
 
 async def test_the_timeout_is_a_finding(tmp_path: Path) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    check = DryRunCheck(fast_settings(tmp_path, timeout_seconds=1.5), isolation)
+    check = sandboxed_check(tmp_path, timeout_seconds=1.5)
     result = await judge(check, GOOD_CALC, "import time\ntime.sleep(600)\n")
     assert not result.passed
     assert lines_with(result, "CONDUCT005") == ["CONDUCT005 timed out after 1.5s: process group killed"]
@@ -209,9 +205,7 @@ async def test_the_timeout_is_a_finding(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("penalty", "veto", "score"), [(0.25, False, 0.75), (1.0, False, 0.0), (0.25, True, 0.0)])
 async def test_the_settings_decide_what_a_finding_costs(tmp_path: Path, penalty: float, veto: bool,
                                                         score: float) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    check = DryRunCheck(fast_settings(tmp_path, conduct_penalty=penalty, conduct_veto=veto), isolation)
+    check = sandboxed_check(tmp_path, conduct_penalty=penalty, conduct_veto=veto)
     result = await judge(check, GOOD_CALC, DAEMONS["Popen in a new session"])
     assert not result.passed
     assert result.score == score

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from checks_support import CALC_TESTS, fast_settings, isolation_for, proposal, python_block, task
+from checks_support import CALC_TESTS, proposal, python_block, sandboxed_check, task
 from dryrun_support import CLEAN_SCORE, GOOD_CALC, WRONG_CALC, WRONG_SCORE, judge, lines_with
 
 from agents_contrib.checks.dryrun import DryRunCheck
@@ -22,9 +22,7 @@ CALCS = pytest.mark.parametrize("calc", [GOOD_CALC, WRONG_CALC], ids=["correct",
 
 @pytest.fixture
 def check(tmp_path: Path) -> DryRunCheck:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    return DryRunCheck(fast_settings(tmp_path), isolation)
+    return sandboxed_check(tmp_path)
 
 
 def assert_broken(result: CheckResult, problem: str) -> None:

@@ -7,8 +7,9 @@ import socket
 from typing import Any
 
 import pytest
+from backend_support import Sleeps
 from llm_server import CHAT_PATH, LLMServer, Reply, chat_completion
-from openai_support import KEY, TASK, Sleeps, agent_of, backend_for
+from openai_support import KEY, TASK, agent_of, backend_for
 
 from agents_contrib.backend_errors import MalformedReply, RequestRejected
 from agents_contrib.openai_compat import OpenAISettings, register_agents

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from backend_support import Sleeps
 from llm_server import CHAT_PATH, LLMServer, Reply, chat_completion
-from openai_support import TASK, Sleeps, agent_of, backend_for
+from openai_support import TASK, agent_of, backend_for
 
 from agents_contrib.backend_errors import ServerFailed
 from orchestrator_core.errors import BackendUnavailable

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from checks_support import isolation_for
+from checks_support import strongest_isolation
 
 from agents_contrib.checks.sandbox import (
     Isolation,
@@ -22,8 +22,7 @@ from agents_contrib.checks.settings import DryRunSettings
 
 
 def test_auto_takes_a_working_level_and_describes_it() -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
+    isolation = strongest_isolation()
     text = isolation.describe(DryRunSettings())
     assert text.startswith(f"isolation: {isolation.level}, ")
     assert "rlimits cpu 30s, as 1024MiB, fsize 16MiB, nofile 256, nproc 64" in text
@@ -48,8 +47,7 @@ def test_a_level_that_is_not_installed_is_refused_at_startup(monkeypatch: pytest
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the unprivileged user is taken only when running as root")
 def test_as_root_the_code_runs_as_an_unprivileged_user_where_the_level_allows() -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
+    isolation = strongest_isolation()
     if isolation.level != "bwrap":
         pytest.skip("only bwrap can expose an interpreter kept in root's home")
     assert isolation.uid == DryRunSettings().sandbox_uid

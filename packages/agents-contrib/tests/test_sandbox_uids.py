@@ -17,10 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from checks_support import fast_settings, isolation_for, processes_of_pool, proposal, python_block, task
+from checks_support import (
+    processes_of_pool,
+    proposal,
+    python_block,
+    sandboxed_check,
+    task,
+)
 from dryrun_support import GOOD_CALC, lines_with
 
-from agents_contrib.checks.dryrun import DryRunCheck
 from agents_contrib.checks.sandbox_uids import UidPool, UidPoolError
 from agents_contrib.checks.settings import DryRunSettings
 from orchestrator_core.models import TaskTest
@@ -126,10 +131,8 @@ def old_shared_uid() -> int | None:
 
 
 async def test_correct_runs_at_once_all_pass_under_a_small_process_limit(tmp_path: Path) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    settings = fast_settings(tmp_path, processes=8, concurrency=4, timeout_seconds=30.0)
-    check = DryRunCheck(settings, isolation)
+    check = sandboxed_check(tmp_path, processes=8, concurrency=4, timeout_seconds=30.0)
+    settings = check.settings
     code = proposal(python_block(GOOD_CALC, "calc.py"))
     with processes_held_by(settings.processes, old_shared_uid()):
         results = await asyncio.gather(*(check.run(task(tests=CHILDREN_TESTS), code) for _ in range(4)))
@@ -142,10 +145,8 @@ async def test_correct_runs_at_once_all_pass_under_a_small_process_limit(tmp_pat
 
 
 async def test_a_fork_bomb_hits_its_own_limit_while_a_correct_run_passes(tmp_path: Path) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    settings = fast_settings(tmp_path, processes=8, concurrency=2, timeout_seconds=30.0)
-    check = DryRunCheck(settings, isolation)
+    check = sandboxed_check(tmp_path, processes=8, concurrency=2, timeout_seconds=30.0)
+    settings = check.settings
     with processes_held_by(settings.processes, old_shared_uid()):
         bomb, correct = await asyncio.gather(
             check.run(task(tests=CHILDREN_TESTS), proposal(python_block(GOOD_CALC + "\n\n" + FORK_BOMB, "calc.py"))),
