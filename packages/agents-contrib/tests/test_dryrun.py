@@ -11,26 +11,26 @@ from checks_support import (
     CALC_HALF,
     CALC_TESTS,
     CALC_WRONG,
-    fast_settings,
-    isolation_for,
     processes_mentioning,
     proposal,
     python_block,
     sample,
     sandbox_dirs,
+    sandboxed_check,
     task,
 )
 
 from agents_contrib.checks.dryrun import DryRunCheck
 from agents_contrib.checks.settings import DryRunSettings
+from orchestrator_core.deliberation import DeliberationEngine
 from orchestrator_core.models import TaskTest
+from orchestrator_core.scoring import Scorer
+from orchestrator_core.testing import ScriptedAgent
 
 
 @pytest.fixture
 def check(tmp_path: Path) -> DryRunCheck:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    return DryRunCheck(fast_settings(tmp_path), isolation)
+    return sandboxed_check(tmp_path)
 
 
 async def test_code_that_passes_the_tasks_tests_scores_one(check: DryRunCheck) -> None:
@@ -107,14 +107,39 @@ async def test_named_files_and_tests_in_subdirectories(check: DryRunCheck) -> No
     assert result.passed, result.diagnostics
 
 
-async def test_dry_runs_at_once_are_bounded(tmp_path: Path) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
-    check = DryRunCheck(fast_settings(tmp_path, concurrency=1), isolation)
-    results = await asyncio.gather(*(check.run(task(tests=CALC_TESTS), proposal(CALC_GOOD)) for _ in range(3)))
-    assert [r.passed for r in results] == [True, True, True]
-    assert check.peak_running == 1
+async def test_a_dry_run_beside_a_running_one_does_not_wait_for_it(tmp_path: Path) -> None:
+    """The check queues nothing (its callers bound it), so no part of a caller's timeout goes to
+    waiting in it: the run started second finishes while the first still runs."""
+    check = sandboxed_check(tmp_path, concurrency=1, timeout_seconds=300.0)
+    sleeper = (TaskTest("test_sleep.py", "import time\n\ndef test_sleep():\n    time.sleep(600)\n"),)
+    first = asyncio.create_task(check.run(task(tests=sleeper), proposal(CALC_GOOD)))
+    work = str(tmp_path / "work")
+    while not processes_mentioning(work):
+        assert not first.done()
+        await asyncio.sleep(0.05)
+
+    second = asyncio.create_task(check.run(task(tests=CALC_TESTS), proposal(CALC_GOOD, "p2")))
+    done, _ = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+
+    assert done == {second}
+    assert second.result().passed, second.result().diagnostics
+    assert check.peak_running == 2
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
     assert check.running == 0
+    assert sandbox_dirs(tmp_path / "work") == []
+
+
+async def test_in_the_engine_the_heavy_check_slots_bound_the_dry_runs(tmp_path: Path) -> None:
+    check = sandboxed_check(tmp_path)
+    engine = DeliberationEngine(checks=[check], scorer=Scorer(), heavy_check_slots=asyncio.Semaphore(1))
+    agents = [ScriptedAgent(f"dev-{i}", proposal=CALC_GOOD + "#" * i) for i in range(3)]
+
+    outcome = await engine.deliberate(task(tests=CALC_TESTS), agents, rounds=0)
+
+    assert [result.checks[0].passed for result in outcome.results] == [True, True, True]
+    assert check.peak_running == 1
 
 
 async def test_the_loop_stays_free_and_cancellation_kills_the_sandbox(check: DryRunCheck, tmp_path: Path) -> None:
@@ -152,14 +177,12 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_pytest_plugins_are_loaded_only_when_named(tmp_path: Path) -> None:
-    isolation = isolation_for("auto")
-    assert isolation is not None
     async_tests = (TaskTest("test_async.py", "import pytest\nfrom calc import add\n\n@pytest.mark.asyncio\n"
                             "async def test_add():\n    assert add(1, 1) == 2\n"),)
-    without = DryRunCheck(fast_settings(tmp_path), isolation)
+    without = sandboxed_check(tmp_path)
     skipped = await without.run(task(tests=async_tests), proposal(CALC_GOOD))
     assert not skipped.passed  # pytest cannot run an async test without the plugin
-    named = DryRunCheck(fast_settings(tmp_path, pytest_plugins=["pytest_asyncio.plugin"]), isolation)
+    named = sandboxed_check(tmp_path, pytest_plugins=["pytest_asyncio.plugin"])
     result = await named.run(task(tests=async_tests), proposal(CALC_GOOD))
     assert result.passed, result.diagnostics
     assert "tests: 1 collected: 1 passed, 0 failed, 0 errors, 0 skipped" in result.diagnostics

@@ -17,14 +17,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents_contrib.artifacts import extract_artifacts
 from agents_contrib.checks.conduct import conduct_findings, penalised
 from agents_contrib.checks.findings import Stopwatch
 from agents_contrib.checks.junit import ReportError, TestReport, read_report
+from agents_contrib.checks.proposal_artifacts import artifacts_of
 from agents_contrib.checks.pytest_record import PYTEST_EXIT, PytestRecord, parse_record, run_problems
 from agents_contrib.checks.sandbox import Isolation, detect_isolation, make_workdir, remove_workdir
 from agents_contrib.checks.sandbox_run import RunOutcome, open_channel, run_sandboxed
@@ -48,6 +48,18 @@ class RunEvidence:
 
 
 class DryRunCheck:
+    """Runs every dry-run it is asked for at once: whoever calls it bounds how many.
+
+    A dry-run is ``heavy``, so the engine runs at most ``ORCH_HEAVY_CHECK_CONCURRENCY`` of
+    them at once, and a run waits for its slot *before* the check's timeout starts. A second
+    bound in here would make a run that got a slot wait again, inside that timeout, and time
+    out for having queued. So this check has no bound of its own, and a caller that runs it
+    outside the engine brings its own (as the evaluation's hidden-test judge does). Where the
+    sandbox switches users, a run does wait for a free uid of the pool, which
+    ``ORCH_DRYRUN_CONCURRENCY`` sizes: it must be at least the callers' bound, so that the wait
+    is only ever for other replicas' runs (:mod:`.sandbox_uids`).
+    """
+
     name = "dryrun"
     kind = CheckKind.DRYRUN.value
     heavy = True
@@ -57,23 +69,24 @@ class DryRunCheck:
         self.isolation = isolation or detect_isolation(self.settings)
         self.uids = UidPool.from_settings(self.settings)
         self.running = 0
+        """Dry-runs under way (a wait for a uid included); ``peak_running``: the most at once."""
         self.peak_running = 0
-        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
     async def run(self, task: Task, proposal: Proposal) -> CheckResult:
         watch = Stopwatch()
-        workspace = plan_workspace(task.constraints.tests, extract_artifacts(proposal.content))
+        workspace = plan_workspace(task.constraints.tests, await artifacts_of(proposal))
         header = [self.isolation.describe(self.settings), *workspace.notes]
         if not workspace.tests:
             return self._result(False, 0.0, [*header, "nothing to run: the task has no tests and the "
                                              "proposal no Python code"], watch)
-        async with self._slot(), self._user() as isolation:
-            workdir = await asyncio.to_thread(make_workdir, self.settings, isolation.uid)
-            try:
-                await asyncio.to_thread(self._prepare, workspace, workdir, isolation.uid)
-                evidence = await self._execute(isolation, workdir, workspace)
-            finally:
-                await asyncio.to_thread(remove_workdir, workdir)
+        with self._counted():
+            async with self._user() as isolation:
+                workdir = await asyncio.to_thread(make_workdir, self.settings, isolation.uid)
+                try:
+                    await asyncio.to_thread(self._prepare, workspace, workdir, isolation.uid)
+                    evidence = await self._execute(isolation, workdir, workspace)
+                finally:
+                    await asyncio.to_thread(remove_workdir, workdir)
         return self._judge(workspace, evidence, header, watch)
 
     async def _execute(self, isolation: Isolation, workdir: Path, workspace: Workspace) -> RunEvidence:
@@ -88,18 +101,14 @@ class DryRunCheck:
             junit = str(exc)
         return RunEvidence(outcome, parse_record(data, truncated), junit)
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """At most ``settings.concurrency`` dry-runs at once (one semaphore per event loop)."""
-        loop = asyncio.get_running_loop()
-        slots = self._slots.setdefault(loop, asyncio.Semaphore(self.settings.concurrency))
-        async with slots:
-            self.running += 1
-            self.peak_running = max(self.peak_running, self.running)
-            try:
-                yield
-            finally:
-                self.running -= 1
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        try:
+            yield
+        finally:
+            self.running -= 1
 
     @contextlib.asynccontextmanager
     async def _user(self) -> AsyncIterator[Isolation]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from agents_contrib.artifacts import Artifact, extract_artifacts
+from agents_contrib.artifacts import Artifact
 from agents_contrib.checks.findings import Stopwatch
 from agents_contrib.checks.linters import LintReport, linters_by_language, summarise
+from agents_contrib.checks.proposal_artifacts import artifacts_of
 from agents_contrib.checks.settings import LintSettings
 from orchestrator_core.hookspecs import RegisterCheck, hookimpl
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
@@ -28,7 +29,7 @@ class LintCheck:
 
     async def run(self, task: Task, proposal: Proposal) -> CheckResult:
         watch = Stopwatch()
-        artifacts = extract_artifacts(proposal.content)
+        artifacts = await artifacts_of(proposal)
         linted = [a for a in artifacts if a.language in self.linters]
         async with asyncio.timeout(self.settings.timeout_seconds):
             reports = await asyncio.gather(*(self.linters[a.language].lint(a) for a in linted))

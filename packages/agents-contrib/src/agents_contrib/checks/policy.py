@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agents_contrib.artifacts import extract_artifacts
+from agents_contrib.artifacts import Artifact
 from agents_contrib.checks.constraint_rules import check_forbidden, check_requirements, check_sizes
 from agents_contrib.checks.findings import Finding, Stopwatch
+from agents_contrib.checks.proposal_artifacts import artifacts_of
 from agents_contrib.checks.python_rules import find_dangerous_calls
 from agents_contrib.checks.rego import RegoPolicies, load_policies
 from agents_contrib.checks.secret_rules import find_secrets
@@ -41,7 +42,8 @@ class PolicyCheck:
 
     async def run(self, task: Task, proposal: Proposal) -> CheckResult:
         watch = Stopwatch()
-        violations, notes = await asyncio.to_thread(self.judge, task, proposal)
+        artifacts = await artifacts_of(proposal)
+        violations, notes = await asyncio.to_thread(self.judge, task, proposal, artifacts)
         penalty = self.settings.violation_penalty * len(violations)
         return CheckResult(
             name=self.name,
@@ -52,9 +54,10 @@ class PolicyCheck:
             duration_seconds=watch.elapsed(),
         )
 
-    def judge(self, task: Task, proposal: Proposal) -> tuple[list[Finding], list[str]]:
-        """The violations and the notes for a proposal (blocking: run it off the event loop)."""
-        artifacts = extract_artifacts(proposal.content)
+    def judge(self, task: Task, proposal: Proposal,
+              artifacts: tuple[Artifact, ...]) -> tuple[list[Finding], list[str]]:
+        """The violations and the notes for a proposal and its artifacts (blocking: run it off
+        the event loop)."""
         disabled = frozenset(self.settings.disabled_rules)
         violations = find_secrets(artifacts, disabled) + find_dangerous_calls(artifacts, disabled)
         requirement_violations, notes = check_requirements(task.constraints.requirements, artifacts)

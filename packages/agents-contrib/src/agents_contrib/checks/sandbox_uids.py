@@ -75,8 +75,9 @@ class UidPool:
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[int]:
         """A uid no other run holds until the block ends; waits while every uid is taken."""
-        # Within one process the dry-run's concurrency never exceeds the pool, so this waits only
-        # on other replicas' runs: no event of this process can say when their locks go.
+        # The callers of the dry-run bound its runs to no more than the pool (its concurrency),
+        # so this waits only on other replicas' runs: no event of this process can say when
+        # their locks go.
         while (taken := await asyncio.to_thread(self.try_take)) is None:  # noqa: ASYNC110
             await asyncio.sleep(RETRY_SECONDS)
         uid, fd = taken

@@ -98,7 +98,9 @@ class DryRunSettings(BaseSettings):
     max_output_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """A run that prints more than this is killed: a flood, not a test report."""
     concurrency: int = Field(default=2, ge=1)
-    """Dry-runs at once in this process."""
+    """Dry-runs this process runs at once, at most: the default size of the uid pool. The check
+    itself does not bound them; its caller does (the engine, by ``ORCH_HEAVY_CHECK_CONCURRENCY``,
+    which should not exceed this)."""
     work_root: Path | None = None
     """Where sandbox directories are created; the system's temporary directory by default."""
     failure_messages: int = Field(default=5, ge=0)
