@@ -9,7 +9,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from agents_contrib.options import redact_url, spread
+from agents_contrib import backend_errors as errors
+from agents_contrib.options import check_base_url, spread
 from agents_contrib.resilience import (
     Deadline,
     Retryable,
@@ -184,4 +185,8 @@ def test_spread_temperatures_stay_in_range() -> None:
     ],
 )
 def test_urls_in_messages_lose_their_credentials(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
+    message = str(errors.unreachable("OpenAI-compatible", url, "ORCH_OPENAI_BASE_URL", "connection refused"))
+    assert f"no OpenAI-compatible server answered at {shown} (connection refused)" in message
+    with pytest.raises(ValueError, match="is not an http") as raised:
+        check_base_url(url.replace("http", "ftp", 1), "openai")
+    assert f"base_url {shown.replace('http', 'ftp', 1)!r}" in str(raised.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents_contrib.artifacts import Artifact, extract_artifacts, guess_language
+from agents_contrib.artifacts import Artifact, extract_artifacts, guess_language, language_of_file
 
 
 def test_fenced_blocks_keep_their_language_order_and_position() -> None:
@@ -42,6 +42,20 @@ def test_file_names_come_from_the_info_string_a_first_line_or_the_line_before(
 ) -> None:
     (artifact,) = extract_artifacts(text)
     assert (artifact.filename, artifact.language) == (filename, language)
+
+
+@pytest.mark.parametrize(
+    ("filename", "language"),
+    [("run.sh", "shell"), ("main.tf", "terraform"), ("APP.PY", "python"), ("k8s/app.yml", "yaml"),
+     ("Dockerfile.dev", "dockerfile"), ("main.go", "go"), ("README.md", "markdown"), ("notes", "")],
+)
+def test_a_file_name_says_its_language(filename: str, language: str) -> None:
+    assert language_of_file(filename) == language
+
+
+def test_an_unlabelled_block_named_as_markdown_is_not_guessed_to_be_yaml() -> None:
+    (artifact,) = extract_artifacts("File: README.md\n```\n- install\n- run\n```\n")
+    assert (artifact.filename, artifact.language) == ("README.md", "markdown")
 
 
 def test_a_longer_fence_contains_a_shorter_one() -> None:

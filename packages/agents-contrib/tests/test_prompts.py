@@ -81,6 +81,19 @@ def test_a_task_without_constraints_shows_no_empty_sections() -> None:
     assert "Judged by" not in user
 
 
+@pytest.mark.parametrize(
+    ("path", "tag"),
+    [("tests/test_calc.py", "python"), ("check.sh", "bash"), ("infra/main.tf", "hcl"), ("app.yml", "yaml"),
+     ("data.json", "json"), ("schema.sql", "sql"), ("main.go", "go"), ("README.md", "markdown"), ("notes", "")],
+)
+def test_a_tasks_files_are_shown_in_fences_tagged_as_before(path: str, tag: str) -> None:
+    """The tags the prompts have always used; the artifacts name shell and terraform so, and
+    models write them as bash and hcl."""
+    task = Task("DEV", "Check it.", TaskConstraints(tests=(TaskTest(path, "x\n"),)))
+    user = PromptBook().render("DEV", Phase.GENERATE, task).user
+    assert f"File: {path}\n```{tag}\nx\n```" in user
+
+
 def test_a_reply_in_the_asked_for_form_yields_named_artifacts() -> None:
     from agents_contrib.artifacts import extract_artifacts
 

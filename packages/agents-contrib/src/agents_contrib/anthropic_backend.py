@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents_contrib import backend_errors as errors
 from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.context_window import ContextWindow, prompt_budget
-from agents_contrib.options import ModelOptions, check_base_url, effective_options, redact_url
+from agents_contrib.options import ModelOptions, check_base_url, effective_options
 from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
@@ -46,6 +46,7 @@ from agents_contrib.tokens import ESTIMATE
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase, TokenUsage
+from orchestrator_core.redaction import redact_url
 
 if TYPE_CHECKING:
     import anthropic

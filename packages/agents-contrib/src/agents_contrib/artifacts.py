@@ -61,7 +61,11 @@ EXTENSION_LANGUAGES: dict[str, str] = {
     ".tf": "terraform",
     ".rego": "rego",
     ".toml": "toml",
+    ".go": "go",
+    ".md": "markdown",
 }
+"""The language of a file by its name's ending, in the names :data:`LANGUAGE_ALIASES` leads to
+(the checks', and the prompts' after :data:`agents_contrib.prompting.FENCE_TAGS`)."""
 
 _FENCE_OPEN = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 _FILE_NAME = re.compile(r"^[\w.\-/]+\.[A-Za-z0-9]+$|^Dockerfile(\.[\w-]+)?$")
@@ -182,7 +186,7 @@ def _artifact(index: int, info: str, body: str, line_before: str, line: int) -> 
     if not filename:
         filename = _name_from_first_line(body) or _name_from_line_before(line_before)
     if not language:
-        language = _language_of_file(filename) or guess_language(body)
+        language = language_of_file(filename) or guess_language(body)
     return Artifact(index=index, language=language, content=body.rstrip("\n") + "\n",
                     filename=filename, fenced=True, line=line)
 
@@ -199,14 +203,16 @@ def _name_from_line_before(line: str) -> str:
     return candidates[-1] if len(candidates) == 1 else ""
 
 
-def _language_of_file(filename: str) -> str:
+def language_of_file(filename: str) -> str:
+    """The language a file name says (``Dockerfile``, or its extension in any case), or ``""``."""
     if not filename:
         return ""
     base = filename.rsplit("/", 1)[-1]
     if base.startswith("Dockerfile"):
         return "dockerfile"
+    lowered = base.lower()
     for extension, language in EXTENSION_LANGUAGES.items():
-        if base.endswith(extension):
+        if lowered.endswith(extension):
             return language
     return ""
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agents_contrib.options import redact_url
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable
+from orchestrator_core.redaction import redact_url
 
 MAX_SERVER_TEXT = 300
 

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 from agents_contrib.backend_errors import PromptTooLong
-from agents_contrib.options import redact_url
 from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.tokens import TokenCounter, estimate_tokens
+from orchestrator_core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

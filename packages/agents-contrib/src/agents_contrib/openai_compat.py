@@ -42,7 +42,6 @@ from agents_contrib.options import (
     agent_seed,
     check_base_url,
     effective_options,
-    redact_url,
     spread,
 )
 from agents_contrib.prompt_fit import PromptBudget
@@ -63,6 +62,7 @@ from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
+from orchestrator_core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from orchestrator_core.redaction import redact_url as core_redact_url
+from orchestrator_core.redaction import redact_url
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -114,11 +114,6 @@ def spread(center: float, width: float, index: int, size: int, *, low: float, hi
 def agent_seed(seed: int | None, index: int) -> int | None:
     """Each agent's own seed: the council's seed plus the agent's position, when a seed is set."""
     return None if seed is None else seed + index
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials or query values, fit for a message or a log."""
-    return core_redact_url(url)
 
 
 def check_base_url(url: str, backend: str) -> str:

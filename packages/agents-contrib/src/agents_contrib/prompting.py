@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents_contrib.artifacts import language_of_file
 from agents_contrib.prompt_parts import constraints, deliverable
 from orchestrator_core.models import Critique, Phase, Proposal, Task
 
@@ -45,21 +46,9 @@ PLACEHOLDERS: Mapping[str, str] = {
     "constraints": "the rubric, requirements and forbidden items the task has; empty when it has none",
 }
 
-_LANGUAGES = {
-    ".py": "python",
-    ".sh": "bash",
-    ".yaml": "yaml",
-    ".yml": "yaml",
-    ".json": "json",
-    ".sql": "sql",
-    ".rego": "rego",
-    ".toml": "toml",
-    ".tf": "hcl",
-    ".js": "javascript",
-    ".ts": "typescript",
-    ".go": "go",
-    ".md": "markdown",
-}
+FENCE_TAGS: Mapping[str, str] = {"shell": "bash", "terraform": "hcl"}
+"""The tag a test file's fence gets where it is not the language's name: the tag models see
+(and write) most for these languages."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +165,9 @@ def _fence_for(content: str) -> str:
 
 
 def language_for(path: str) -> str:
-    return _LANGUAGES.get(PurePosixPath(path).suffix.lower(), "")
+    """The language tag of the fence a task's file is shown in; ``""`` for an unknown kind."""
+    language = language_of_file(path)
+    return FENCE_TAGS.get(language, language)
 
 
 def _tests(task: Task) -> str:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from orchestrator_core.settings import _split_names  # the service's own reading of "A, B" as ["A", "B"]
+
 DEFAULT_YAMLLINT_CONFIG = """\
 extends: default
 rules:
@@ -15,13 +17,6 @@ rules:
   line-length: {max: 120}
   truthy: {check-keys: false}
 """
-
-
-def split_names(value: Any) -> Any:
-    """``"A, B"`` from the environment becomes ``["A", "B"]``."""
-    if isinstance(value, str):
-        return [name.strip() for name in value.split(",") if name.strip()]
-    return value
 
 
 class PolicySettings(BaseSettings):
@@ -43,7 +38,7 @@ class PolicySettings(BaseSettings):
     @field_validator("disabled_rules", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
-        return split_names(value)
+        return _split_names(value)
 
 
 class LintSettings(BaseSettings):
@@ -56,7 +51,7 @@ class LintSettings(BaseSettings):
     @field_validator("ruff_select", mode="before")
     @classmethod
     def _families(cls, value: Any) -> Any:
-        return split_names(value)
+        return _split_names(value)
 
     ruff_line_length: int = Field(default=120, ge=40)
     yamllint_config: str = DEFAULT_YAMLLINT_CONFIG
@@ -118,7 +113,7 @@ class DryRunSettings(BaseSettings):
     @field_validator("pytest_plugins", mode="before")
     @classmethod
     def _plugins(cls, value: Any) -> Any:
-        return split_names(value)
+        return _split_names(value)
 
     @model_validator(mode="after")
     def _uid_range(self) -> DryRunSettings:
