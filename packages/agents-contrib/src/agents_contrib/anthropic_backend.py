@@ -28,25 +28,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents_contrib import backend_errors as errors
 from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.context_window import ContextWindow, prompt_budget
+from agents_contrib.model_agent import ModelAgent
 from agents_contrib.options import ModelOptions, check_base_url, effective_options
 from agents_contrib.prompt_fit import PromptBudget
-from agents_contrib.prompted import PromptedAgent
-from agents_contrib.prompting import Prompt, PromptBook, prompt_book
-from agents_contrib.resilience import (
-    REFUSED_LOCALLY_RETRIES,
-    Deadline,
-    LoopLocal,
-    Retryable,
-    RetryPolicy,
-    call_with_retries,
-    refused_locally,
-    retry_after_seconds,
-)
+from agents_contrib.prompting import Prompt, prompt_book
+from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase, TokenUsage
-from orchestrator_core.redaction import redact_url
+from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
 
 if TYPE_CHECKING:
     import anthropic
@@ -135,34 +125,7 @@ class AnthropicBackend(LimitedBackend[AnthropicSettings]):
         return client
 
 
-class AnthropicAgent(PromptedAgent):
-    def __init__(
-        self,
-        config: AgentConfig,
-        options: AnthropicOptions,
-        *,
-        backend: AnthropicBackend,
-        prompts: PromptBook,
-    ) -> None:
-        super().__init__(config.agent_id, config.role, prompts)
-        self.named_options = frozenset(config.options)
-        self.options = options
-        self._backend = backend
-        self._endpoint = redact_url(options.base_url)
-        self._server_text = errors.ServerText(options.key())
-        self._policy = RetryPolicy(
-            max_retries=options.max_retries,
-            backoff_base_seconds=options.backoff_base_seconds,
-            backoff_max_seconds=options.backoff_max_seconds,
-        )
-
-    def describe(self) -> AgentIdentity:
-        """The model and endpoint this agent calls; "options" when the council's options named
-        either, else "settings" (``ORCH_ANTHROPIC_*`` or the defaults)."""
-        named = self.named_options & {"model", "base_url"}
-        source = "options" if named else "settings"
-        return AgentIdentity(model=self.options.model, endpoint=redact_url(self.options.base_url), source=source)
-
+class AnthropicAgent(ModelAgent[AnthropicOptions, AnthropicBackend]):
     async def prompt_budget(self) -> PromptBudget:
         """The window from the options (the API reports none); tokens estimated, as the API's
         token counting would cost a request per call."""
@@ -187,13 +150,7 @@ class AnthropicAgent(PromptedAgent):
         async def attempt(seconds_left: float) -> AgentReply:
             return await self._attempt(params, seconds_left, phase)
 
-        return await call_with_retries(
-            attempt,
-            policy=self._policy,
-            deadline=Deadline.within(self.options.call_timeout_seconds),
-            sleep=self._backend.sleep,
-            rng=self._backend.rng,
-        )
+        return await self._with_retries(attempt)
 
     async def _attempt(self, params: dict[str, Any], seconds_left: float, phase: Phase) -> AgentReply:
         seconds = max(min(self.options.request_timeout_seconds, seconds_left), 0.001)
@@ -276,11 +233,6 @@ class AnthropicAgent(PromptedAgent):
             usage=TokenUsage(_count(_field(usage, "input_tokens")), _count(_field(usage, "output_tokens"))),
             truncated=truncated,
         )
-
-    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None,
-               max_retries: int | None = None) -> Retryable:
-        log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
-        return Retryable(error, retry_after, max_retries)
 
 
 def _field(value: object, name: str) -> Any:

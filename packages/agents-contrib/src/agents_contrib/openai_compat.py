@@ -35,6 +35,7 @@ from agents_contrib.context_window import (
     discover_window,
     prompt_budget,
 )
+from agents_contrib.model_agent import ModelAgent
 from agents_contrib.openai_wire import parse_reply, request_body
 from agents_contrib.options import (
     ModelOptions,
@@ -45,22 +46,12 @@ from agents_contrib.options import (
     spread,
 )
 from agents_contrib.prompt_fit import PromptBudget
-from agents_contrib.prompted import PromptedAgent
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
-from agents_contrib.resilience import (
-    REFUSED_LOCALLY_RETRIES,
-    Deadline,
-    LoopLocal,
-    Retryable,
-    RetryPolicy,
-    call_with_retries,
-    refused_locally,
-    retry_after_seconds,
-)
+from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE, TokenCounter
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
-from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
+from orchestrator_core.models import AgentConfig, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
 from orchestrator_core.redaction import redact_url
 
@@ -183,7 +174,7 @@ class OpenAIBackend(LimitedBackend[OpenAISettings]):
         )
 
 
-class OpenAIAgent(PromptedAgent):
+class OpenAIAgent(ModelAgent[OpenAIOptions, OpenAIBackend]):
     """One council member on a Chat Completions endpoint."""
 
     def __init__(
@@ -196,21 +187,11 @@ class OpenAIAgent(PromptedAgent):
         temperature: float,
         seed: int | None,
     ) -> None:
-        super().__init__(config.agent_id, config.role, prompts)
-        self.named_options = frozenset(config.options)
-        self.options = options
+        super().__init__(config, options, backend=backend, prompts=prompts)
         self.temperature = temperature
         self.seed = seed
-        self._backend = backend
         self._key = options.key()
         self._url = f"{options.base_url}/chat/completions"
-        self._endpoint = redact_url(options.base_url)
-        self._server_text = errors.ServerText(self._key)
-        self._policy = RetryPolicy(
-            max_retries=options.max_retries,
-            backoff_base_seconds=options.backoff_base_seconds,
-            backoff_max_seconds=options.backoff_max_seconds,
-        )
 
     def point_at(self, base_url: str) -> None:
         """Send further calls to ``base_url``: for a server whose address is known only once it runs."""
@@ -231,13 +212,6 @@ class OpenAIAgent(PromptedAgent):
                 f"{self._endpoint} did not answer ({detail}); start the server or set {BASE_URL_SETTING}",
             )
         return Reachability(EndpointState.REACHABLE, f"{self._endpoint} answered HTTP {response.status_code}")
-
-    def describe(self) -> AgentIdentity:
-        """The model and endpoint this agent calls; "options" when the council's options named
-        either, else "settings" (``ORCH_OPENAI_*`` or the defaults)."""
-        named = self.named_options & {"model", "base_url"}
-        source = "options" if named else "settings"
-        return AgentIdentity(model=self.options.model, endpoint=redact_url(self.options.base_url), source=source)
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -270,18 +244,11 @@ class OpenAIAgent(PromptedAgent):
 
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         payload = json.dumps(self.request_body(prompt)).encode("utf-8")
-        deadline = Deadline.within(self.options.call_timeout_seconds)
 
         async def attempt(seconds_left: float) -> AgentReply:
             return await self._attempt(payload, seconds_left, phase)
 
-        reply = await call_with_retries(
-            attempt,
-            policy=self._policy,
-            deadline=deadline,
-            sleep=self._backend.sleep,
-            rng=self._backend.rng,
-        )
+        reply = await self._with_retries(attempt)
         if reply.truncated:
             log.warning("%s: %s reply cut off at max_tokens %d", self.agent_id, phase.value, self.options.max_tokens)
         return reply
@@ -350,11 +317,6 @@ class OpenAIAgent(PromptedAgent):
                 f"base_url: OpenAI-compatible servers serve it under /v1, e.g. http://host:11434/v1"
             )
         raise errors.request_rejected(endpoint, status, message)
-
-    def _retry(self, error: AgentError, phase: Phase, retry_after: float | None = None,
-               max_retries: int | None = None) -> Retryable:
-        log.info("%s: %s call failed, may retry: %s", self.agent_id, phase.value, error)
-        return Retryable(error, retry_after, max_retries)
 
 
 def _describe(exc: Exception, fallback: str) -> str:

@@ -106,13 +106,14 @@ async def fit_prompt(
     role: str,
     phase: Phase,
     task: Task,
-    budget: PromptBudget,
+    budget: PromptBudget | None,
     *,
     proposal: Proposal | None = None,
     feedback: Sequence[Critique] = (),
     candidates: Sequence[Proposal] = (),
 ) -> Prompt:
-    """The prompt for ``phase``, its embedded texts shortened as far as needed to fit ``budget``.
+    """The prompt for ``phase``, its embedded texts shortened as far as needed to fit ``budget``;
+    whole when there is no budget (a model without a known window).
 
     Raises:
         PromptTooLong: not even with every embedded text cut to its marker.
@@ -132,6 +133,8 @@ async def fit_prompt(
         )
 
     prompt = render(None)
+    if budget is None:
+        return prompt
     used = await budget.counter.count(prompt_text(prompt))
     if used <= budget.tokens:
         return prompt

@@ -36,37 +36,21 @@ class PromptedAgent(ABC):
         known window (then prompts are sent whole). Model backends override this."""
         return None
 
-    async def prompt_for(
-        self,
-        phase: Phase,
-        task: Task,
-        *,
-        proposal: Proposal | None = None,
-        feedback: Sequence[Critique] = (),
-        candidates: Sequence[Proposal] = (),
-    ) -> Prompt:
-        """The prompt for one call, fitted to the model's context window when it has one."""
-        budget = await self.prompt_budget()
-        if budget is None:
-            return self.prompts.render(
-                self.role, phase, task, proposal=proposal, feedback=feedback, candidates=candidates
-            )
-        return await fit_prompt(
-            self.prompts, self.role, phase, task, budget,
-            proposal=proposal, feedback=feedback, candidates=candidates,
-        )
-
     async def generate(self, task: Task) -> AgentReply:
-        return await self.complete(await self.prompt_for(Phase.GENERATE, task), Phase.GENERATE)
+        prompt = await fit_prompt(self.prompts, self.role, Phase.GENERATE, task, await self.prompt_budget())
+        return await self.complete(prompt, Phase.GENERATE)
 
     async def critique(self, task: Task, proposal: Proposal) -> AgentReply:
-        prompt = await self.prompt_for(Phase.CRITIQUE, task, proposal=proposal)
+        prompt = await fit_prompt(self.prompts, self.role, Phase.CRITIQUE, task, await self.prompt_budget(),
+                                  proposal=proposal)
         return await self.complete(prompt, Phase.CRITIQUE)
 
     async def revise(self, task: Task, proposal: Proposal, feedback: Sequence[Critique]) -> AgentReply:
-        prompt = await self.prompt_for(Phase.REVISE, task, proposal=proposal, feedback=feedback)
+        prompt = await fit_prompt(self.prompts, self.role, Phase.REVISE, task, await self.prompt_budget(),
+                                  proposal=proposal, feedback=feedback)
         return await self.complete(prompt, Phase.REVISE)
 
     async def select(self, task: Task, candidates: Sequence[Proposal]) -> AgentReply:
-        prompt = await self.prompt_for(Phase.SELECT, task, candidates=candidates)
+        prompt = await fit_prompt(self.prompts, self.role, Phase.SELECT, task, await self.prompt_budget(),
+                                  candidates=candidates)
         return await self.complete(prompt, Phase.SELECT)
