@@ -5,13 +5,15 @@
     python llm_cli.py silent         print nothing
     python llm_cli.py flood          print far more than any limit
     python llm_cli.py noread         print without reading stdin
-    python llm_cli.py hang PIDFILE   start a child, write both pids to PIDFILE, then wait forever
+    python llm_cli.py hang PORT      start a child, send the agent id and both pids to 127.0.0.1:PORT,
+                                     then wait forever
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -42,9 +44,8 @@ def main() -> int:
         return 0
     if mode == "hang":
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        with open(sys.argv[2] + ".tmp", "w") as handle:
-            handle.write(f"{os.getpid()} {child.pid}")
-        os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+        with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as connection:
+            connection.sendall(f"{os.environ['ORCHESTRATOR_AGENT_ID']} {os.getpid()} {child.pid}".encode())
         time.sleep(600)
         return 0
     raise SystemExit(f"unknown mode {mode}")

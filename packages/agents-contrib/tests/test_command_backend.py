@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
+from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.backend_errors import MalformedReply
 from agents_contrib.command import CommandAgent, CommandBackend, CommandSettings, register_agents
 from orchestrator_core.errors import AgentError, BackendRejected
@@ -25,19 +29,57 @@ def agent_of(mode: str, *extra: str, index: int = 0, size: int = 1, **options: A
     return backend.create(AgentConfig(f"devops-{index + 1}", "DEVOPS", index, size, options))
 
 
-def _dead(pid: int) -> bool:
-    """Gone, or a zombie waiting to be reaped: either way it runs no more."""
+@dataclass(frozen=True)
+class Start:
+    """A ``hang`` runner that started: the agent whose call ran it, its pid and its child's."""
+
+    agent_id: str
+    pids: tuple[int, int]
+
+
+@pytest.fixture
+async def starts() -> AsyncIterator[tuple[int, asyncio.Queue[Start]]]:
+    """A port the ``hang`` runners report their start to, and the starts as they come."""
+    reported: asyncio.Queue[Start] = asyncio.Queue()
+
+    async def report(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        agent_id, pid, child = (await reader.read()).decode().split()
+        writer.close()
+        await reported.put(Start(agent_id, (int(pid), int(child))))
+
+    server = await asyncio.start_server(report, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], reported
+
+
+async def exited(pid: int) -> None:
+    """Returns once process ``pid`` has ended (a zombie not yet reaped has ended)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(descriptor, lambda: ended.done() or ended.set_result(None))
+    try:
+        async with asyncio.timeout(60):  # guards a hang only
+            await ended
+    finally:
+        loop.remove_reader(descriptor)
+        os.close(descriptor)
 
 
-async def _until(predicate: Any, guard_seconds: float = 10.0) -> None:
-    async with asyncio.timeout(guard_seconds):
-        while not predicate():
-            await asyncio.sleep(0.02)
+class WatchedLimit(asyncio.Semaphore):
+    """A concurrency limit that says when a caller has had to wait for it."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.queued = asyncio.Event()
+
+    async def acquire(self) -> Literal[True]:
+        if self.locked():
+            self.queued.set()
+        return await super().acquire()
 
 
 async def test_prompt_goes_to_stdin_and_stdout_is_the_reply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,25 +138,29 @@ async def test_a_program_that_ignores_stdin_still_answers() -> None:
     assert (await agent_of("noread").generate(big)).text == "answered without reading"
 
 
-async def test_a_program_past_its_time_limit_is_killed_with_its_children(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids"
+async def test_a_program_past_its_time_limit_is_killed_with_its_children(
+    starts: tuple[int, asyncio.Queue[Start]],
+) -> None:
+    port, started = starts
+    call = asyncio.create_task(agent_of("hang", str(port), timeout_seconds=1).generate(TASK))
+    start = await started.get()
+
     with pytest.raises(AgentError, match="did not finish within 1s and was killed"):
-        await agent_of("hang", str(pidfile), timeout_seconds=1).generate(TASK)
+        await call
+    for pid in start.pids:
+        await exited(pid)
 
-    pids = [int(p) for p in pidfile.read_text().split()]
-    await _until(lambda: all(_dead(pid) for pid in pids))
 
-
-async def test_cancelling_a_call_kills_the_program(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids"
-    call = asyncio.create_task(agent_of("hang", str(pidfile)).generate(TASK))
-    await _until(pidfile.exists)
-    pids = [int(p) for p in pidfile.read_text().split()]
+async def test_cancelling_a_call_kills_the_program(starts: tuple[int, asyncio.Queue[Start]]) -> None:
+    port, started = starts
+    call = asyncio.create_task(agent_of("hang", str(port)).generate(TASK))
+    start = await started.get()
 
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await _until(lambda: all(_dead(pid) for pid in pids))
+    for pid in start.pids:
+        await exited(pid)
 
 
 def test_a_missing_program_is_reported_when_the_agent_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,21 +202,43 @@ def test_settings_come_from_orch_command_environment(monkeypatch: pytest.MonkeyP
     assert backend.settings.timeout_seconds == 90
 
 
-async def test_the_backend_keeps_to_its_concurrency_limit(tmp_path: Path) -> None:
+async def test_the_backend_keeps_to_its_concurrency_limit(
+    starts: tuple[int, asyncio.Queue[Start]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, started = starts
     backend = CommandBackend(CommandSettings(max_concurrency=1), prompts_dir="")
-    first, second = tmp_path / "first", tmp_path / "second"
-    agents = [
-        backend.create(AgentConfig(f"a-{i}", "DEV", i, 2, {"program": [sys.executable, CLI, "hang", str(pidfile)]}))
-        for i, pidfile in enumerate((first, second))
-    ]
-    calls = [asyncio.create_task(agent.generate(TASK)) for agent in agents]
-    await _until(first.exists)
-    for _ in range(25):  # the second call has every chance to start, and must not
-        await asyncio.sleep(0.02)
-    assert not second.exists()
+    limit = WatchedLimit(backend.settings.max_concurrency)
+    monkeypatch.setattr(backend, "limit", lambda: limit)
+    program = [sys.executable, CLI, "hang", str(port)]
+    calls = {
+        f"a-{i}": asyncio.create_task(backend.create(AgentConfig(f"a-{i}", "DEV", i, 2, {"program": program}))
+                                      .generate(TASK))
+        for i in range(2)
+    }
+    first = await started.get()
+    await limit.queued.wait()
+    assert started.empty()  # the other call waits for the limit, its program not started
 
-    calls[0].cancel()  # the slot is freed when the first call ends
-    await _until(second.exists)
-    calls[1].cancel()
-    results = await asyncio.gather(*calls, return_exceptions=True)
+    calls[first.agent_id].cancel()  # the limit is free once the first call has ended
+    second = await started.get()
+    assert second.agent_id != first.agent_id
+    calls[second.agent_id].cancel()
+    results = await asyncio.gather(*calls.values(), return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
+    for pid in (*first.pids, *second.pids):
+        await exited(pid)
+
+
+async def test_the_limit_is_the_backends_own_one_per_event_loop() -> None:
+    backend = CommandBackend(CommandSettings(max_concurrency=3), prompts_dir="")
+    assert isinstance(backend, LimitedBackend)
+    limit = backend.limit()
+    assert backend.limit() is limit
+    for _ in range(3):
+        await limit.acquire()
+    assert limit.locked()  # a fourth call would wait
+    assert await asyncio.to_thread(asyncio.run, _limit_of(backend)) is not limit
+
+
+async def _limit_of(backend: CommandBackend) -> asyncio.Semaphore:
+    return backend.limit()

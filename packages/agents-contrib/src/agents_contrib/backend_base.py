@@ -1,4 +1,4 @@
-"""What the model-server backends share: settings, prompts, backoff randomness, a limit."""
+"""What the backends share: settings, prompts, backoff randomness, a concurrency limit."""
 
 from __future__ import annotations
 

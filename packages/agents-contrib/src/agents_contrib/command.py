@@ -33,11 +33,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.backend_errors import MalformedReply
 from agents_contrib.options import effective_options
 from agents_contrib.prompted import PromptedAgent, strip_thinking
-from agents_contrib.prompting import Prompt, PromptBook, PromptSettings, prompt_book
-from agents_contrib.resilience import LoopLocal
+from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from orchestrator_core.errors import AgentError, BackendRejected
 from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
@@ -85,15 +85,13 @@ def _argv(program: str | list[str] | None) -> list[str]:
     return argv
 
 
-class CommandBackend:
+class CommandBackend(LimitedBackend[CommandSettings]):
+    """Builds ``command`` agents; at most ``ORCH_COMMAND_MAX_CONCURRENCY`` of their programs run
+    at once (per event loop). Calls are not retried, so the backoff it inherits goes unused."""
+
     name = "command"
 
-    def __init__(self, settings: CommandSettings | None = None, *, prompts_dir: str | None = None) -> None:
-        self.settings = settings if settings is not None else CommandSettings()
-        self.prompts_dir = prompts_dir if prompts_dir is not None else PromptSettings().prompts_dir
-        self._limits: LoopLocal[asyncio.Semaphore] = LoopLocal(
-            lambda: asyncio.Semaphore(self.settings.max_concurrency)
-        )
+    settings_type = CommandSettings
 
     async def probe_endpoint(self, options: Mapping[str, Any]) -> Reachability:
         """Whether the program ``options`` name can still be run."""
@@ -115,7 +113,7 @@ class CommandBackend:
         if options.cwd is not None and not os.path.isdir(options.cwd):
             raise ValueError(f"the command backend's cwd {options.cwd!r} is not a directory")
         prompts = prompt_book(options.prompts_dir or self.prompts_dir)
-        return CommandAgent(config, options, argv, prompts=prompts, limit=self._limits)
+        return CommandAgent(config, options, argv, prompts=prompts, backend=self)
 
 
 class CommandAgent(PromptedAgent):
@@ -126,13 +124,13 @@ class CommandAgent(PromptedAgent):
         argv: list[str],
         *,
         prompts: PromptBook,
-        limit: LoopLocal[asyncio.Semaphore],
+        backend: CommandBackend,
     ) -> None:
         super().__init__(config.agent_id, config.role, prompts)
         self.config = config
         self.options = options
         self.argv = argv
-        self._limit = limit
+        self._backend = backend
         self._name = os.path.basename(argv[0])
 
     async def probe_endpoint(self) -> Reachability:
@@ -166,7 +164,7 @@ class CommandAgent(PromptedAgent):
 
     async def complete(self, prompt: Prompt, phase: Phase) -> AgentReply:
         stdin = prompt.user if self.options.separate_system else prompt.as_text()
-        async with self._limit.get():
+        async with self._backend.limit():
             status, stdout, stderr = await self._run(stdin.encode("utf-8"), self.environment(prompt, phase))
         if status != 0:
             tail = _tail(stderr)
