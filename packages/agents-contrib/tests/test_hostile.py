@@ -160,15 +160,20 @@ async def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path, isolati
     await assert_service_healthy(check, tmp_path, isolation)
 
 
-async def test_memory_bomb_hits_the_address_space_limit(check: DryRunCheck, tmp_path: Path,
-                                                        isolation: Isolation) -> None:
-    # bytes(n) takes zeroed pages from calloc without touching them: no CPU limit gets there first.
+async def test_memory_bomb_is_stopped_by_a_limit(check: DryRunCheck, tmp_path: Path,
+                                                 isolation: Isolation) -> None:
+    # bytes(n) takes zeroed pages from calloc without touching them, so the address-space limit
+    # (a MemoryError) usually comes first; on a busy machine the CPU limit (SIGXCPU) may. Either
+    # way the sandbox contained the bomb.
     result = await run_hostile(check, "def run():\n    hoard = []\n    while True:\n"
                                       "        hoard.append(bytes(256 * 1024 * 1024))\n")
     assert not result.passed
     assert result.score == 0.0
-    assert "CONDUCT004 memory limit reached in test_hostile.py::test_run" in result.diagnostics
-    assert "MemoryError" in diagnostics(result)
+    [limits] = [line for line in result.diagnostics if line.startswith("CONDUCT004 ")]
+    memory = "memory limit reached in test_hostile.py::test_run" in limits
+    assert memory or "CPU limit of 2s reached" in limits, result.diagnostics
+    if memory:
+        assert "MemoryError" in diagnostics(result)
     await assert_service_healthy(check, tmp_path, isolation)
 
 
