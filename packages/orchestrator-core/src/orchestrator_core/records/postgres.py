@@ -13,17 +13,8 @@ from collections.abc import Sequence
 from typing import Any, LiteralString
 
 from orchestrator_core.errors import InvalidRequest, RecordsUnavailable
-from orchestrator_core.records import migrations
+from orchestrator_core.records import migrations, sql
 from orchestrator_core.records.model import DeliberationRecord
-from orchestrator_core.records.sql import (
-    INSERT_RECORD,
-    RELEASE_REQUEST,
-    SELECT_RECORD,
-    SQLRecordStore,
-    decode_row,
-    insert_params,
-    orphan_sweep,
-)
 from orchestrator_core.redaction import redact_url
 
 try:
@@ -36,7 +27,7 @@ _NOW = "extract(epoch from clock_timestamp())"
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('orchestrator-records:' || current_schema()))"
 
 
-class PostgresStore(SQLRecordStore):
+class PostgresStore(sql.SQLRecordStore):
     """Records in the PostgreSQL database at ``url`` (``postgresql://user@host:5432/db``)."""
 
     shared = True
@@ -100,20 +91,20 @@ class PostgresStore(SQLRecordStore):
     async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
         async with self._connection() as connection, connection.transaction():
             if record.request_id:
-                await connection.execute(_pg(RELEASE_REQUEST), (record.request_id, record.request_fingerprint))
+                await connection.execute(_pg(sql.RELEASE_REQUEST), (record.request_id, record.request_fingerprint))
             cursor = await connection.execute(
-                _pg(INSERT_RECORD + " ON CONFLICT (request_key) DO NOTHING RETURNING deliberation_id"),
-                insert_params(record),
+                _pg(sql.INSERT_RECORD + " ON CONFLICT (request_key) DO NOTHING RETURNING deliberation_id"),
+                sql.insert_params(record),
             )
             if await cursor.fetchone() is not None:
                 return None
             cursor = await connection.execute(
-                _pg(f"{SELECT_RECORD} WHERE request_key = ?"), (record.request_id,)
+                _pg(f"{sql.SELECT_RECORD} WHERE request_key = ?"), (record.request_id,)
             )
             row = await cursor.fetchone()
         if row is None:  # the holder gave the id up between the two statements
             return await self.create(record)
-        return decode_row(row)
+        return sql.decode_row(row)
 
     async def heartbeat(self, owner: str) -> None:
         await self._execute(
@@ -123,7 +114,7 @@ class PostgresStore(SQLRecordStore):
         )
 
     async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
-        sweep = orphan_sweep(
+        sweep = sql.orphan_sweep(
             owner, lease_seconds, now=time.time(), lease_cutoff=f"{_NOW} - ?", cutoff_value=lease_seconds or 0.0
         )
         async with self._connection() as connection, connection.transaction():
@@ -139,15 +130,15 @@ class PostgresStore(SQLRecordStore):
             raise RecordsUnavailable("the record store is not open")
         return _Guarded(self._pool, self._where)
 
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> int:
+    async def _execute(self, statement: str, params: tuple[object, ...]) -> int:
         async with self._connection() as connection:
-            cursor = await connection.execute(_pg(sql), params)
+            cursor = await connection.execute(_pg(statement), params)
             changed: int = cursor.rowcount
             return changed
 
-    async def _fetch(self, sql: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]:
+    async def _fetch(self, statement: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]:
         async with self._connection() as connection:
-            cursor = await connection.execute(_pg(sql), params)
+            cursor = await connection.execute(_pg(statement), params)
             rows: Sequence[tuple[Any, ...]] = await cursor.fetchall()
             return rows
 
@@ -173,9 +164,9 @@ class _Guarded:
             raise RecordsUnavailable(f"the records database {self._where} failed: {_reason(error)}") from error
 
 
-def _pg(sql: str) -> LiteralString:
+def _pg(statement: str) -> LiteralString:
     """``?`` placeholders (the shared SQL's) as psycopg's ``%s``."""
-    return sql.replace("?", "%s")
+    return statement.replace("?", "%s")
 
 
 def _reason(exc: BaseException) -> str:

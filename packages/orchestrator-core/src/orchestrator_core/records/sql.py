@@ -57,10 +57,10 @@ class SQLRecordStore(ABC):
     runs statements: :meth:`_fetch` returns the rows, :meth:`_execute` the rows changed."""
 
     @abstractmethod
-    async def _fetch(self, sql: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]: ...
+    async def _fetch(self, statement: str, params: tuple[object, ...]) -> Sequence[tuple[Any, ...]]: ...
 
     @abstractmethod
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> int: ...
+    async def _execute(self, statement: str, params: tuple[object, ...]) -> int: ...
 
     async def update(self, record: DeliberationRecord) -> None:
         await self._execute(UPDATE_RECORD, update_params(record))
@@ -72,8 +72,8 @@ class SQLRecordStore(ABC):
         return await self._one(f"{SELECT_RECORD} WHERE request_key = ?", request_id)
 
     async def list(self, query: RecordQuery) -> RecordPage:
-        sql, params, limit = list_sql(query)
-        rows = await self._fetch(sql, tuple(params))
+        statement, params, limit = list_sql(query)
+        rows = await self._fetch(statement, tuple(params))
         return page_of([decode_row(row) for row in rows], limit)
 
     async def retire(self, owner: str) -> None:
@@ -82,8 +82,8 @@ class SQLRecordStore(ABC):
     async def delete_before(self, cutoff: float) -> int:
         return await self._execute(DELETE_BEFORE, (cutoff,))
 
-    async def _one(self, sql: str, value: str) -> DeliberationRecord | None:
-        rows = await self._fetch(sql, (value,))
+    async def _one(self, statement: str, value: str) -> DeliberationRecord | None:
+        rows = await self._fetch(statement, (value,))
         return decode_row(rows[0]) if rows else None
 
 
@@ -185,5 +185,5 @@ def list_sql(query: RecordQuery) -> tuple[str, list[Any], int]:
         where.append("(created_at < ? OR (created_at = ? AND deliberation_id > ?))")
         params += [created_at, created_at, deliberation_id]
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = f"{SELECT_RECORD}{clause} ORDER BY created_at DESC, deliberation_id LIMIT ?"
-    return sql, [*params, limit + 1], limit
+    statement = f"{SELECT_RECORD}{clause} ORDER BY created_at DESC, deliberation_id LIMIT ?"
+    return statement, [*params, limit + 1], limit

@@ -18,22 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator_core.errors import RecordsUnavailable
-from orchestrator_core.records import migrations
+from orchestrator_core.records import migrations, sql
 from orchestrator_core.records.model import DeliberationRecord
-from orchestrator_core.records.sql import (
-    INSERT_RECORD,
-    RELEASE_REQUEST,
-    SELECT_RECORD,
-    SQLRecordStore,
-    decode_row,
-    insert_params,
-    orphan_sweep,
-)
 
 T = TypeVar("T")
 
 
-class SQLiteStore(SQLRecordStore):
+class SQLiteStore(sql.SQLRecordStore):
     """Records in the SQLite file at ``path``."""
 
     shared = False
@@ -82,11 +73,11 @@ class SQLiteStore(SQLRecordStore):
         def create(c: sqlite3.Connection) -> DeliberationRecord | None:
             with _transaction(c):
                 if record.request_id:
-                    c.execute(RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
-                    row = c.execute(f"{SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
+                    c.execute(sql.RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
+                    row = c.execute(f"{sql.SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
                     if row is not None:
-                        return decode_row(row)
-                c.execute(INSERT_RECORD, insert_params(record))
+                        return sql.decode_row(row)
+                c.execute(sql.INSERT_RECORD, sql.insert_params(record))
                 return None
 
         return await self._run(create)
@@ -103,7 +94,7 @@ class SQLiteStore(SQLRecordStore):
 
     async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
         now = time.time()
-        sweep = orphan_sweep(
+        sweep = sql.orphan_sweep(
             owner, lease_seconds, now=now, lease_cutoff="?", cutoff_value=now - (lease_seconds or 0.0)
         )
 
@@ -118,11 +109,11 @@ class SQLiteStore(SQLRecordStore):
 
     # -- plumbing -------------------------------------------------------------
 
-    async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        return await self._run(lambda c: c.execute(sql, params).fetchall())
+    async def _fetch(self, statement: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        return await self._run(lambda c: c.execute(statement, params).fetchall())
 
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> int:
-        return await self._run(lambda c: c.execute(sql, params).rowcount)
+    async def _execute(self, statement: str, params: tuple[object, ...]) -> int:
+        return await self._run(lambda c: c.execute(statement, params).rowcount)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
