@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from core_support import WatchedStore, cancelled, happened, until
 
 from orchestrator_core import orchestrator as orchestrator_module
 from orchestrator_core import validation
@@ -19,7 +20,8 @@ from orchestrator_core.errors import (
 )
 from orchestrator_core.models import Phase, Task, TaskConstraints, TaskTest
 from orchestrator_core.orchestrator import DeliberationRequest
-from orchestrator_core.records import RecordStatus
+from orchestrator_core.records import DeliberationRecord, RecordStatus
+from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.testing import ScriptedBackend, ScriptedCheck
 
 
@@ -148,11 +150,11 @@ async def test_a_cancelled_deliberation_is_recorded_as_cancelled(make_orchestrat
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
     orchestrator = await make_orchestrator(backend)
     run = asyncio.create_task(orchestrator.deliberate(request()))
-    while len(backend.created) < 6 or not all(a.calls for a in backend.created[-3:]):
-        await asyncio.sleep(0.001)
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await until(
+        lambda: len(backend.created) >= 6 and all(a.calls for a in backend.created[-3:]),
+        "every agent of the run is in its generate call",
+    )
+    await cancelled(run)
     [record] = (await orchestrator.list_records()).records
     assert record.status is RecordStatus.CANCELLED
     assert orchestrator.status().statistics.in_flight == 0
@@ -162,13 +164,10 @@ async def test_beyond_the_concurrency_limit_calls_are_refused(make_orchestrator:
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
     orchestrator = await make_orchestrator(backend, max_concurrent_deliberations=1)
     first = asyncio.create_task(orchestrator.deliberate(request()))
-    while orchestrator.status().statistics.in_flight < 1:
-        await asyncio.sleep(0.001)
+    await until(lambda: orchestrator.status().statistics.in_flight >= 1, "the first deliberation runs")
     with pytest.raises(AtCapacity, match="ORCH_MAX_CONCURRENT_DELIBERATIONS"):
         await orchestrator.deliberate(request())
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    await cancelled(first)
 
 
 async def test_quorum_loss_is_recorded_as_failed(make_orchestrator: Any) -> None:
@@ -240,22 +239,19 @@ async def test_status_lists_councils_and_plugins(make_orchestrator: Any) -> None
     assert [p.name for p in status.plugins] == ["scripted-plugin"]
 
 
-class HeldFinalWrites:
-    """A store whose final writes wait until released: the moment a caller may go away."""
+class HeldFinalWrites(WatchedStore):
+    """A store whose final write waits until released: the moment a caller may go away."""
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
+    def __init__(self, store: DeliberationStore) -> None:
+        super().__init__(store, lambda record: record.status.finished)
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def update(self, record: Any) -> None:
+    async def update(self, record: DeliberationRecord) -> None:
         if record.status.finished:
             self.entered.set()
             await self.release.wait()
-        await self._store.update(record)
+        await super().update(record)
 
 
 async def test_a_caller_gone_during_the_final_write_still_leaves_a_finished_record(make_orchestrator: Any) -> None:
@@ -264,15 +260,10 @@ async def test_a_caller_gone_during_the_final_write_still_leaves_a_finished_reco
     held = HeldFinalWrites(orchestrator.store)
     orchestrator.store = held
     run = asyncio.create_task(orchestrator.deliberate(request(), timeout=0.05))
-    await held.entered.wait()  # the run timed out and is writing its failure ...
-    run.cancel()  # ... when its caller's own deadline passes too
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await happened(held.entered, "the run timed out and began writing its failure")
+    await cancelled(run)  # its caller's own deadline passes too, just then
     held.release.set()
-    for _ in range(1000):
-        [record] = (await orchestrator.list_records()).records
-        if record.status is not RecordStatus.RUNNING:
-            break
-        await asyncio.sleep(0.005)
+    await happened(held.written, "the failure was written after all")
+    [record] = (await orchestrator.list_records()).records
     assert record.status is RecordStatus.FAILED
     assert record.error == "deadline exceeded"

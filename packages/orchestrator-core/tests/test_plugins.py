@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,35 @@ from orchestrator_core.testing import PluginRegistrar, ScriptedBackend, Scripted
 
 ROOT = Path(__file__).resolve().parents[3]
 BROKEN = ["broken-import", "broken-hook", "broken-register"]
+TEST_PLUGIN_PACKAGES = ("orchestrator-sample-plugin", "orchestrator-broken-plugin")
+"""Installed from tests/plugins by ``nox -s tests``, as a user installs a plugin."""
+
+
+def require_installed(packages: Sequence[str]) -> None:
+    """Fails the test, saying how to run it, when a test plugin package is not installed
+    (the tests below would otherwise fail with an obscure unpacking or lookup error)."""
+    missing = []
+    for package in packages:
+        try:
+            distribution(package)
+        except PackageNotFoundError:
+            missing.append(package)
+    if missing:
+        pytest.fail(
+            f"the test plugin package(s) {', '.join(missing)} are not installed: run the tests through "
+            "nox (nox -s tests), which pip-installs them from tests/plugins",
+            pytrace=False,
+        )
+
+
+def test_missing_test_plugin_packages_say_to_run_the_tests_through_nox() -> None:
+    with pytest.raises(pytest.fail.Exception, match=r"run the tests through nox \(nox -s tests\)") as failed:
+        require_installed(["orchestrator-sample-plugin", "orchestrator-plugin-that-is-not-installed"])
+    assert "package(s) orchestrator-plugin-that-is-not-installed are not installed" in str(failed.value)
 
 
 def test_an_installed_plugin_is_found_through_its_entry_point() -> None:
+    require_installed(TEST_PLUGIN_PACKAGES)
     host = PluginHost()
     host.load_entry_points(enabled=["sample"])
     host.collect()
@@ -29,6 +57,7 @@ def test_an_installed_plugin_is_found_through_its_entry_point() -> None:
 
 
 def test_broken_plugins_are_reported_with_name_version_and_error() -> None:
+    require_installed(TEST_PLUGIN_PACKAGES)
     host = PluginHost()
     host.load_entry_points(enabled=["sample", *BROKEN])
     host.collect()
@@ -42,12 +71,14 @@ def test_broken_plugins_are_reported_with_name_version_and_error() -> None:
 
 
 def test_strict_loading_turns_a_broken_plugin_into_an_error() -> None:
+    require_installed(TEST_PLUGIN_PACKAGES)
     host = PluginHost()
     with pytest.raises(PluginLoadError, match="broken-import 0.0.1 failed to load"):
         host.load_entry_points(enabled=["broken-import"], strict=True)
 
 
 def test_deny_list_wins_over_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_installed(TEST_PLUGIN_PACKAGES)
     monkeypatch.setenv("ORCH_PLUGINS_ENABLED", "sample,broken-import")
     monkeypatch.setenv("ORCH_PLUGINS_DISABLED", "broken-import")
     host = load_plugins(Settings())
@@ -82,8 +113,8 @@ def test_every_hook_is_documented_with_its_exact_signature() -> None:
         assert spec.__doc__, f"{name} has no docstring"
 
 
-
 async def test_an_installed_plugin_serves_a_deliberation(tmp_path: Path) -> None:
+    require_installed(TEST_PLUGIN_PACKAGES)
     from orchestrator_core.models import Task
     from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
     from orchestrator_core.records.factory import store_from_settings

@@ -6,76 +6,52 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from core_support import (
+    MakeOrchestrator,
+    WatchedStore,
+    cancelled,
+    happened,
+    scripted_councils,
+    started_orchestrators,
+)
 from test_store import execute
 
 from orchestrator_core.errors import DeadlineExceeded, InvalidRequest, QuorumLost
 from orchestrator_core.models import AgentReply, Critique, Phase, Proposal, Task, TokenUsage
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
-from orchestrator_core.plugins import PluginHost
 from orchestrator_core.records import DeliberationRecord, RecordQuery, RecordStatus
-from orchestrator_core.records.factory import store_from_settings
-from orchestrator_core.settings import CouncilSettings, Settings
-from orchestrator_core.testing import ScriptedBackend, ScriptedCheck, ScriptedPlugin
-
-Make = Callable[..., Any]
+from orchestrator_core.testing import ScriptedBackend, ScriptedCheck
 
 
 @pytest.fixture
-async def make_recorded(database_url: str) -> AsyncIterator[Make]:
+async def make_recorded(database_url: str) -> AsyncIterator[MakeOrchestrator]:
     """Started orchestrators over scripted plugins, keeping records in the test's database."""
-    made: list[Orchestrator] = []
-
-    async def make(backend: object = None, *checks: ScriptedCheck, **overrides: object) -> Orchestrator:
-        host = PluginHost()
-        host.register(ScriptedPlugin(backend or ScriptedBackend(), *checks), name=f"plugin-{len(made)}")  # type: ignore[arg-type]
-        host.collect()
-        values: dict[str, object] = {
-            "councils": {"DEV": CouncilSettings(backend="scripted", agents=3, options={"model": "m1"}),
-                         "ARCHITECT": CouncilSettings(backend="scripted", agents=1)},
-            "database_url": database_url,
-        }
-        values.update(overrides)
-        settings = Settings(**values)  # type: ignore[arg-type]
-        orchestrator = Orchestrator(settings, host, store_from_settings(settings))
-        await orchestrator.start()
-        made.append(orchestrator)
-        return orchestrator
-
-    yield make
-    for orchestrator in made:
-        await orchestrator.close()
+    settings = {"database_url": database_url, "councils": scripted_councils(model="m1")}
+    async with started_orchestrators(lambda n: settings) as make:
+        yield make
 
 
 def request(description: str = "Write fizzbuzz", **kwargs: Any) -> DeliberationRequest:
     return DeliberationRequest(Task(role="dev", description=description), **kwargs)
 
 
-async def eventually(probe: Callable[[], Any], what: str, seconds: float = 20.0) -> Any:
-    """Polls ``probe`` (async) until it returns something truthy; fails after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := await probe():
-            return result
-        await asyncio.sleep(0.02)
-    pytest.fail(f"never happened: {what}")
-
-
 @dataclass
 class GatedAgent:
-    """A test double: generate waits for ``gate``; every call is counted."""
+    """A test double: generate sets ``generating`` and waits for ``gate``; every call is counted."""
 
     agent_id: str
     gate: asyncio.Event
+    generating: asyncio.Event
     calls: list[Phase] = field(default_factory=list)
 
     async def generate(self, task: Task) -> AgentReply:
         self.calls.append(Phase.GENERATE)
+        self.generating.set()
         await self.gate.wait()
         return AgentReply(f"{self.agent_id}: {task.description}", TokenUsage(1, 1))
 
@@ -92,10 +68,12 @@ class GatedAgent:
 class GatedBackend:
     name: str = "scripted"
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    generating: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the first generate call: the deliberation's RUNNING record is stored by then."""
     created: list[GatedAgent] = field(default_factory=list)
 
     def create(self, config: Any) -> GatedAgent:
-        agent = GatedAgent(config.agent_id, self.gate)
+        agent = GatedAgent(config.agent_id, self.gate, self.generating)
         self.created.append(agent)
         return agent
 
@@ -103,7 +81,7 @@ class GatedBackend:
         return sum(agent.calls.count(phase) for agent in self.created)
 
 
-async def test_the_record_holds_the_whole_deliberation(make_recorded: Make) -> None:
+async def test_the_record_holds_the_whole_deliberation(make_recorded: MakeOrchestrator) -> None:
     check = ScriptedCheck(score_of=lambda p: {"dev-2": 0.9, "dev-3": 0.6}.get(p.author_id, 0.3))
     orchestrator = await make_recorded(None, check)
     orchestration = await orchestrator.orchestrate(request(rounds=1, request_id="audit-1"), top_k=2)
@@ -133,30 +111,24 @@ async def test_the_record_holds_the_whole_deliberation(make_recorded: Make) -> N
     assert record.finished_at >= record.created_at
 
 
-async def test_progress_is_stored_while_the_deliberation_runs(make_recorded: Make) -> None:
+async def test_progress_is_stored_while_the_deliberation_runs(make_recorded: MakeOrchestrator) -> None:
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.CRITIQUE})})
     orchestrator = await make_recorded(backend)
+    watched = orchestrator.store = WatchedStore(orchestrator.store, lambda record: len(record.proposals) == 3)
     run = asyncio.create_task(orchestrator.deliberate(request(rounds=1)))
 
-    async def generated() -> DeliberationRecord | None:
-        records = (await orchestrator.store.list(RecordQuery())).records
-        if records and len(records[0].proposals) == 3:
-            return records[0]
-        return None
-
-    record = await eventually(generated, "the generated proposals were stored")
+    await happened(watched.written, "the generated proposals were stored")
+    [record] = (await orchestrator.store.list(RecordQuery())).records
     assert record.status is RecordStatus.RUNNING
     assert [p.revision for p in record.proposals] == [0, 0, 0]
     assert [(p.phase, p.round) for p in record.phases] == [("generate", 0)]
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await cancelled(run)
     final = await orchestrator.get_record(record.deliberation_id)
     assert (final.status, final.error_kind) == (RecordStatus.CANCELLED, "Cancelled")
     assert len(final.proposals) == 3
 
 
-async def test_a_retried_request_id_returns_the_first_outcome(make_recorded: Make) -> None:
+async def test_a_retried_request_id_returns_the_first_outcome(make_recorded: MakeOrchestrator) -> None:
     backend = GatedBackend()
     backend.gate.set()
     orchestrator = await make_recorded(backend)
@@ -170,33 +142,33 @@ async def test_a_retried_request_id_returns_the_first_outcome(make_recorded: Mak
     assert orchestrator.status().statistics.deliberations == 1
 
 
-async def test_a_retry_while_the_first_runs_waits_for_it(make_recorded: Make) -> None:
+async def test_a_retry_while_the_first_runs_waits_for_it(make_recorded: MakeOrchestrator) -> None:
     backend = GatedBackend()
     orchestrator = await make_recorded(backend)
     other = await make_recorded(backend)  # a second replica on the same database
+    watched = other.store = WatchedStore(other.store)
     first = asyncio.create_task(orchestrator.deliberate(request(request_id="slow")))
-    await eventually(lambda: _running(orchestrator), "the first call's record was stored")
+    await happened(backend.generating, "the first call's record was stored")
     second = asyncio.create_task(other.deliberate(request(request_id="slow")))
-    await asyncio.sleep(0.2)
+    await happened(watched.polled, "the retry found the first call running and looked again")
     assert not second.done()  # it waits; it does not deliberate a second time
+    assert backend.calls(Phase.GENERATE) == 3
     backend.gate.set()
     assert (await second).deliberation_id == (await first).deliberation_id
     assert backend.calls(Phase.GENERATE) == 3
 
 
-async def test_waiting_for_the_first_call_is_bounded_by_the_deadline(make_recorded: Make) -> None:
+async def test_waiting_for_the_first_call_is_bounded_by_the_deadline(make_recorded: MakeOrchestrator) -> None:
     backend = GatedBackend()
     orchestrator = await make_recorded(backend)
     first = asyncio.create_task(orchestrator.deliberate(request(request_id="stuck")))
-    await eventually(lambda: _running(orchestrator), "the first call's record was stored")
+    await happened(backend.generating, "the first call's record was stored")
     with pytest.raises(DeadlineExceeded, match="the first call with request_id 'stuck' did not finish"):
         await orchestrator.deliberate(request(request_id="stuck"), timeout=0.3)
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    await cancelled(first)
 
 
-async def test_a_request_id_reused_for_another_request_is_refused(make_recorded: Make) -> None:
+async def test_a_request_id_reused_for_another_request_is_refused(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded()
     await orchestrator.deliberate(request(request_id="one-id"))
     for different in (request("Write a parser", request_id="one-id"), request(request_id="one-id", rounds=2)):
@@ -207,7 +179,7 @@ async def test_a_request_id_reused_for_another_request_is_refused(make_recorded:
     assert len((await orchestrator.list_records()).records) == 1
 
 
-async def test_a_failed_first_attempt_is_run_again(make_recorded: Make) -> None:
+async def test_a_failed_first_attempt_is_run_again(make_recorded: MakeOrchestrator) -> None:
     backend = ScriptedBackend(defaults={"fail_in": {Phase.GENERATE: RuntimeError("down")}})
     orchestrator = await make_recorded(backend)
     with pytest.raises(QuorumLost):
@@ -221,11 +193,14 @@ async def test_a_failed_first_attempt_is_run_again(make_recorded: Make) -> None:
     assert records[RecordStatus.FAILED].request_id == "flaky"  # kept for the audit trail
 
 
-async def test_records_left_running_by_a_dead_process_are_interrupted(make_recorded: Make, database_url: str) -> None:
+async def test_records_left_running_by_a_dead_process_are_interrupted(
+    make_recorded: MakeOrchestrator, database_url: str
+) -> None:
     backend = GatedBackend()
     crashed = await make_recorded(backend)
     run = asyncio.create_task(crashed.deliberate(request()))
-    [record] = await eventually(lambda: _running(crashed), "the record was stored")
+    await happened(backend.generating, "the record was stored")
+    [record] = await _running(crashed)
     restarted = await make_recorded()
     if restarted.store.shared:
         # PostgreSQL: the first replica still holds its lease, so its record is left alone
@@ -234,22 +209,19 @@ async def test_records_left_running_by_a_dead_process_are_interrupted(make_recor
         await restarted.upkeep.beat()
     interrupted = await restarted.get_record(record.deliberation_id)
     assert (interrupted.status, interrupted.error_kind) == (RecordStatus.INTERRUPTED, "Interrupted")
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await cancelled(run)
 
 
-async def test_retention_deletes_old_records(make_recorded: Make) -> None:
+async def test_retention_deletes_old_records(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded(None, record_retention_days=1e-9, record_retention_interval_seconds=0.05)
+    watched = orchestrator.upkeep.store = WatchedStore(orchestrator.upkeep.store)
     outcome = await orchestrator.deliberate(request())
 
-    async def gone() -> bool:
-        return not (await orchestrator.list_records()).records
-
-    await eventually(gone, f"record {outcome.deliberation_id} was deleted")
+    await happened(watched.deleted, f"the retention task deleted record {outcome.deliberation_id}")
+    assert (await orchestrator.list_records()).records == ()
 
 
-async def test_retention_is_off_by_default(make_recorded: Make) -> None:
+async def test_retention_is_off_by_default(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded()
     await orchestrator.deliberate(request())
     await orchestrator.upkeep.beat()
@@ -257,7 +229,7 @@ async def test_retention_is_off_by_default(make_recorded: Make) -> None:
     assert len((await orchestrator.list_records()).records) == 1
 
 
-async def test_many_deliberations_at_once_are_all_recorded(make_recorded: Make) -> None:
+async def test_many_deliberations_at_once_are_all_recorded(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded()
     outcomes = await asyncio.gather(*(orchestrator.deliberate(request(f"task {i}")) for i in range(24)))
     page = await orchestrator.list_records(page_size=100)
@@ -265,7 +237,7 @@ async def test_many_deliberations_at_once_are_all_recorded(make_recorded: Make) 
     assert all(r.status is RecordStatus.SUCCEEDED and len(r.proposals) == 6 for r in page.records)
 
 
-async def test_records_are_listed_by_time_range(make_recorded: Make) -> None:
+async def test_records_are_listed_by_time_range(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded()
     first = await orchestrator.deliberate(request())
     middle = await orchestrator.get_record((await orchestrator.deliberate(request())).deliberation_id)
@@ -302,7 +274,7 @@ def test_council_options_are_kept_without_secrets() -> None:
     }
 
 
-async def test_hostile_text_is_stored_or_refused_never_an_internal_error(make_recorded: Make) -> None:
+async def test_hostile_text_is_stored_or_refused_never_an_internal_error(make_recorded: MakeOrchestrator) -> None:
     orchestrator = await make_recorded(GatedBackend(gate=_open_gate()))
     outcome = await orchestrator.deliberate(request("nul\x00byte in the task"))
     stored = await orchestrator.get_record(outcome.deliberation_id)

@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from core_support import happened, until
+
 from orchestrator_core.events import ProposalGenerated, RankingReady
 from orchestrator_core.models import DeliberationOutcome, Proposal, RankedProposal, Selection, Task, TokenUsage
 from orchestrator_core.records import DeliberationRecord, RecordStatus, SQLiteStore
@@ -43,12 +45,11 @@ async def test_a_burst_of_events_costs_one_write_and_the_end_is_durable(tmp_path
     writer.start()
 
     writer.observe(ProposalGenerated(proposal(1)))
-    await store.entered.wait()  # the first write is in flight, held at the gate
+    await happened(store.entered, "the first progress write began")  # in flight, held at the gate
     for n in range(2, 11):
         writer.observe(ProposalGenerated(proposal(n)))
     store.gate.set()
-    while len(store.progress_writes) < 2:  # the loop writes the latest state once more
-        await asyncio.sleep(0.01)
+    await until(lambda: len(store.progress_writes) >= 2, "the latest state was written once more")
     final = await writer.finish(RecordStatus.SUCCEEDED)
     await store.close()
 

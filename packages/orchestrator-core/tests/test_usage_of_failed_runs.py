@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from core_support import HANG_GUARD, cancelled, until
 
 from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
 from orchestrator_core.errors import DeadlineExceeded, QuorumLost
@@ -17,7 +18,6 @@ from orchestrator_core.scoring import Scorer
 from orchestrator_core.testing import ConcurrencyProbe, ScriptedAgent, ScriptedBackend
 
 TASK = Task(role="DEV", description="Write fizzbuzz")
-HANG_GUARD = 10  # seconds before a test that would deadlock fails instead of hanging
 CALL = TokenUsage(10, 5)  # what every scripted call costs
 
 
@@ -56,12 +56,11 @@ async def test_a_cancelled_deliberation_records_the_tokens_spent(make_orchestrat
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.CRITIQUE})})
     orchestrator = await make_orchestrator(backend)
     run = asyncio.create_task(orchestrator.deliberate(request()))
-    async with asyncio.timeout(HANG_GUARD):
-        while len(backend.created) < 6 or not all(Phase.CRITIQUE in a.calls for a in backend.created[-3:]):
-            await asyncio.sleep(0.001)
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await until(
+        lambda: len(backend.created) >= 6 and all(Phase.CRITIQUE in a.calls for a in backend.created[-3:]),
+        "every agent of the run is in its critique call",
+    )
+    await cancelled(run)
     [record] = (await orchestrator.list_records()).records
     assert record.status is RecordStatus.CANCELLED
     assert record.usage == usage_of(3)
