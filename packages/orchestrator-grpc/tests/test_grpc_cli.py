@@ -8,13 +8,16 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_test_support import HANG_GUARD, orchestrator_command
 
 PLUGIN_PATH = Path(__file__).parent / "plugin_path"
@@ -227,7 +230,7 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
                 "name": PLUGIN_NAME,
                 "version": "0.0.1",
                 "hooks": ["register_agents", "register_checks"],
-                "agents": ["scripted", "filegate", "hostile"],
+                "agents": ["scripted", "gate", "hostile"],
                 "checks": ["lint", "sense"],
             }
         ],
@@ -236,13 +239,47 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
     }
 
 
+class Gate:
+    """The test's side of the ``gate`` agents: each connects to this socket when it is
+    called, and answers once its connection is closed."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(HANG_GUARD * 3)  # guards a hang only
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._held: list[socket.socket] = []
+
+    def wait_for_agents(self, count: int) -> None:
+        """Until ``count`` agents have been called."""
+        try:
+            while len(self._held) < count:
+                self._held.append(self._listener.accept()[0])
+        except TimeoutError:
+            pytest.fail(f"timed out waiting for {count} agents to be called")
+
+    def open(self) -> None:
+        """Let the agents called so far answer."""
+        for connection in self._held:
+            connection.close()
+        self._held.clear()
+
+    def close(self) -> None:
+        self.open()
+        self._listener.close()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    opened = Gate()
+    yield opened
+    opened.close()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
-    environment: dict[str, str], tmp_path: Path, stop: signal.Signals
+    environment: dict[str, str], tmp_path: Path, gate: Gate, stop: signal.Signals
 ) -> None:
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    env = {**environment, "GRPC_CLI_TEST_GATE": str(gate), "ORCH_COUNCILS__GATED__BACKEND": "filegate",
+    env = {**environment, "GRPC_CLI_TEST_GATE": gate.address, "ORCH_COUNCILS__GATED__BACKEND": "gate",
            "ORCH_COUNCILS__GATED__AGENTS": "2", "ORCH_GRACE_PERIOD_SECONDS": str(HANG_GUARD)}
     server = start_server(env, tmp_path / "serve.log")
     deliberation = subprocess.Popen(
@@ -251,20 +288,25 @@ def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _wait_for(lambda: len(list(gate.glob("entered-*"))) == 2, "the agents to be called")
+        gate.wait_for_agents(2)
 
-        server.process.send_signal(stop)
+        stop_and_wait_for_the_drain(server, stop)
 
-        # New calls are refused at once (UNAVAILABLE) while the deliberation runs on.
-        _wait_for(lambda: run(env, "status", "--address", server.address, "--timeout", "5").returncode == 1,
-                  "new calls to be refused")
+        # New connections are refused; health checks, too, cannot connect.
         refused = run(env, "status", "--address", server.address, "--timeout", "5")
-        assert "UNAVAILABLE" in refused.stderr
-        assert run(env, "health", "--address", server.address, "--timeout", "5").returncode != 0
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert re.fullmatch(
+            f"orchestrator: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", refused.stderr
+        ), refused.stderr
+        unhealthy = run(env, "health", "--address", server.address, "--timeout", "5")
+        assert (unhealthy.returncode, unhealthy.stdout) == (2, "")  # grpc-health-probe's "connection failed"
+        assert re.fullmatch(
+            f"unreachable: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", unhealthy.stderr
+        ), unhealthy.stderr
         assert deliberation.poll() is None
         assert server.process.poll() is None
 
-        (gate / "open").touch()  # let the agents answer
+        gate.open()  # let the agents answer
 
         out, err = deliberation.communicate(timeout=HANG_GUARD)
         assert deliberation.returncode == 0, err
@@ -280,12 +322,26 @@ def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
     assert log.rstrip().endswith("stopped")
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD * 3  # guards a hang only
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+CONNECTION_REFUSED = "failed to connect to all addresses; .*Connection refused"
+"""gRPC's details of a call to an address where nothing listens (a pattern)."""
+
+
+def stop_and_wait_for_the_drain(server: Served, stop: signal.Signals) -> None:
+    """Send ``stop`` and return once the server drains: health says NOT_SERVING, and the
+    server has told the connections it has (GOAWAY) that it takes no new ones; it has
+    stopped listening before it does."""
+    left_ready = threading.Event()
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=HANG_GUARD * 3)
+        assert next(health).status == health_pb2.HealthCheckResponse.SERVING  # the channel is ready
+        channel.subscribe(lambda state: state is grpc.ChannelConnectivity.READY or left_ready.set())
+
+        server.process.send_signal(stop)
+
+        assert next(health).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        if not left_ready.wait(HANG_GUARD * 3):  # guards a hang only
+            pytest.fail("the server did not stop taking connections")
+        health.cancel()
 
 
 def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_path: Path) -> None:
@@ -296,7 +352,9 @@ def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_pa
 
     assert server.process.wait(timeout=HANG_GUARD) == 0
     assert "stopped" in (tmp_path / "serve.log").read_text()
-    assert run(environment, "health", "--address", server.address, "--timeout", "2").returncode == 2
+    gone = run(environment, "health", "--address", server.address, "--timeout", "2")
+    assert (gone.returncode, gone.stdout) == (2, "")
+    assert re.fullmatch(f"unreachable: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", gone.stderr)
 
 
 def run_into_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,11 +3,12 @@
 The tests make it an installed plugin by writing a ``.dist-info`` directory with its entry
 point (group ``orchestrator``) onto the ``PYTHONPATH`` of the processes they start.
 
-Besides ``scripted`` it registers ``filegate``, a test double whose agents hold their
-proposal until the test lets them go, across processes: each agent touches
-``$GRPC_CLI_TEST_GATE/entered-<agent>`` when called, then waits until ``open`` exists there;
-and ``hostile``, whose agents reply with terminal escape sequences and rich markup, for the
-tests that the CLI shows them inert.
+Besides ``scripted`` it registers ``gate``, a test double whose agents hold their proposal
+until the test lets them go, across processes: each agent, when called, connects to the
+test's listening socket at ``$GRPC_CLI_TEST_GATE`` (host:port), so the test knows it was
+called, and answers once the test closes that connection; and ``hostile``, whose agents
+reply with terminal escape sequences and rich markup, for the tests that the CLI shows them
+inert.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator_core.hookspecs import RegisterAgentBackend, RegisterCheck, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Proposal, Task
@@ -30,27 +30,32 @@ def hostile_backend() -> ScriptedBackend:
 
 
 @dataclass
-class FileGatedAgent(ScriptedAgent):
-    gate: Path = Path()
+class GatedAgent(ScriptedAgent):
+    gate: str = ""
+    """host:port of the test's gate."""
 
     async def generate(self, task: Task) -> AgentReply:
-        (self.gate / f"entered-{self.agent_id}").touch()
-        while not (self.gate / "open").exists():
-            await asyncio.sleep(0.01)
+        host, port = self.gate.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            await reader.read()  # until the test closes the connection
+        finally:
+            writer.close()
+            await writer.wait_closed()
         return await super().generate(task)
 
 
-class FileGateBackend:
-    name = "filegate"
+class GateBackend:
+    name = "gate"
 
-    def create(self, config: AgentConfig) -> FileGatedAgent:
-        return FileGatedAgent(agent_id=config.agent_id, gate=Path(os.environ[GATE_ENV]))
+    def create(self, config: AgentConfig) -> GatedAgent:
+        return GatedAgent(agent_id=config.agent_id, gate=os.environ[GATE_ENV])
 
 
 @hookimpl
 def register_agents(register: RegisterAgentBackend) -> None:
     register(ScriptedBackend())
-    register(FileGateBackend())
+    register(GateBackend())
     register(hostile_backend())
 
 
