@@ -37,8 +37,9 @@ class Verdict:
 
 class HiddenTestJudge:
     """Runs a problem's hidden tests against proposal contents, one sandboxed run per
-    distinct (problem, content), at most ``concurrency`` at once (the dry-run check caps its
-    runs only inside the service's engine)."""
+    distinct (problem, content), at most ``concurrency`` at once: the dry-run check leaves
+    its cap to its caller (in the service, the engine's heavy-check slots). Keep it at or
+    below ``ORCH_DRYRUN_CONCURRENCY``, the sandbox's uids."""
 
     def __init__(self, check: DryRunCheck | None = None, *, concurrency: int = 2) -> None:
         self._check = check or _default_check()
