@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator_core.models import (
-    CheckKind,
-)
+from orchestrator_core.models import CheckKind
 from orchestrator_core.records import RecordStatus
 
 SERVING = "SERVING"

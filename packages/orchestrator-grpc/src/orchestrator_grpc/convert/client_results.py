@@ -25,9 +25,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc.convert._common import (
-    STANDARD_KINDS,
-)
+from orchestrator_grpc.convert._common import STANDARD_KINDS
 
 
 def usage_from_proto(usage: pb.TokenUsage) -> TokenUsage:

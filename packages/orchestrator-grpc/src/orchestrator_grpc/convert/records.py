@@ -5,9 +5,7 @@ from __future__ import annotations
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.records import DeliberationRecord, RecordPage
 from orchestrator_core.records.paging import first_records
-from orchestrator_grpc.convert._common import (
-    STATUS_TO_PROTO,
-)
+from orchestrator_grpc.convert._common import STATUS_TO_PROTO
 from orchestrator_grpc.convert.requests import constraints_to_proto
 from orchestrator_grpc.convert.results import (
     check_result_to_proto,

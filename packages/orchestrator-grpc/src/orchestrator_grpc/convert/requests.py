@@ -11,9 +11,7 @@ from orchestrator_core.models import (
 )
 from orchestrator_core.orchestrator import DeliberationRequest
 from orchestrator_core.records import RecordStatus
-from orchestrator_grpc.convert._common import (
-    STATUS_FROM_PROTO,
-)
+from orchestrator_grpc.convert._common import STATUS_FROM_PROTO
 
 # -- requests (proto -> core) ---------------------------------------------------------
 
