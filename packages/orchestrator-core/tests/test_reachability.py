@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from core_support import until
 
 from orchestrator_core.council import build_councils
 from orchestrator_core.models import AgentConfig
@@ -110,10 +111,7 @@ async def test_the_prober_runs_in_the_background_and_stops() -> None:
     dev = councils({"base_url": "http://a"})["DEV"]
     prober = Prober(lambda: [dev], interval_seconds=0.01)
     prober.start()
-    for _ in range(500):
-        if dev.reachability.state is EndpointState.REACHABLE:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: dev.reachability.state is EndpointState.REACHABLE, "the prober found the endpoint")
     await prober.stop()
     assert dev.reachability.state is EndpointState.REACHABLE
 
