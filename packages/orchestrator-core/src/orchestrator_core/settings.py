@@ -54,7 +54,9 @@ def _default_councils() -> dict[str, CouncilSettings]:
     return {role: CouncilSettings() for role in KNOWN_ROLES}
 
 
-def _split_names(value: Any) -> Any:
+def split_names(value: Any) -> Any:
+    """``"A, B"`` from the environment becomes ``["A", "B"]``; the one reading of a list of
+    names, shared by the checks' settings."""
     if isinstance(value, str):
         return [name.strip() for name in value.split(",") if name.strip()]
     return value
@@ -144,7 +146,7 @@ class Settings(BaseSettings):
     @field_validator("plugins_enabled", "plugins_disabled", "auth_tokens", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
-        return _split_names(value)
+        return split_names(value)
 
     @field_validator("councils", mode="after")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator_core.settings import _split_names  # the service's own reading of "A, B" as ["A", "B"]
+from orchestrator_core.settings import split_names
 
 DEFAULT_YAMLLINT_CONFIG = """\
 extends: default
@@ -38,7 +38,7 @@ class PolicySettings(BaseSettings):
     @field_validator("disabled_rules", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
-        return _split_names(value)
+        return split_names(value)
 
 
 class LintSettings(BaseSettings):
@@ -51,7 +51,7 @@ class LintSettings(BaseSettings):
     @field_validator("ruff_select", mode="before")
     @classmethod
     def _families(cls, value: Any) -> Any:
-        return _split_names(value)
+        return split_names(value)
 
     ruff_line_length: int = Field(default=120, ge=40)
     yamllint_config: str = DEFAULT_YAMLLINT_CONFIG
@@ -113,7 +113,7 @@ class DryRunSettings(BaseSettings):
     @field_validator("pytest_plugins", mode="before")
     @classmethod
     def _plugins(cls, value: Any) -> Any:
-        return _split_names(value)
+        return split_names(value)
 
     @model_validator(mode="after")
     def _uid_range(self) -> DryRunSettings:

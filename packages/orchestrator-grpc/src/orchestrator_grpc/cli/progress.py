@@ -8,15 +8,7 @@ from rich.console import Group, RenderableType
 from rich.spinner import Spinner
 from rich.table import Table
 
-from orchestrator_core.events import (
-    AgentFailed,
-    CheckCompleted,
-    CritiqueWritten,
-    DeliberationEvent,
-    ProposalGenerated,
-    ProposalRevised,
-    RankingReady,
-)
+from orchestrator_core import events
 from orchestrator_grpc.cli.display import plain
 
 
@@ -44,29 +36,29 @@ class DeliberationProgress:
         self._authors: dict[str, str] = {}  # proposal_id -> author_id
         self.done = False
 
-    def update(self, event: DeliberationEvent) -> None:
+    def update(self, event: events.DeliberationEvent) -> None:
         match event:
-            case ProposalGenerated(proposal=proposal) | ProposalRevised(proposal=proposal):
+            case events.ProposalGenerated(proposal=proposal) | events.ProposalRevised(proposal=proposal):
                 row = self._row(proposal.author_id)
                 row.proposal_id, row.revision = proposal.proposal_id, proposal.revision
                 row.state = "revised" if proposal.revision else "proposed"
                 self._authors[proposal.proposal_id] = proposal.author_id
                 if proposal.revision:
                     self.phase = f"revise (round {proposal.revision})"
-            case CritiqueWritten(critique=critique):
+            case events.CritiqueWritten(critique=critique):
                 self.phase = f"critique (round {critique.round})"
                 self._row(critique.critic_id).critiques_written += 1
                 self._row(critique.author_id).critiques_received += 1
-            case CheckCompleted(proposal_id=proposal_id, result=result):
+            case events.CheckCompleted(proposal_id=proposal_id, result=result):
                 self.phase = "checks"
                 row = self._row(self._authors.get(proposal_id, proposal_id))
                 row.checks_run += 1
                 row.checks_passed += int(result.passed)
                 row.state = "checking"
-            case AgentFailed(failure=failure):
+            case events.AgentFailed(failure=failure):
                 row = self._row(failure.agent_id)
                 row.state = f"failed in {failure.phase.value}: {failure.error}"
-            case RankingReady(outcome=outcome):
+            case events.RankingReady(outcome=outcome):
                 self.phase = "ranked"
                 self.done = True
                 for ranked in outcome.results:
