@@ -5,6 +5,13 @@ from a model. The ``orchestrator_plugins`` fixture registers plugin objects on a
 :class:`~orchestrator_core.plugins.PluginHost` for one test and removes them afterwards.
 This module is a pytest plugin (entry point ``pytest11``), so the fixture is available
 wherever orchestrator-core is installed.
+
+The conformance kit (:mod:`orchestrator_core.conformance`) is exported here: a plugin's
+tests subclass :class:`AgentBackendConformance` or :class:`CheckConformance` to run its
+backends and checks through the contract and the real engine::
+
+    class TestMyBackend(AgentBackendConformance):
+        backend = MyBackend()
 """
 
 from __future__ import annotations
@@ -18,6 +25,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from orchestrator_core.conformance import (
+    AgentBackendConformance,
+    CheckConformance,
+    ConformanceError,
+    Limits,
+)
 from orchestrator_core.hookspecs import AgentBackend, Check, RegisterAgentBackend, RegisterCheck, hookimpl
 from orchestrator_core.models import (
     AgentConfig,
@@ -30,6 +43,20 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.plugins import PluginHost
+
+__all__ = [
+    "AgentBackendConformance",
+    "CheckConformance",
+    "ConcurrencyProbe",
+    "ConformanceError",
+    "Limits",
+    "PluginRegistrar",
+    "ScriptedAgent",
+    "ScriptedBackend",
+    "ScriptedCheck",
+    "ScriptedPlugin",
+    "orchestrator_plugins",
+]
 
 SCRIPTED_USAGE = TokenUsage(prompt_tokens=10, completion_tokens=5)
 
