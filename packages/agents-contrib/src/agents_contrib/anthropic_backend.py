@@ -35,11 +35,14 @@ from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
 
 if TYPE_CHECKING:
     import anthropic
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +253,13 @@ def _count(value: object) -> int:
 
 
 @hookimpl
-def register_agents(register: RegisterAgentBackend) -> None:
-    """Register the ``anthropic`` backend, configured from ``ORCH_ANTHROPIC_*``."""
-    register(AnthropicBackend())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``anthropic``: ``[plugins.anthropic]`` and ``ORCH_PLUGINS__ANTHROPIC__*``, over the
+    older ``ORCH_ANTHROPIC_*``."""
+    return ("anthropic", AnthropicSettings)
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend, settings: AnthropicSettings | None) -> None:
+    """Register the ``anthropic`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+    register(AnthropicBackend(settings))

@@ -39,9 +39,12 @@ from agents_contrib.options import effective_options
 from agents_contrib.prompted import PromptedAgent, strip_thinking
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 PROGRAM_SETTING = "ORCH_COMMAND_PROGRAM"
 STDERR_TAIL_CHARS = 600
@@ -277,6 +280,13 @@ def _tail(stderr: bytes) -> str:
 
 
 @hookimpl
-def register_agents(register: RegisterAgentBackend) -> None:
-    """Register the ``command`` backend, configured from ``ORCH_COMMAND_*``."""
-    register(CommandBackend())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``command``: ``[plugins.command]`` and ``ORCH_PLUGINS__COMMAND__*``, over the
+    older ``ORCH_COMMAND_*``."""
+    return ("command", CommandSettings)
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend, settings: CommandSettings | None) -> None:
+    """Register the ``command`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+    register(CommandBackend(settings))

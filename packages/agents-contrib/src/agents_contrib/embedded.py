@@ -32,9 +32,12 @@ from agents_contrib.openai_compat import OpenAIAgent, OpenAIBackend, OpenAIOptio
 from agents_contrib.options import agent_seed, effective_options, spread
 from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import LoopLocal
-from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +195,13 @@ def _alias(model_path: Path) -> str:
 
 
 @hookimpl
-def register_agents(register: RegisterAgentBackend) -> None:
-    """Register the ``embedded`` backend, configured from ``ORCH_EMBEDDED_*``."""
-    register(EmbeddedBackend())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``embedded``: ``[plugins.embedded]`` and ``ORCH_PLUGINS__EMBEDDED__*``, over the
+    older ``ORCH_EMBEDDED_*``."""
+    return ("embedded", EmbeddedSettings)
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend, settings: EmbeddedSettings | None) -> None:
+    """Register the ``embedded`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+    register(EmbeddedBackend(settings))

@@ -50,10 +50,13 @@ from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE, TokenCounter
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, hookimpl
+from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
 from orchestrator_core.redaction import redact_url
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +337,13 @@ def _error_code(raw: bytes) -> object:
 
 
 @hookimpl
-def register_agents(register: RegisterAgentBackend) -> None:
-    """Register the ``openai`` backend, configured from ``ORCH_OPENAI_*``."""
-    register(OpenAIBackend())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``openai``: ``[plugins.openai]`` and ``ORCH_PLUGINS__OPENAI__*``, over the
+    older ``ORCH_OPENAI_*``."""
+    return ("openai", OpenAISettings)
+
+
+@hookimpl
+def register_agents(register: RegisterAgentBackend, settings: OpenAISettings | None) -> None:
+    """Register the ``openai`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+    register(OpenAIBackend(settings))

@@ -1,5 +1,7 @@
 """Orchestrator's core: the plugin contract and the deliberation engine."""
 
+from orchestrator_core.versions import PLUGIN_API_VERSION
+
 
 def __getattr__(name: str) -> str:
     if name == "__version__":  # looked up on first use (see orchestrator_core.versions)
@@ -9,4 +11,4 @@ def __getattr__(name: str) -> str:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["__version__"]
+__all__ = ["PLUGIN_API_VERSION", "__version__"]

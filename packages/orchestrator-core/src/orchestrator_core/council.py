@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from orchestrator_core.models import AgentConfig
 from orchestrator_core.reachability import EndpointState, Reachability, probe_backend
 from orchestrator_core.redaction import redact_url
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,12 @@ class Council:
 def build_councils(
     settings: Settings, backends: Mapping[str, AgentBackend], *, breakers: Breakers | None = None
 ) -> dict[str, Council]:
-    """A council per configured role; one that cannot run says why instead of failing startup."""
+    """A council per configured role; one that cannot run says why instead of failing startup.
+
+    Each council's agents are created once here to validate its options: ``ValueError`` or
+    ``TypeError`` from the backend's ``create`` means the options do not suit it; anything
+    else is a plugin bug, logged with its traceback. Either way the council is not ready and
+    its detail names the backend and the error."""
     councils: dict[str, Council] = {}
     if breakers is None:
         breakers = Breakers(
@@ -190,6 +198,15 @@ def build_councils(
                 council.problem = (
                     f"the {role} council's options do not suit backend "
                     f"{council_settings.backend!r}: {exc}"
+                )
+            except Exception as exc:  # a plugin bug: the council is not ready, the service starts
+                log.error(
+                    "backend %r failed to create the %s council's agents", council_settings.backend, role,
+                    exc_info=True,
+                )
+                council.problem = (
+                    f"the {role} council's backend {council_settings.backend!r} failed to create an "
+                    f"agent: {type(exc).__name__}: {exc}"
                 )
         councils[role] = council
     return councils

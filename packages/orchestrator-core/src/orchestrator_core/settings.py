@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     plugins_enabled: Annotated[list[str] | None, NoDecode] = None
     """Allow list of plugin names; unset means every installed plugin."""
     plugins_disabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Plugins' own settings by section: ``[plugins.<section>]`` in the file,
+    ``ORCH_PLUGINS__<SECTION>__<FIELD>`` in the environment (these win, value by value); each
+    plugin validates its section (:mod:`orchestrator_core.plugin_settings`)."""
+    plugin_lifecycle_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Bound of each plugin's ``orchestrator_startup``/``orchestrator_shutdown`` hook and each
+    backend's ``aclose()``."""
 
     # Councils and deliberation
     default_backend: str = Field(default=DEFAULT_BACKEND, min_length=1)
@@ -248,7 +255,8 @@ class ConfigFileSource(PydanticBaseSettingsSource):
 
 
 class _CouncilRolesUpperCased(PydanticBaseSettingsSource):
-    """Another source's values with the ``councils`` table keyed by upper-case role."""
+    """Another source's values with the ``councils`` table keyed by upper-case role (and the
+    ``plugins`` table by lower-case section)."""
 
     def __init__(self, source: PydanticBaseSettingsSource) -> None:
         super().__init__(source.settings_cls)
@@ -265,6 +273,17 @@ class _CouncilRolesUpperCased(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         values = self._source()
+        plugins = values.get("plugins")
+        if isinstance(plugins, dict):
+            # Sections likewise: one spelling (lower case) for the file's and the environment's.
+            by_section: dict[Any, Any] = {}
+            for section, table in plugins.items():
+                key = section.lower() if isinstance(section, str) else section
+                earlier = by_section.get(key)
+                if isinstance(earlier, dict) and isinstance(table, dict):
+                    table = _merged(earlier, table)
+                by_section[key] = table
+            values = {**values, "plugins": by_section}
         councils = values.get("councils")
         if not isinstance(councils, dict):
             return values

@@ -104,8 +104,19 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
     if tokens:
         interceptors.append(BearerAuth(tokens))
     interceptors.append(DecodeGuard())
+    # Plugins start before the councils are built: one that fails to start is withdrawn (or,
+    # strict, stops startup); the orchestrator's close runs their shutdown hooks.
+    try:
+        await plugins.startup(settings.plugin_lifecycle_timeout_seconds)
+    except BaseException:
+        await plugins.shutdown()
+        raise
     orchestrator = Orchestrator(settings, plugins, store_from_settings(settings))
-    await orchestrator.start()
+    try:
+        await orchestrator.start()
+    except BaseException:
+        await plugins.shutdown()
+        raise
     try:
         server = grpc.aio.server(
             interceptors=interceptors,

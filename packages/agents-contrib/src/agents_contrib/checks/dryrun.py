@@ -31,8 +31,11 @@ from agents_contrib.checks.sandbox_run import RunOutcome, open_channel, run_sand
 from agents_contrib.checks.sandbox_uids import UidPool
 from agents_contrib.checks.settings import DryRunSettings
 from agents_contrib.checks.workspace import Workspace, plan_workspace
-from orchestrator_core.hookspecs import RegisterCheck, hookimpl
+from orchestrator_core.hookspecs import RegisterCheck, SettingsDeclaration, hookimpl
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 REPORT_PATH = ".report/junit.xml"
 PYTEST_RUNNER_SOURCE = Path(__file__).with_name("sandbox_pytest.py").read_text(encoding="utf-8")
@@ -186,5 +189,13 @@ class DryRunCheck:
 
 
 @hookimpl
-def register_checks(register: RegisterCheck) -> None:
-    register(DryRunCheck())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``dryrun``: ``[plugins.dryrun]`` and ``ORCH_PLUGINS__DRYRUN__*``, over the
+    older ``ORCH_DRYRUN_*``."""
+    return ("dryrun", DryRunSettings)
+
+
+@hookimpl
+def register_checks(register: RegisterCheck, settings: DryRunSettings | None) -> None:
+    """Register the ``dryrun`` check, configured from its settings section (see :func:`plugin_settings`)."""
+    register(DryRunCheck(settings))

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator_core.errors import OrchestratorError
+from orchestrator_core.plugin_settings import PluginSettingsError
 from orchestrator_core.plugins import load_plugins
 from orchestrator_core.settings import Settings, SettingsFileError
 from orchestrator_grpc.auth import TokensUnavailable
@@ -58,7 +59,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         plugins = load_plugins(settings)
         asyncio.run(serve_forever(settings, plugins))
-    except AddressUnavailable as exc:
+    except (AddressUnavailable, PluginSettingsError) as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:
         return _exit_with(exc, FAILURE)
@@ -66,9 +67,16 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def plugins(args: argparse.Namespace) -> int:
+    """Print the loaded and the failed plugins as JSON; exit 1 when any plugin failed (the
+    JSON is printed all the same), 2 when the settings or a plugin's settings are invalid."""
     try:
-        host = load_plugins(_read_settings())
+        settings = _read_settings()
     except _SettingsUnusable as exc:
+        return _exit_with(exc, CONFIGURATION_ERROR)
+    try:
+        # Strict or not, every plugin is listed: the exit status says whether any failed.
+        host = load_plugins(settings.model_copy(update={"plugins_strict": False}))
+    except PluginSettingsError as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     except OrchestratorError as exc:
         return _exit_with(exc, FAILURE)
@@ -79,6 +87,10 @@ def plugins(args: argparse.Namespace) -> int:
         "failed_plugins": failed_plugins,
         "failed": failed_plugins,
     })
+    if failed_plugins:
+        names = ", ".join(p["name"] for p in failed_plugins)
+        print(f"orchestrator: {len(failed_plugins)} plugin(s) failed: {names}", file=sys.stderr)
+        return FAILURE
     return 0
 
 
