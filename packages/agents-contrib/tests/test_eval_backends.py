@@ -11,7 +11,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from llm_server import CHAT_PATH, MESSAGES_PATH, LLMServer, Reply, anthropic_message, chat_completion, running_llm_server
+from llm_server import (
+    CHAT_PATH,
+    MESSAGES_PATH,
+    LLMServer,
+    Reply,
+    anthropic_message,
+    chat_completion,
+    running_llm_server,
+)
 
 from orchestrator_grpc.cli import main
 from orchestrator_grpc.evaluation.humaneval import load_problems
