@@ -251,9 +251,12 @@ async def _orchestrator(
 async def _deliberate(orchestrator: Any, task: Task, rounds: int, limits: Limits, what: str) -> DeliberationOutcome:
     from orchestrator_core.orchestrator import DeliberationRequest
 
-    outcome: DeliberationOutcome = await _guarded(
-        orchestrator.deliberate(DeliberationRequest(task, rounds=rounds)), limits, what
-    )
+    try:
+        outcome: DeliberationOutcome = await _guarded(
+            orchestrator.deliberate(DeliberationRequest(task, rounds=rounds)), limits, what
+        )
+    except OrchestratorError as exc:
+        raise ConformanceError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
     return outcome
 
 
@@ -332,7 +335,7 @@ async def verify_backend_contract(backend: AgentBackend, options: Mapping[str, A
         ) from None
     agents = [_create(backend, options, index, 3) for index in range(3)]
     for index, agent in enumerate(agents):
-        agent_label = f"the agent {label}.create() made"
+        agent_label = f"{label}: agent {type(agent).__name__}"
         if not isinstance(agent, Agent):
             missing = [m for m in ("agent_id", *AGENT_METHODS) if not hasattr(agent, m)]
             raise ConformanceError(
@@ -540,8 +543,9 @@ async def verify_backend_in_engine(
             try:  # a backend may refuse a task too long for its model (an AgentError): it must end
                 async with _LoopWatch(limits, what):
                     await _deliberate(orchestrator, Task(ROLE, text), rounds, limits, what)
-            except OrchestratorError:
-                pass
+            except ConformanceError as failed:
+                if not isinstance(failed.__cause__, OrchestratorError):
+                    raise
         tasks = [TASK] + [Task(ROLE, text) for text in HOSTILE_TEXTS.values() if len(text) < ONE_MEGABYTE]
         for task in tasks:
             what = f"a deliberation of {agents} {_label(backend)} agents on {task.description[:40]!r}"
