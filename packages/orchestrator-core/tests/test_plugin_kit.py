@@ -231,6 +231,19 @@ class SyncRunCheck(Check):
         return result_of(self)
 
 
+class OneArgumentCheck(Check):
+    async def run(self, proposal: Proposal) -> Any:  # type: ignore[override]
+        return result_of(self)
+
+
+class SleepingSyncCheck(Check):
+    """Blocks, but as a plain def: the engine runs it in a worker thread, so it conforms."""
+
+    def run(self, task: Task, proposal: Proposal) -> Any:  # type: ignore[override]
+        time.sleep(0.01)
+        return result_of(self)
+
+
 class DictCheck(Check):
     async def run(self, task: Task, proposal: Proposal) -> Any:
         return {"passed": True, "score": 1.0}
@@ -295,7 +308,8 @@ class FlakyUnderLoadCheck(Check):
 
 BAD_CHECKS: list[tuple[Any, Verify, str]] = [
     (Check(kind=""), conformance.verify_check_contract, "has no kind"),
-    (SyncRunCheck(), conformance.verify_check_contract, r"run\(\) is not a coroutine function"),
+    (OneArgumentCheck(), conformance.verify_check_contract,
+     r"run\(proposal: 'Proposal'\) -> 'Any' cannot be called as run\(task, proposal\)"),
     (DictCheck(), conformance.verify_check_result, r"run\(\) returned dict, not a CheckResult"),
     (OutOfRangeCheck(), conformance.verify_check_result, r"returned score 1\.5: a number in \[0, 1\]"),
     (ScoreRaisingCheck(), conformance.verify_check_result, r"raised ValueError: .*outside \[0, 1\]"),
@@ -327,7 +341,8 @@ CHECK_VERIFIERS = [
 ]
 
 
-@pytest.mark.parametrize("check", [Check(), ScriptedCheck()], ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("check", [Check(), ScriptedCheck(), SyncRunCheck(), SleepingSyncCheck()],
+                         ids=lambda c: type(c).__name__)
 @pytest.mark.parametrize("verify", CHECK_VERIFIERS, ids=lambda v: v.__name__)
 async def test_a_good_check_passes(check: Any, verify: Verify) -> None:
     await verify(check)

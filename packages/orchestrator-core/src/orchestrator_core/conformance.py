@@ -608,10 +608,35 @@ def _check_result(check: Check, result: object, what: str) -> CheckResult:
     return result
 
 
+def _runs_off_loop(check: Check) -> bool:
+    """As the engine decides: ``blocking = True``, or a ``run`` that is a plain def, runs in a
+    worker thread (:class:`~orchestrator_core.hookspecs.BlockingCheck`)."""
+    return getattr(check, "blocking", False) is True or not inspect.iscoroutinefunction(check.run)
+
+
+async def _invoke(check: Check, task: Task, proposal: Proposal) -> object:
+    """One run of the check, where the engine would run it: on the loop, or in a thread."""
+    if not _runs_off_loop(check):
+        return await check.run(task, proposal)
+
+    def in_thread() -> object:
+        result: object = check.run(task, proposal)
+        if inspect.isawaitable(result):
+            awaitable = result
+
+            async def wait() -> object:
+                return await awaitable
+
+            return asyncio.run(wait())
+        return result
+
+    return await asyncio.to_thread(in_thread)
+
+
 async def _run_check(check: Check, task: Task, proposal: Proposal, limits: Limits, what: str) -> CheckResult:
     try:
         async with _LoopWatch(limits, what):
-            result = await _guarded(check.run(task, proposal), limits, what)
+            result = await _guarded(_invoke(check, task, proposal), limits, what)
     except ConformanceError:
         raise
     except Exception as exc:
@@ -623,7 +648,8 @@ async def _run_check(check: Check, task: Task, proposal: Proposal, limits: Limit
 
 
 async def verify_check_contract(check: Check) -> None:
-    """The check has a name, a kind and an ``async def run(task, proposal)``."""
+    """The check has a name, a kind and a ``run(task, proposal)``: ``async def``, or a plain
+    def that the engine runs in a worker thread (as it does any check with ``blocking = True``)."""
     label = _label(check)
     for attribute in ("name", "kind"):
         value = getattr(check, attribute, None)
@@ -633,7 +659,16 @@ async def verify_check_contract(check: Check) -> None:
             )
     if not isinstance(check, Check):
         raise ConformanceError(f"{label} is not a Check: it needs `name`, `kind` and `async def run(task, proposal)`")
-    _check_async_method(check, "run", ("task", "proposal"), label)
+    if inspect.iscoroutinefunction(check.run):
+        _check_async_method(check, "run", ("task", "proposal"), label)
+        return
+    # a plain def run is a blocking check: the engine runs it in a worker thread
+    try:
+        inspect.signature(check.run).bind("task", "proposal")
+    except TypeError as exc:
+        raise ConformanceError(
+            f"{label}.run{inspect.signature(check.run)} cannot be called as run(task, proposal): {exc}"
+        ) from None
 
 
 async def verify_check_result(check: Check, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -657,7 +692,7 @@ async def verify_check_concurrency(check: Check, limits: Limits = DEFAULT_LIMITS
     proposals = [_proposal(PROPOSAL_TEXT.replace("add", f"add{n}"), n) for n in range(1, runs + 1)]
     try:
         async with _LoopWatch(limits, what):
-            results = await _guarded(asyncio.gather(*(check.run(TASK, p) for p in proposals)), limits, what)
+            results = await _guarded(asyncio.gather(*(_invoke(check, TASK, p) for p in proposals)), limits, what)
     except ConformanceError:
         raise
     except Exception as exc:
@@ -668,7 +703,7 @@ async def verify_check_concurrency(check: Check, limits: Limits = DEFAULT_LIMITS
 
 async def verify_check_cancellation(check: Check, limits: Limits = DEFAULT_LIMITS) -> None:
     """A run ends when cancelled (a timed-out check, a cancelled deliberation)."""
-    await _cancel_each(_label(check), {"run": lambda: check.run(TASK, _proposal(PROPOSAL_TEXT))}, limits)
+    await _cancel_each(_label(check), {"run": lambda: _invoke(check, TASK, _proposal(PROPOSAL_TEXT))}, limits)
 
 
 async def verify_check_in_engine(check: Check, limits: Limits = DEFAULT_LIMITS, *, agents: int = 3) -> None:
