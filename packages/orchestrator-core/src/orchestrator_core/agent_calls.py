@@ -11,25 +11,44 @@ the record keeps; the caller decides what one agent's failure means for the rest
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.errors import AgentError
 from orchestrator_core.hookspecs import Agent
 from orchestrator_core.models import AgentFailure, AgentReply, Phase, TokenUsage
+from orchestrator_core.plugin_calls import BACKEND, Budget, PluginCall, count_failure, log_plugin_bug, plugin_call
+
+log = logging.getLogger(__name__)
+
+AGENT_TIMEOUT_SETTING = "ORCH_AGENT_TIMEOUT_SECONDS"
+TASK_AGENT_TIMEOUT = "the task's constraints.agent_timeout_seconds"
 
 
 class AgentCallFailed(Exception):
     """An agent call failed. ``failure`` is what the record keeps; ``cause`` the agent's own
     error (None for a timeout or a plugin's bug); ``usage`` what a reply that proved unusable
-    still cost (nothing when the call returned none)."""
+    still cost (nothing when the call returned none); ``plugin_bug`` says the backend's code
+    failed in a way its contract does not allow (logged with its traceback)."""
 
-    def __init__(self, failure: AgentFailure, cause: AgentError | None, usage: TokenUsage) -> None:
+    def __init__(
+        self, failure: AgentFailure, cause: AgentError | None, usage: TokenUsage, *, plugin_bug: bool = False
+    ) -> None:
         super().__init__(failure.error)
         self.failure = failure
         self.cause = cause
         self.usage = usage
+        self.plugin_bug = plugin_bug
+
+
+def backend_of(agent: object) -> str:
+    """The name of the backend that made ``agent``; when it does not say, its class's name."""
+    backend = getattr(agent, "backend", "")
+    if isinstance(backend, str) and backend:
+        return backend
+    inner = getattr(agent, "agent", agent)  # a GuardedAgent's wrapped agent
+    return type(inner).__name__
 
 
 async def call_agent(
@@ -39,30 +58,49 @@ async def call_agent(
     *,
     timeout_seconds: float,
     round_number: int = 0,
+    timeout_setting: str = AGENT_TIMEOUT_SETTING,
 ) -> AgentReply:
-    """Make one call of ``agent`` (``call``, in ``phase``) within ``timeout_seconds``; raises
-    AgentCallFailed when it fails, times out or returns no usable reply."""
+    """Make one call of ``agent`` (``call``, in ``phase``) within ``timeout_seconds`` (the
+    bound ``timeout_setting`` names); raises AgentCallFailed when it fails, times out or
+    returns no usable reply."""
     cause: AgentError | None = None
     usage = TokenUsage()
+    named = PluginCall(BACKEND, backend_of(agent), phase.value, agent.agent_id)
+    bug = False
     try:
-        with call_deadline(timeout_seconds):
-            async with asyncio.timeout(timeout_seconds):
+        with call_deadline(timeout_seconds), plugin_call(named):
+            async with Budget(timeout_seconds):
                 reply = await call()
         if not isinstance(reply, AgentReply):
-            raise TypeError(f"returned {type(reply).__name__}, not an AgentReply")
+            raise _Unusable(f"returned {type(reply).__name__}, not an AgentReply")
         usage = reply.usage
         if not reply.text.strip():
             raise AgentError("returned an empty reply")
         return reply
     except TimeoutError:
-        error = f"timed out after {timeout_seconds:g}s"
+        error = (
+            f"timed out after {timeout_seconds:g}s ({named.plugin}, agent {agent.agent_id} {phase.value}; "
+            f"bound: {timeout_setting})"
+        )
+        log.warning("%s", error)
+        count_failure(named, "timeouts")
         report_timeout(agent)
     except AgentError as exc:
         error, cause = str(exc), exc
+        log.warning("%s failed: %s", named, error)
+        log.debug("%s failed", named, exc_info=exc)
+        count_failure(named, "errors")
     except Exception as exc:  # a plugin's bug must not sink the caller
-        error = f"{type(exc).__name__}: {exc}"
+        bug = True
+        shown = "TypeError" if isinstance(exc, _Unusable) else type(exc).__name__
+        error = f"{shown}: {exc} {named.bug_note}"
+        log_plugin_bug(named, exc)
     failure = AgentFailure(agent_id=agent.agent_id, phase=phase, error=error, round=round_number)
-    raise AgentCallFailed(failure, cause, usage)
+    raise AgentCallFailed(failure, cause, usage, plugin_bug=bug)
+
+
+class _Unusable(TypeError):
+    """The agent returned something other than an AgentReply."""
 
 
 def report_timeout(agent: object) -> None:

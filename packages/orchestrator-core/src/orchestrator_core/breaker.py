@@ -147,10 +147,12 @@ def _cut(text: str) -> str:
 class GuardedAgent:
     """An agent whose calls pass through its endpoint's circuit breaker."""
 
-    def __init__(self, agent: Agent, breaker: CircuitBreaker) -> None:
+    def __init__(self, agent: Agent, breaker: CircuitBreaker, backend: str = "") -> None:
         self.agent = agent
         self.agent_id = agent.agent_id
         self.breaker = breaker
+        self.backend = backend
+        """The name of the backend that made the agent, for errors and failure counts."""
 
     def on_timeout(self) -> None:
         """Told by the engine when its timeout ended one of this agent's calls."""

@@ -14,6 +14,17 @@ Once the failures of a phase leave fewer agents than the quorum, the phase's oth
 are cancelled at once and :class:`~orchestrator_core.errors.QuorumLost` is raised: the
 deliberation cannot go on, so nothing waits on calls whose answers could not be used.
 
+Checks run concurrently, each within its own budget: its ``timeout_seconds`` when it declares
+one (a positive number), else ``check_timeout_seconds`` (ORCH_CHECK_TIMEOUT_SECONDS), measured
+without the loop stalls other tasks caused (:class:`~orchestrator_core.plugin_calls.Budget`).
+A check that declares ``blocking = True``, or whose ``run`` is not a coroutine function, runs
+in a daemon thread of its own, off the event loop. A check's result is identified by the
+check's name: the engine gives it the check's declared name and kind, whatever the check
+wrote. A check that raises, returns something other than a CheckResult or a score outside
+[0, 1] has a bug: the proposal fails that check, and the bug is logged with its traceback and
+counted against the check; a check that times out fails that proposal's check, naming the
+bound.
+
 Tokens are counted as each call returns, in a :class:`UsageMeter` the caller may pass in:
 a deliberation that fails, is cancelled or times out has still spent them, and the caller
 reads them there (a call cut short by a timeout or a cancellation reported nothing).
@@ -22,14 +33,23 @@ reads them there (a call cut short by a timeout or a cancellation reported nothi
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
-from orchestrator_core.agent_calls import AgentCallFailed, call_agent
+from orchestrator_core.agent_calls import (
+    AGENT_TIMEOUT_SETTING,
+    TASK_AGENT_TIMEOUT,
+    AgentCallFailed,
+    backend_of,
+    call_agent,
+)
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
     AgentFailed,
@@ -53,10 +73,25 @@ from orchestrator_core.models import (
     Task,
     TokenUsage,
 )
+from orchestrator_core.plugin_calls import (
+    CHECK,
+    Budget,
+    OffLoopRunner,
+    PluginCall,
+    PluginFailureCounters,
+    count_failure,
+    counting_failures,
+    log_plugin_bug,
+    plugin_call,
+)
 from orchestrator_core.scoring import Scorer, rank
 from orchestrator_core.validation import agent_timeout
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_SETTING = "ORCH_CHECK_TIMEOUT_SECONDS"
 
 
 async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
@@ -103,6 +138,10 @@ class DeliberationEngine:
     agent_timeout_seconds: float = 180.0
     check_timeout_seconds: float = 120.0
     heavy_check_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    failures: PluginFailureCounters = field(default_factory=PluginFailureCounters)
+    """Failures of the plugins' calls, per plugin object (bugs, timeouts, errors)."""
+    off_loop: OffLoopRunner = field(default_factory=OffLoopRunner)
+    """Runs the blocking checks, each in a daemon thread of its own."""
 
     async def deliberate(
         self,
@@ -120,7 +159,8 @@ class DeliberationEngine:
         calls return, so they are known even when this raises or is cancelled.
         """
         run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event, usage or UsageMeter())
-        return await run.execute(rounds)
+        with counting_failures(self.failures):
+            return await run.execute(rounds)
 
 
 class _Run:
@@ -144,6 +184,11 @@ class _Run:
         self.members = [_Member(agent) for agent in agents]
         self.quorum = min(engine.quorum, len(agents))
         self.agent_timeout = agent_timeout(task, engine.agent_timeout_seconds)
+        self.agent_timeout_setting = (
+            AGENT_TIMEOUT_SETTING if self.agent_timeout >= engine.agent_timeout_seconds else TASK_AGENT_TIMEOUT
+        )
+        self.bugs: list[str] = []
+        """The backends whose bug failed an agent."""
         self.failures: list[AgentFailure] = []
         self.causes: list[AgentError | None] = []
         self.meter = meter
@@ -263,11 +308,14 @@ class _Run:
         is recorded, never raised, unless it loses the quorum."""
         try:
             reply = await call_agent(
-                member.agent, phase, call, timeout_seconds=self.agent_timeout, round_number=round_number
+                member.agent, phase, call, timeout_seconds=self.agent_timeout, round_number=round_number,
+                timeout_setting=self.agent_timeout_setting,
             )
         except AgentCallFailed as failed:
             self.meter.add(failed.usage)  # spent, even though the reply was unusable
             member.active = False
+            if failed.plugin_bug:
+                self.bugs.append(backend_of(member.agent))
             self.failures.append(failed.failure)
             self.causes.append(failed.cause)
             self.emit(AgentFailed(failed.failure))
@@ -278,29 +326,55 @@ class _Run:
         return reply
 
     async def _check(self, check: Check, proposal: Proposal) -> CheckResult:
-        """One check of one proposal; a check that raises or times out fails the proposal."""
+        """One check of one proposal, within its own budget; a check that raises, returns
+        no usable result or times out fails the proposal (that check only)."""
+        named = PluginCall(CHECK, check.name, "run")
+        seconds, setting = check_bound(check, self.engine.check_timeout_seconds)
         started = time.monotonic()
         try:
             if getattr(check, "heavy", False):
                 async with self.engine.heavy_check_slots:
                     started = time.monotonic()
-                    result = await self._run_check(check, proposal)
+                    result = await self._run_check(check, proposal, named, seconds)
             else:
-                result = await self._run_check(check, proposal)
-        except TimeoutError:
-            result = self._failed_check(
-                check, f"timed out after {self.engine.check_timeout_seconds:g}s", started
-            )
+                result = await self._run_check(check, proposal, named, seconds)
+        except _CheckTimedOut:
+            message = f"timed out: {named} did not finish within {seconds:g}s ({setting})"
+            log.warning("%s (proposal %s)", message, proposal.proposal_id)
+            count_failure(named, "timeouts")
+            result = self._failed_check(check, message, started)
         except Exception as exc:
-            result = self._failed_check(check, f"check error: {type(exc).__name__}: {exc}", started)
+            log_plugin_bug(named, exc, f"proposal {proposal.proposal_id}")
+            result = self._failed_check(
+                check,
+                f"check error: {type(exc).__name__}: {exc} {named.bug_note}",
+                started,
+            )
         self.emit(CheckCompleted(proposal.proposal_id, result))
         return result
 
-    async def _run_check(self, check: Check, proposal: Proposal) -> CheckResult:
-        async with asyncio.timeout(self.engine.check_timeout_seconds):
-            result = await check.run(self.task, proposal)
+    async def _run_check(self, check: Check, proposal: Proposal, named: PluginCall, seconds: float) -> CheckResult:
+        budget = Budget(seconds, strict=True)
+        result: object
+        try:
+            with plugin_call(named):
+                async with budget:
+                    if runs_off_loop(check):
+                        result = await self.engine.off_loop.run(named, partial(check.run, self.task, proposal))
+                    else:
+                        result = await check.run(self.task, proposal)
+        except TimeoutError:
+            if budget.expired:
+                raise _CheckTimedOut from None
+            raise
         if not isinstance(result, CheckResult):
             raise TypeError(f"returned {type(result).__name__}, not a CheckResult")
+        if not (isinstance(result.score, int | float) and math.isfinite(result.score) and 0 <= result.score <= 1):
+            raise ValueError(f"returned score {result.score!r}, outside [0, 1]")
+        if (result.name, result.kind) != (check.name, check.kind):
+            log.warning("%s returned a result named %r of kind %r; it is the check's own, %r of kind %r",
+                        named, result.name, result.kind, check.name, check.kind)
+            result = replace(result, name=check.name, kind=check.kind)
         return result
 
     @staticmethod
@@ -338,11 +412,40 @@ class _Run:
             f"{total - active} of {total} agents failed, leaving {active}, "
             f"below the quorum of {self.quorum}"
         )
+        if self.bugs:
+            details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
+            backends = ", ".join(repr(b) for b in sorted(set(self.bugs)))
+            raise QuorumLost(
+                f"{summary}, because of a bug in the code of backend {backends}; see the service log: "
+                f"{details}",
+                plugin_bug=True,
+            )
         cause = _common_cause(self.causes)
         if cause is not None:
             raise QuorumLost(f"{cause} ({summary})", cause=cause)
         details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
         raise QuorumLost(f"{summary}: {details}")
+
+
+class _CheckTimedOut(Exception):
+    """A check's budget ran out (not a TimeoutError the check raised itself)."""
+
+
+def check_bound(check: Check, default_seconds: float) -> tuple[float, str]:
+    """A check's timeout and what sets it: its own ``timeout_seconds`` when that is a positive
+    number, else the server's (ORCH_CHECK_TIMEOUT_SECONDS)."""
+    own = getattr(check, "timeout_seconds", None)
+    if isinstance(own, int | float) and not isinstance(own, bool) and math.isfinite(own) and own > 0:
+        return float(own), "the check's timeout_seconds"
+    return default_seconds, CHECK_TIMEOUT_SETTING
+
+
+def runs_off_loop(check: Check) -> bool:
+    """True for a check that blocks: it declares ``blocking = True``, or its ``run`` is not a
+    coroutine function."""
+    if getattr(check, "blocking", False) is True:
+        return True
+    return not inspect.iscoroutinefunction(check.run)
 
 
 def _proposal_of(member: _Member) -> Proposal:

@@ -1,4 +1,14 @@
-"""Typed errors of the core. The transport maps each to one status code, in one place."""
+"""Typed errors of the core. The transport maps each to one status code, in one place.
+
+Plugins raise only the documented ones: an agent raises :class:`AgentError` or one of its
+subclasses (:class:`BackendUnavailable`: UNAVAILABLE, :class:`BackendRejected`:
+FAILED_PRECONDITION; a plain AgentError: UNAVAILABLE once it costs the quorum). Anything
+else a plugin raises (a KeyError in an agent, any exception from a check), and a return value
+the contract does not allow (not an AgentReply or a CheckResult, a score outside [0, 1]), is
+a bug in the plugin: logged with its traceback, naming the plugin object and the call, and
+counted against it. An agent's bug that costs the quorum is INTERNAL (:class:`QuorumLost`
+with ``plugin_bug``), not the retryable UNAVAILABLE.
+"""
 
 from __future__ import annotations
 
@@ -41,11 +51,13 @@ class BackendRejected(AgentError):
 
 
 class QuorumLost(OrchestratorError):
-    """Too few agents remain for the council to go on."""
+    """Too few agents remain for the council to go on. ``cause`` is the error every failure
+    shared, if any; ``plugin_bug`` says a failure was a bug in a backend's code (INTERNAL)."""
 
-    def __init__(self, message: str, cause: AgentError | None = None) -> None:
+    def __init__(self, message: str, cause: AgentError | None = None, *, plugin_bug: bool = False) -> None:
         super().__init__(message)
         self.cause = cause
+        self.plugin_bug = plugin_bug
 
 
 class NoViableProposal(OrchestratorError):

@@ -10,9 +10,10 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator_core import __version__
+from orchestrator_core.breaker import GuardedAgent
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
@@ -27,6 +28,7 @@ from orchestrator_core.errors import (
 from orchestrator_core.events import DeliberationStarted, EventSink, RankingReady, discard_event
 from orchestrator_core.hookspecs import Agent, SelectingAgent, identity_of
 from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
+from orchestrator_core.plugin_calls import PluginFailureCounters, counting_failures
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
 from orchestrator_core.reachability import Prober
 from orchestrator_core.records.idempotency import claim, request_fingerprint
@@ -55,6 +57,7 @@ from orchestrator_core.validation import (
     normalised_task,
     plan,
 )
+from orchestrator_core.watchdog import LoopWatchdog
 
 CLOSE_WAIT_SECONDS = 5.0
 
@@ -87,6 +90,12 @@ class Orchestrator:
         self.plugins = plugins
         self.store = store
         self.councils: dict[str, Council] = build_councils(settings, plugins.backends)
+        self.plugin_failures = PluginFailureCounters()
+        """Failures of the plugins' calls, per plugin object (GetStatus)."""
+        self.watchdog = (
+            LoopWatchdog(settings.loop_stall_seconds, self.plugin_failures) if settings.loop_stall_seconds > 0 else None
+        )
+        """Watches the event loop for stalls from a thread; None with ORCH_LOOP_STALL_SECONDS=0."""
         self.engine = DeliberationEngine(
             checks=plugins.checks,
             scorer=Scorer(settings.check_weights, settings.default_check_weight, settings.policy_veto),
@@ -94,6 +103,7 @@ class Orchestrator:
             agent_timeout_seconds=settings.agent_timeout_seconds,
             check_timeout_seconds=settings.check_timeout_seconds,
             heavy_check_slots=asyncio.Semaphore(settings.heavy_check_concurrency),
+            failures=self.plugin_failures,
         )
         self.statistics = StatisticsRecorder()
         self._idle = asyncio.Event()
@@ -109,7 +119,10 @@ class Orchestrator:
         return any(council.ready for council in self.councils.values())
 
     async def start(self) -> None:
-        """Open the records and start their upkeep (leases, interrupted records, retention)."""
+        """Start the loop watchdog, open the records and start their upkeep (leases,
+        interrupted records, retention)."""
+        if self.watchdog is not None:
+            self.watchdog.start()
         await self.store.open()
         try:
             await self.upkeep.start()
@@ -128,6 +141,8 @@ class Orchestrator:
         await self.upkeep.stop()
         await self.store.close()
         await self.plugins.close_backends()
+        if self.watchdog is not None:
+            self.watchdog.stop()
 
     # -- deliberations --------------------------------------------------------
 
@@ -176,7 +191,7 @@ class Orchestrator:
         task = normalised_task(request.task, self.settings)
         council = self._council_for(task.role)
         checked = plan(request, task, self.settings, council.size)
-        agents = council.agents(checked.num_agents)
+        agents = _named_backend(council.agents(checked.num_agents), council.settings.backend)
         budget = self._budget(checked.task, timeout)
         with self._slot():
             record = self._new_record(checked, council, agents, top_k)
@@ -190,7 +205,7 @@ class Orchestrator:
             meter = UsageMeter()
             try:
                 remaining = budget - (time.monotonic() - started)
-                with call_deadline(remaining):
+                with call_deadline(remaining), counting_failures(self.plugin_failures):
                     async with asyncio.timeout(remaining):
                         outcome, selection = await self._deliberate(writer, checked, agents, top_k, meter)
             except TimeoutError:
@@ -345,7 +360,10 @@ class Orchestrator:
         council = self.councils.get(role) if role else None
         if council is None or not council.ready:
             return None
-        return council.selector()
+        selector = council.selector()
+        if selector is not None:
+            _named_backend([selector], council.settings.backend)
+        return selector
 
     def _budget(self, task: Task, timeout: float | None) -> float:
         limits = [self.settings.deliberation_timeout_seconds]
@@ -416,11 +434,25 @@ class Orchestrator:
             version=__version__,
             serving=self.ready,
             uptime_seconds=time.monotonic() - self._started,
-            statistics=self.statistics.snapshot(),
+            statistics=replace(
+                self.statistics.snapshot(),
+                loop_stalls=self.watchdog.stalls if self.watchdog is not None else 0,
+                longest_loop_stall_seconds=self.watchdog.longest_stall_seconds if self.watchdog is not None else 0.0,
+                plugin_failures=self.plugin_failures.snapshot(),
+                abandoned_plugin_threads=self.engine.off_loop.abandoned,
+            ),
             councils=tuple(council.info() for council in self.councils.values()),
             plugins=self.plugins.plugins,
             failed_plugins=self.plugins.failed,
         )
+
+
+def _named_backend(agents: list[GuardedAgent], backend: str) -> list[GuardedAgent]:
+    """The council's agents, each naming its backend (for errors and failure counts)."""
+    for agent in agents:
+        if not agent.backend:
+            agent.backend = backend
+    return agents
 
 
 def _seat(agent: Agent, council: Council, index: int) -> CouncilSeat:

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     """Finished records older than this are deleted; 0 keeps them for ever."""
     record_retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # Event-loop watchdog
+    loop_stall_seconds: float = Field(default=0.5, ge=0)
+    """The event loop answering its watchdog this many seconds late is a stall: logged with the
+    plugin call that ran and its stack, and counted (GetStatus); 0 turns the watchdog off."""
+
     @field_validator("plugins_enabled", "plugins_disabled", "auth_tokens", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from orchestrator_core.models import TokenUsage
+from orchestrator_core.plugin_calls import PluginFailures
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,13 @@ class Statistics:
     by_role: Mapping[str, RoleStatistics] = field(default_factory=dict)
     usage: TokenUsage = field(default_factory=TokenUsage)
     in_flight: int = 0
+    loop_stalls: int = 0
+    """Stalls of the event loop the watchdog saw (ORCH_LOOP_STALL_SECONDS)."""
+    longest_loop_stall_seconds: float = 0.0
+    plugin_failures: tuple[PluginFailures, ...] = ()
+    """Failures counted against each plugin object that failed, by kind, then name."""
+    abandoned_plugin_threads: int = 0
+    """Off-loop plugin calls still running after their caller stopped waiting."""
 
 
 @dataclass

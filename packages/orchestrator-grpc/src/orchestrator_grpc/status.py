@@ -62,6 +62,8 @@ CANCELLED_MESSAGE = "the deliberation was cancelled"
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The status code and message a domain error maps to; None for an unexpected error."""
     if isinstance(error, QuorumLost):
+        if error.plugin_bug:
+            return grpc.StatusCode.INTERNAL, str(error)
         if error.cause is not None:
             cause_status = status_for(error.cause)
             code = cause_status[0] if cause_status else grpc.StatusCode.UNAVAILABLE

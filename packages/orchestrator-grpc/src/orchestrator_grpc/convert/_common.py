@@ -18,3 +18,6 @@ STATUS_TO_PROTO: dict[RecordStatus, pb.DeliberationStatus] = {
 }
 STATUS_FROM_PROTO = {value: status for status, value in STATUS_TO_PROTO.items()}
 STANDARD_KINDS = (CheckKind.POLICY.value, CheckKind.LINT.value, CheckKind.DRYRUN.value)
+STANDARD_CHECK_NAMES = STANDARD_KINDS
+"""The built-in checks' names, which are also their kinds: the fields of a CheckSuite, which hold
+the checks so *named* (a third-party check of kind lint goes in ``others``)."""

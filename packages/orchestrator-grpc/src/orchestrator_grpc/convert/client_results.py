@@ -25,7 +25,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc.convert._common import STANDARD_KINDS
+from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES
 
 
 def usage_from_proto(usage: pb.TokenUsage) -> TokenUsage:
@@ -65,7 +65,7 @@ def check_result_from_proto(result: pb.CheckResult) -> CheckResult:
 
 
 def check_suite_from_proto(suite: pb.CheckSuite) -> tuple[CheckResult, ...]:
-    standard = [getattr(suite, kind) for kind in STANDARD_KINDS if suite.HasField(kind)]
+    standard = [getattr(suite, name) for name in STANDARD_CHECK_NAMES if suite.HasField(name)]
     others = [suite.others[name] for name in sorted(suite.others)]
     return tuple(check_result_from_proto(r) for r in (*standard, *others))
 

@@ -25,7 +25,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc.convert._common import STANDARD_KINDS
+from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES
 
 
 def usage_to_proto(usage: TokenUsage) -> pb.TokenUsage:
@@ -65,12 +65,14 @@ def check_result_to_proto(result: CheckResult) -> pb.CheckResult:
 
 
 def check_suite_to_proto(results: Iterable[CheckResult]) -> pb.CheckSuite:
-    """The first result of each standard kind fills its field; every other one goes in
-    ``others`` under its check name."""
+    """A result is placed by its check's *name*, never its kind: the checks named policy,
+    lint and dryrun (the built-in ones) fill those fields; every other check (a third-party
+    check of kind ``lint`` included, whatever the load order) goes in ``others`` under its
+    name."""
     suite = pb.CheckSuite()
     for result in results:
-        if result.kind in STANDARD_KINDS and not suite.HasField(result.kind):
-            getattr(suite, result.kind).CopyFrom(check_result_to_proto(result))
+        if result.name in STANDARD_CHECK_NAMES:
+            getattr(suite, result.name).CopyFrom(check_result_to_proto(result))
         else:
             suite.others[result.name].CopyFrom(check_result_to_proto(result))
     return suite

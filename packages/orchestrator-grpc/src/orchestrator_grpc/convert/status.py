@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.council import CouncilInfo
 from orchestrator_core.orchestrator import StatusSnapshot
+from orchestrator_core.plugin_calls import PluginFailures
 from orchestrator_core.plugins import FailedPlugin, PluginInfo
 from orchestrator_core.statistics import RoleStatistics, Statistics
 from orchestrator_grpc.convert._common import (
@@ -31,6 +32,21 @@ def statistics_to_proto(statistics: Statistics) -> pb.Statistics:
         by_role={role: _role_statistics_to_proto(s) for role, s in statistics.by_role.items()},
         usage=usage_to_proto(statistics.usage),
         in_flight=statistics.in_flight,
+        loop_stalls=statistics.loop_stalls,
+        longest_loop_stall_seconds=statistics.longest_loop_stall_seconds,
+        plugin_failures=[plugin_failures_to_proto(p) for p in statistics.plugin_failures],
+        abandoned_plugin_threads=statistics.abandoned_plugin_threads,
+    )
+
+
+def plugin_failures_to_proto(failures: PluginFailures) -> pb.PluginFailures:
+    return pb.PluginFailures(
+        kind=failures.kind,
+        name=failures.name,
+        bugs=failures.bugs,
+        timeouts=failures.timeouts,
+        errors=failures.errors,
+        loop_stalls=failures.loop_stalls,
     )
 
 
