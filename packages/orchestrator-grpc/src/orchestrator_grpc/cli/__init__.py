@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(client_timeout=None)
 
     add_client_options(arguments.add_eval(commands_))
+    arguments.add_plugin(commands_)
 
     records = commands_.add_parser("deliberations", help="stored deliberation records")
     records_commands = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")

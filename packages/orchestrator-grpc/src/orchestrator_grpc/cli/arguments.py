@@ -128,3 +128,22 @@ def add_eval(commands: Any) -> argparse.ArgumentParser:
                         help="redraw the report and chart from the results so far; ask the service nothing")
     parser.set_defaults(run=LazyCommand("evaluate", "humaneval"), client_timeout=None)
     return parser
+
+
+def add_plugin(commands: Any) -> argparse.ArgumentParser:
+    """``plugin new NAME [--directory DIR]``: a new plugin package from the template."""
+    from orchestrator_grpc.cli.plugin_new import plugin_name  # the standard library only
+
+    plugin: argparse.ArgumentParser = commands.add_parser(
+        "plugin", help="write plugins: `plugin new NAME` creates a plugin package"
+    )
+    plugin_commands = plugin.add_subparsers(dest="plugin_command", required=True, metavar="COMMAND")
+    new = plugin_commands.add_parser(
+        "new", help="create a pip-installable plugin package: a backend, a check, conformance tests, a README",
+    )
+    new.add_argument("name", type=plugin_name, metavar="NAME",
+                     help="the plugin's distribution, entry-point and backend name, e.g. acme-reviewer")
+    new.add_argument("--directory", type=Path, default=Path("."),
+                     help="where to create the NAME directory (default: the current directory)")
+    new.set_defaults(run=LazyCommand("plugin_new", "run"))
+    return plugin
