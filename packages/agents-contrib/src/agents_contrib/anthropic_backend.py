@@ -259,7 +259,13 @@ def plugin_settings() -> SettingsDeclaration:
     return ("anthropic", AnthropicSettings)
 
 
-@hookimpl
-def register_agents(register: RegisterAgentBackend, settings: AnthropicSettings | None) -> None:
-    """Register the ``anthropic`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+@hookimpl(specname="register_agents")
+def register_agents_configured(register: RegisterAgentBackend, settings: AnthropicSettings | None) -> None:
+    """Register the ``anthropic`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
     register(AnthropicBackend(settings))
+
+
+def register_agents(register: RegisterAgentBackend, settings: AnthropicSettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_agents_configured(register, settings)

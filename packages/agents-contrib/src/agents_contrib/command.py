@@ -286,7 +286,13 @@ def plugin_settings() -> SettingsDeclaration:
     return ("command", CommandSettings)
 
 
-@hookimpl
-def register_agents(register: RegisterAgentBackend, settings: CommandSettings | None) -> None:
-    """Register the ``command`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+@hookimpl(specname="register_agents")
+def register_agents_configured(register: RegisterAgentBackend, settings: CommandSettings | None) -> None:
+    """Register the ``command`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
     register(CommandBackend(settings))
+
+
+def register_agents(register: RegisterAgentBackend, settings: CommandSettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_agents_configured(register, settings)

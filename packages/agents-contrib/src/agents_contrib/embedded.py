@@ -201,7 +201,13 @@ def plugin_settings() -> SettingsDeclaration:
     return ("embedded", EmbeddedSettings)
 
 
-@hookimpl
-def register_agents(register: RegisterAgentBackend, settings: EmbeddedSettings | None) -> None:
-    """Register the ``embedded`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+@hookimpl(specname="register_agents")
+def register_agents_configured(register: RegisterAgentBackend, settings: EmbeddedSettings | None) -> None:
+    """Register the ``embedded`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
     register(EmbeddedBackend(settings))
+
+
+def register_agents(register: RegisterAgentBackend, settings: EmbeddedSettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_agents_configured(register, settings)

@@ -343,7 +343,13 @@ def plugin_settings() -> SettingsDeclaration:
     return ("openai", OpenAISettings)
 
 
-@hookimpl
-def register_agents(register: RegisterAgentBackend, settings: OpenAISettings | None) -> None:
-    """Register the ``openai`` agent backend, configured from its settings section (see :func:`plugin_settings`)."""
+@hookimpl(specname="register_agents")
+def register_agents_configured(register: RegisterAgentBackend, settings: OpenAISettings | None) -> None:
+    """Register the ``openai`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
     register(OpenAIBackend(settings))
+
+
+def register_agents(register: RegisterAgentBackend, settings: OpenAISettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_agents_configured(register, settings)

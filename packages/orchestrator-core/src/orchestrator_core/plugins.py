@@ -221,6 +221,7 @@ class PluginHost:
 
         Raises:
           PluginSettingsError: a plugin's settings are invalid (the first such plugin).
+          PluginLoadError: the host is strict and any plugin failed, to load or here (all named).
         """
         self._backends.clear()
         self._checks.clear()
@@ -230,6 +231,8 @@ class PluginHost:
         self._configure()
         self._call_hook("register_agents", self._backends, AgentBackend, "agents")
         self._call_hook("register_checks", self._checks, Check, "checks")
+        if self._strict:
+            self.raise_if_failed()
 
     def _collected(self) -> None:
         if self._backends or self._checks:
@@ -464,6 +467,4 @@ def load_plugins(settings: Settings, extra: Iterable[object] = ()) -> PluginHost
     for plugin in extra:
         host.register(plugin)
     host.collect()
-    if settings.plugins_strict:
-        host.raise_if_failed()
     return host

@@ -195,7 +195,13 @@ def plugin_settings() -> SettingsDeclaration:
     return ("dryrun", DryRunSettings)
 
 
-@hookimpl
-def register_checks(register: RegisterCheck, settings: DryRunSettings | None) -> None:
-    """Register the ``dryrun`` check, configured from its settings section (see :func:`plugin_settings`)."""
+@hookimpl(specname="register_checks")
+def register_checks_configured(register: RegisterCheck, settings: DryRunSettings | None) -> None:
+    """Register the ``dryrun`` check with its validated settings section (see :func:`plugin_settings`)."""
     register(DryRunCheck(settings))
+
+
+def register_checks(register: RegisterCheck, settings: DryRunSettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_checks_configured(register, settings)
