@@ -35,7 +35,7 @@ class Lifecycle:
             register(self.backend)
 
     @hookimpl
-    def orchestrator_startup(self) -> Awaitable[None] | None:
+    def orchestrator_startup(self) -> Awaitable[object] | None:
         if self.startup == "raise":
             raise RuntimeError(f"{self.label} cannot start")
         if self.startup == "hang":

@@ -77,7 +77,7 @@ async def test_the_server_runs_the_lifecycle_hooks_and_reports_what_failed(tmp_p
     async with running_server(settings, host) as server:
         assert events == ["started"]
         async with grpc.aio.insecure_channel(server.address) as channel:
-            status = await pb_grpc.OrchestratorServiceStub(channel).GetStatus(
+            status = await pb_grpc.OrchestratorServiceStub(channel).GetStatus(  # type: ignore[no-untyped-call]
                 pb.GetStatusRequest(), timeout=HANG_GUARD
             )
     assert sorted(events) == ["started", "stopped", "unstarted stopped"]

@@ -301,7 +301,7 @@ RegisterAgentBackend = Callable[[AgentBackend], None]
 RegisterCheck = Callable[[Check], None]
 SettingsDeclaration = tuple[str, type[BaseModel]]
 """What :func:`plugin_settings` returns: the section name and the settings model."""
-LifecycleResult = Awaitable[None] | None
+LifecycleResult = Awaitable[object] | None
 """What a lifecycle hookimpl returns: nothing, or an awaitable the host awaits."""
 
 
@@ -348,6 +348,12 @@ def orchestrator_startup() -> LifecycleResult:
     the plugin's name and traceback, the plugin is listed as failed with the error and its
     backends and checks are withdrawn; the service still starts (with ``ORCH_PLUGINS_STRICT``
     it does not, naming every failed plugin).
+
+    The hook runs on the service's event loop: a synchronous hookimpl must return promptly
+    (the bound can only cut off an awaitable); put slow work in a coroutine. The gRPC server
+    (``orchestrator serve``, ``orchestrator_grpc.server.start_server``) calls it; an embedder
+    running the core alone calls :meth:`~orchestrator_core.plugins.PluginHost.startup`, and
+    :meth:`~orchestrator_core.orchestrator.Orchestrator.close` runs the shutdown.
     """
 
 

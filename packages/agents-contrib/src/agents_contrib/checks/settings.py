@@ -1,4 +1,9 @@
-"""Settings of the checks, from the environment (one prefix per check) like the service's own."""
+"""Settings of the checks, from the environment (one prefix per check) like the service's own.
+
+The dry-run check's are its plugin settings section (:mod:`orchestrator_core.plugin_settings`):
+``[plugins.dryrun]`` in the file named by ``ORCH_CONFIG_FILE`` and ``ORCH_PLUGINS__DRYRUN__<FIELD>``,
+which win over the older ``ORCH_DRYRUN_<FIELD>``; policy and lint read ``ORCH_POLICY_*`` and
+``ORCH_LINT_*`` only."""
 
 from __future__ import annotations
 
@@ -63,7 +68,8 @@ class LintSettings(BaseSettings):
 
 
 class DryRunSettings(BaseSettings):
-    """``ORCH_DRYRUN_*``: the sandbox that runs the task's tests against a proposal."""
+    """``[plugins.dryrun]``, ``ORCH_PLUGINS__DRYRUN__*`` over ``ORCH_DRYRUN_*``: the sandbox that
+    runs the task's tests against a proposal."""
 
     model_config = SettingsConfigDict(env_prefix="ORCH_DRYRUN_", extra="ignore")
 
