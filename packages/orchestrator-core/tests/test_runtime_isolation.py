@@ -386,3 +386,33 @@ async def test_a_check_that_blocks_the_loop_past_its_own_budget_times_out_itself
     )
     assert by_name["policy"].passed is False  # dev-1's proposal: the veto's own verdict, unchanged
     assert by_name["policy"].diagnostics == ("judged dev-1-v0",)
+
+
+STUCK_CHILD = """
+import asyncio, threading
+from orchestrator_core.deliberation import DeliberationEngine
+from orchestrator_core.models import CheckResult, Task
+from orchestrator_core.scoring import Scorer
+from orchestrator_core.testing import ScriptedAgent
+
+class Stuck:
+    name, kind, timeout_seconds = "stuck", "lint", 0.1
+    def run(self, task, proposal):
+        threading.Event().wait()  # never returns
+
+async def main():
+    engine = DeliberationEngine(checks=(Stuck(),), scorer=Scorer(), quorum=1)
+    outcome = await engine.deliberate(Task("DEV", "add two numbers"), [ScriptedAgent("dev-1")], rounds=0)
+    print(outcome.results[0].checks[0].diagnostics[0], flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_thread_that_never_returns_does_not_stop_the_process_from_exiting() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STUCK_CHILD], capture_output=True, text=True, timeout=HANG_GUARD * 2)
+    assert done.returncode == 0, done.stderr
+    assert "check 'stuck' run did not finish within 0.1s" in done.stdout
