@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_plugins import require_installed
 
 from orchestrator_core import conformance
 from orchestrator_core.conformance import ConformanceError, Limits
@@ -384,3 +386,33 @@ def test_an_author_subclasses_the_kit_and_pytest_reports_what_failed(tmp_path: P
     assert "1 failed, 19 passed" in result.stdout, result.stdout
     assert "FAILED test_author.py::TestLenientBackend::test_create_rejects_unknown_options" in result.stdout
     assert "Lenient 'lenient'.create() accepted the unknown option" in result.stdout
+
+
+def conformance_run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """pytest with the --orchestrator-conformance option, in an empty directory (no test files)."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *args],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=GUARD * 5, check=False,
+    )
+
+
+def test_the_option_runs_the_kit_on_an_installed_entry_point(tmp_path: Path) -> None:
+    require_installed(["orchestrator-sample-plugin"])
+    result = conformance_run(tmp_path, "--orchestrator-conformance=sample",
+                             '--orchestrator-conformance-options={"style": "terse"}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "14 passed" in result.stdout  # loading, 7 verifications of the backend, 6 of the check
+
+
+def test_the_option_fails_a_bad_plugin_and_a_missing_one_by_name(tmp_path: Path) -> None:
+    require_installed(["orchestrator-hostile-plugin"])
+    result = conformance_run(tmp_path, "--orchestrator-conformance=hostile-check-wrong-type,no-such-plugin",
+                             env={"ORCHESTRATOR_HOSTILE_PLUGINS": "hostile-check-wrong-type"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("FAILED ::orchestrator-conformance[hostile-check-wrong-type]::check hostile-wrong-type::"
+            "verify_check_result") in result.stdout
+    assert "WrongTypeCheck 'hostile-wrong-type'.run() returned dict, not a CheckResult" in result.stdout
+    assert "no installed plugin has the entry point 'no-such-plugin'" in result.stdout

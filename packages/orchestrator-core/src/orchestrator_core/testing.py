@@ -12,12 +12,19 @@ backends and checks through the contract and the real engine::
 
     class TestMyBackend(AgentBackendConformance):
         backend = MyBackend()
+
+or, with no test code at all, for an installed plugin's entry point::
+
+    pytest --orchestrator-conformance=my-plugin [--orchestrator-conformance-options='{"model": "m"}']
+
+which runs every conformance test on each backend and check that entry point registers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +63,8 @@ __all__ = [
     "ScriptedCheck",
     "ScriptedPlugin",
     "orchestrator_plugins",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
 ]
 
 SCRIPTED_USAGE = TokenUsage(prompt_tokens=10, completion_tokens=5)
@@ -243,3 +252,96 @@ def orchestrator_plugins() -> Iterator[PluginRegistrar]:
     registrar = PluginRegistrar(PluginHost())
     yield registrar
     registrar.unregister_all()
+
+
+# -- pytest --orchestrator-conformance=ENTRY_POINT -------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("orchestrator", "Orchestrator plugin conformance")
+    group.addoption(
+        "--orchestrator-conformance", action="append", default=[], metavar="ENTRY_POINT",
+        help="run the conformance kit on every agent backend and check that the installed plugin ENTRY_POINT "
+        "(group 'orchestrator') registers; repeat or separate names with commas",
+    )
+    group.addoption(
+        "--orchestrator-conformance-options", default="{}", metavar="JSON",
+        help="the options (a JSON object) the backends' agents are created with, as a council would give them",
+    )
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    names = [name.strip() for value in config.getoption("orchestrator_conformance") or ()
+             for name in str(value).split(",") if name.strip()]
+    if not names:
+        return
+    try:
+        options = json.loads(config.getoption("orchestrator_conformance_options"))
+    except json.JSONDecodeError as exc:
+        raise pytest.UsageError(f"--orchestrator-conformance-options is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise pytest.UsageError("--orchestrator-conformance-options must be a JSON object")
+    for name in names:
+        items.extend(_conformance_items(session, name, options))
+
+
+class ConformanceItem(pytest.Item):
+    """One conformance verification of one registered object, as a test item."""
+
+    def __init__(self, *, run: Callable[[], object], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._run = run
+
+    def runtest(self) -> None:
+        outcome = self._run()
+        if asyncio.iscoroutine(outcome):
+            asyncio.run(outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str:
+        if isinstance(excinfo.value, ConformanceError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        return self.path, None, self.name
+
+
+def _conformance_items(
+    session: pytest.Session, entry_point: str, options: Mapping[str, object]
+) -> list[ConformanceItem]:
+    from functools import partial
+    from importlib.metadata import entry_points
+
+    from orchestrator_core import conformance
+    from orchestrator_core.plugins import ENTRY_POINT_GROUP
+
+    def item(name: str, run: Callable[[], object]) -> ConformanceItem:
+        return ConformanceItem.from_parent(session, name=f"orchestrator-conformance[{entry_point}]::{name}", run=run)
+
+    def fail(message: str) -> Callable[[], object]:
+        def run() -> object:
+            raise ConformanceError(message)
+
+        return run
+
+    if not any(e.name == entry_point for e in entry_points(group=ENTRY_POINT_GROUP)):
+        return [item("load", fail(f"no installed plugin has the entry point {entry_point!r} (group "
+                                  f"{ENTRY_POINT_GROUP!r}); pip install the plugin first"))]
+    host = PluginHost()
+    host.load_entry_points(enabled=[entry_point])
+    host.collect()
+    if host.failed:
+        return [item("load", fail(f"plugin {entry_point} failed to load: {host.failed[0].error}"))]
+    found: list[ConformanceItem] = [item("load", lambda: None)]
+    for backend in host.backends.values():
+        for verify in (conformance.verify_backend_contract, conformance.verify_backend_rejects_unknown_options,
+                       conformance.verify_agent_replies, conformance.verify_backend_hostile_inputs,
+                       conformance.verify_backend_cancellation, conformance.verify_backend_in_engine,
+                       conformance.verify_backend_concurrency):
+            found.append(item(f"backend {backend.name}::{verify.__name__}", partial(verify, backend, options)))
+    for check in host.checks:
+        for check_verify in (conformance.verify_check_contract, conformance.verify_check_result,
+                             conformance.verify_check_hostile_inputs, conformance.verify_check_concurrency,
+                             conformance.verify_check_cancellation, conformance.verify_check_in_engine):
+            found.append(item(f"check {check.name}::{check_verify.__name__}", partial(check_verify, check)))
+    return found
