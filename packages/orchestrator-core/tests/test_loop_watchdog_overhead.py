@@ -54,6 +54,21 @@ async def measure(batches: int, deliberations: int) -> dict[str, list[float]]:
     return found
 
 
+async def idle_cpu_seconds(seconds: float, watching: bool) -> float:
+    """CPU seconds the process (every thread) spends while its loop idles for ``seconds``:
+    the watchdog's own cost, whatever else the machine runs."""
+    watchdog = LoopWatchdog(STALL_SECONDS) if watching else None
+    if watchdog is not None:
+        watchdog.start()
+    try:
+        started = time.process_time()
+        await asyncio.sleep(seconds)
+        return time.process_time() - started
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+
+
 async def test_deliberations_run_alike_with_and_without_the_watchdog() -> None:
     found = await measure(batches=1, deliberations=5)
     assert [len(found["off"]), len(found["on"])] == [1, 1]
@@ -69,6 +84,9 @@ def main() -> None:
           f"{', '.join(f'{x * 1e3:.3f}' for x in found['off'])})")
     print(f"watchdog on ({STALL_SECONDS}s): median {on * 1e3:.3f} ms per deliberation (batches: "
           f"{', '.join(f'{x * 1e3:.3f}' for x in found['on'])})")
+    idle = {watching: asyncio.run(idle_cpu_seconds(10.0, watching)) for watching in (False, True)}
+    print(f"an idle loop for 10s costs {idle[False] * 1e3:.1f} ms CPU without the watchdog, "
+          f"{idle[True] * 1e3:.1f} ms with it ({(idle[True] - idle[False]) / 10 * 100:.3f}% of one core)")
     paired = statistics.median(a / b for a, b in zip(found["on"], found["off"], strict=True))
     print(f"ratio on/off: {on / off:.3f} of the medians; {paired:.3f} the median of each batch pair's")
 
