@@ -119,10 +119,8 @@ class Orchestrator:
         return any(council.ready for council in self.councils.values())
 
     async def start(self) -> None:
-        """Start the loop watchdog, open the records and start their upkeep (leases,
-        interrupted records, retention)."""
-        if self.watchdog is not None:
-            self.watchdog.start()
+        """Open the records, start their upkeep (leases, interrupted records, retention), the
+        endpoint probes and the loop watchdog."""
         await self.store.open()
         try:
             await self.upkeep.start()
@@ -130,6 +128,8 @@ class Orchestrator:
             await self.store.close()
             raise
         self.prober.start()
+        if self.watchdog is not None:
+            self.watchdog.start()
 
     async def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
         """Close the records, once the deliberations still unwinding (e.g. cancelled at the end
