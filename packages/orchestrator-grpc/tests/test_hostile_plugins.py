@@ -209,6 +209,25 @@ def test_a_hook_with_a_wrong_argument(serve: Any, baseline: Any) -> None:
     unchanged(served.checks(), baseline)
 
 
+@pytest.mark.parametrize(
+    ("broken", "error"),
+    [
+        ("broken-import", "ModuleNotFoundError: No module named 'orchestrator_dependency_that_is_not_installed'"),
+        ("broken-register", "TypeError: register_agents registered 'not a backend', which is not a AgentBackend"),
+    ],
+)
+def test_a_plugin_that_fails_to_import_or_register(serve: Any, baseline: Any, broken: str, error: str) -> None:
+    """orchestrator-broken-plugin's entry points (not gated: they never register anything)."""
+    served = serve("", ORCH_PLUGINS_ENABLED=",".join([*BASE_PLUGINS, broken]))
+    healthy(served)
+    [failed] = [f for f in served.status().get("failed_plugins", []) if f["name"] == broken]
+    assert failed["error"] == error
+    log = served.log.read_text()
+    assert f"plugin {broken} 0.0.1 failed" in log
+    assert "Traceback (most recent call last)" in log
+    unchanged(served.checks(), baseline)
+
+
 def test_create_raising_keyerror_leaves_its_council_not_ready(serve: Any, baseline: Any) -> None:
     served = serve("hostile-create-keyerror", ORCH_COUNCILS__HOSTILE__BACKEND="hostile-create-keyerror",
                    ORCH_COUNCILS__HOSTILE__AGENTS="2")
