@@ -541,8 +541,9 @@ async def verify_backend_in_engine(
                 continue
             what = f"a deliberation of {agents} {_label(backend)} agents on {name}"
             try:  # a backend may refuse a task too long for its model (an AgentError): it must end
-                async with _LoopWatch(limits, what):
-                    await _deliberate(orchestrator, Task(ROLE, text), rounds, limits, what)
+                # (no loop watch here: writing megabytes of records is the service's time, not the
+                # plugin's; verify_backend_hostile_inputs watches the plugin's own calls on this text)
+                await _deliberate(orchestrator, Task(ROLE, text), rounds, limits, what)
             except ConformanceError as failed:
                 if not isinstance(failed.__cause__, OrchestratorError):
                     raise
