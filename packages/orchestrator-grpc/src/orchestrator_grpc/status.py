@@ -5,6 +5,11 @@ the core raises on purpose reaches the client as the status code that says what 
 with the error's own message. Anything else is a bug: it is logged here with its
 traceback, and the client gets INTERNAL with a short message and a reference to the log
 line, never the traceback.
+
+A deliberation that lost its quorum to a bug in a backend's code (an agent raised something
+other than an AgentError, or returned no AgentReply: see :mod:`orchestrator_core.errors`) is
+INTERNAL too, not the retryable UNAVAILABLE, since retrying cannot help; its message names
+the backend and says to see the service log, where the bug is logged with its traceback.
 """
 
 from __future__ import annotations
