@@ -80,12 +80,15 @@ class ProbeAgent:
         return reply
 
 
+BUG = "[a bug in backend 'ProbeAgent' (agent dev-2 critique); see the service log]"
+
+
 @pytest.mark.parametrize(
     ("behaviour", "error", "usage"),
     [
         (raising(AgentError("rate limited")), "rate limited", TokenUsage()),
-        (raising(KeyError("model")), "KeyError: 'model'", TokenUsage()),
-        (returning("just text"), "TypeError: returned str, not an AgentReply", TokenUsage()),
+        (raising(KeyError("model")), "KeyError: 'model' " + BUG, TokenUsage()),
+        (returning("just text"), "TypeError: returned str, not an AgentReply " + BUG, TokenUsage()),
         (returning(AgentReply("  \n", TokenUsage(3, 2))), "returned an empty reply", TokenUsage(3, 2)),
     ],
 )
@@ -117,7 +120,8 @@ async def test_a_call_sees_its_deadline_and_a_timeout_is_reported_to_the_breaker
     assert seconds_left() is None  # the deadline is the call's alone
 
     hanging = ProbeAgent("dev-1", hang)
-    with pytest.raises(AgentCallFailed, match=r"^timed out after 0\.05s$"):
+    with pytest.raises(AgentCallFailed, match=r"^timed out after 0\.05s \(backend 'ProbeAgent', agent dev-1 critique; "
+                       r"bound: ORCH_AGENT_TIMEOUT_SECONDS\)$"):
         await agent_call(hanging, timeout_seconds=0.05)
     assert hanging.timeouts == 1
 
@@ -143,8 +147,15 @@ async def test_a_council_member_and_a_selector_time_out_the_same_way() -> None:
     selector = ProbeAgent("architect-1", hang)
     selection = await select_winner(TASK, CANDIDATES, selector, top_k=2, timeout_seconds=0.05)
 
-    assert outcome.failures == (AgentFailure("dev-2", Phase.GENERATE, "timed out after 0.05s"),)
-    assert selection.failure == AgentFailure("architect-1", Phase.SELECT, "timed out after 0.05s")
+    bound = "bound: ORCH_AGENT_TIMEOUT_SECONDS"
+    assert outcome.failures == (
+        AgentFailure(
+            "dev-2", Phase.GENERATE, f"timed out after 0.05s (backend 'ProbeAgent', agent dev-2 generate; {bound})"
+        ),
+    )
+    assert selection.failure == AgentFailure(
+        "architect-1", Phase.SELECT, f"timed out after 0.05s (backend 'ProbeAgent', agent architect-1 select; {bound})"
+    )
     for agent in (member, selector):
         assert agent.timeouts == 1
         [deadline] = agent.deadlines
@@ -163,6 +174,8 @@ async def test_a_selector_returning_no_reply_falls_back_instead_of_failing_the_r
     selector = ProbeAgent("architect-1", returning(None))
     selection = await select_winner(TASK, CANDIDATES, selector, top_k=2, timeout_seconds=5)
     assert selection.failure == AgentFailure(
-        "architect-1", Phase.SELECT, "TypeError: returned NoneType, not an AgentReply"
+        "architect-1", Phase.SELECT,
+        "TypeError: returned NoneType, not an AgentReply "
+        "[a bug in backend 'ProbeAgent' (agent architect-1 select); see the service log]"
     )
     assert selection.winner == CANDIDATES[0]

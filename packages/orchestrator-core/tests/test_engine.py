@@ -105,7 +105,8 @@ async def test_a_failing_agent_is_recorded_and_the_council_goes_on() -> None:
     events: list[DeliberationEvent] = []
     outcome = await engine(quorum=2).deliberate(TASK, agents, rounds=1, on_event=events.append)
     assert [(f.agent_id, f.phase, f.error) for f in outcome.failures] == [
-        ("dev-2", Phase.GENERATE, "RuntimeError: model crashed")
+        ("dev-2", Phase.GENERATE,
+         "RuntimeError: model crashed [a bug in backend 'ScriptedAgent' (agent dev-2 generate); see the service log]")
     ]
     assert sorted(r.proposal.author_id for r in outcome.results) == ["dev-1", "dev-3"]
     assert [type(e) for e in events].count(AgentFailed) == 1
@@ -129,7 +130,10 @@ async def test_an_agent_that_times_out_is_a_failure() -> None:
     agents = council(3)
     agents[2].hang_in = frozenset({Phase.GENERATE})
     outcome = await engine(quorum=2, agent_timeout=0.05).deliberate(TASK, agents, rounds=0)
-    assert [(f.agent_id, f.error) for f in outcome.failures] == [("dev-3", "timed out after 0.05s")]
+    assert [(f.agent_id, f.error) for f in outcome.failures] == [
+        ("dev-3",
+         "timed out after 0.05s (backend 'ScriptedAgent', agent dev-3 generate; bound: ORCH_AGENT_TIMEOUT_SECONDS)")
+    ]
 
 
 async def test_empty_replies_are_failures() -> None:
@@ -190,7 +194,9 @@ async def test_a_check_that_raises_fails_that_proposal_only() -> None:
     outcome = await engine(Broken(name="fragile")).deliberate(TASK, council(2), rounds=0, on_event=events.append)
     by_author = {r.proposal.author_id: r for r in outcome.results}
     assert by_author["dev-1"].checks[0].passed is False
-    assert by_author["dev-1"].checks[0].diagnostics == ("check error: ValueError: parser exploded",)
+    assert by_author["dev-1"].checks[0].diagnostics == (
+        "check error: ValueError: parser exploded [a bug in check 'fragile' (run); see the service log]",
+    )
     assert by_author["dev-2"].checks[0].passed is True
     assert [r.rank for r in outcome.results] == [1, 2]
     assert outcome.results[0].proposal.author_id == "dev-2"

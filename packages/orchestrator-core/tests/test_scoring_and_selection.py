@@ -111,7 +111,11 @@ async def test_without_a_selector_the_top_score_wins() -> None:
     ("error", "said"),
     [
         (BackendUnavailable("overloaded"), "overloaded"),  # the backend's own words
-        (RuntimeError("overloaded"), "RuntimeError: overloaded"),  # a plugin's bug, named as in a council
+        (  # a plugin's bug, named as in a council
+            RuntimeError("overloaded"),
+            "RuntimeError: overloaded "
+            "[a bug in backend 'ScriptedAgent' (agent architect-1 select); see the service log]",
+        ),
     ],
 )
 async def test_a_selector_that_fails_falls_back_to_the_top_score(error: Exception, said: str) -> None:
@@ -136,4 +140,6 @@ async def test_a_selector_that_hangs_times_out() -> None:
     async with asyncio.timeout(10):
         selection = await select_winner(TASK, candidates(2), selector, top_k=2, timeout_seconds=0.05)
     assert selection.failure is not None
-    assert selection.failure.error == "timed out after 0.05s"
+    assert selection.failure.error == (
+        "timed out after 0.05s (backend 'ScriptedAgent', agent architect-1 select; bound: ORCH_AGENT_TIMEOUT_SECONDS)"
+    )

@@ -89,13 +89,13 @@ def test_a_request_round_trips() -> None:
     )
 
 
-def test_standard_check_kinds_fill_their_fields_and_others_go_by_name() -> None:
+def test_the_checks_named_policy_lint_and_dryrun_fill_their_fields_and_others_go_by_name() -> None:
     suite = convert.check_suite_to_proto(
-        [check("opa", "policy"), check("ruff", "lint"), check("pytest", "dryrun"),
-         check("mypy", "lint"), check("size", "budget")]
+        [check("opa", "policy"), check("ruff", "lint"), check("policy", "policy"), check("lint", "lint"),
+         check("dryrun", "dryrun"), check("mypy", "lint"), check("size", "budget")]
     )
-    assert (suite.policy.name, suite.lint.name, suite.dryrun.name) == ("opa", "ruff", "pytest")
-    assert sorted(suite.others) == ["mypy", "size"]
+    assert (suite.policy.name, suite.lint.name, suite.dryrun.name) == ("policy", "lint", "dryrun")
+    assert sorted(suite.others) == ["mypy", "opa", "ruff", "size"]
     assert suite.others["size"].kind == "budget"
 
 

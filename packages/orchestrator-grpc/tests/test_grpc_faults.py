@@ -19,10 +19,15 @@ Stub = pb_grpc.OrchestratorServiceStub
 
 # FAULTY's six agents: faulty-1 answers, -2 raises, -3 hangs, -4 is slow, -5 empty, -6 garbage.
 EXPECTED_FAILURES = [
-    ("faulty-2", "generate", f"RuntimeError: {CRASH}"),
-    ("faulty-3", "generate", "timed out after 0.5s"),
+    ("faulty-2", "generate",
+     f"RuntimeError: {CRASH} [a bug in backend 'faulty' (agent faulty-2 generate); see the service log]"),
+    ("faulty-3", "generate",
+     "timed out after 0.5s (backend 'faulty', agent faulty-3 generate; "
+     "bound: the task's constraints.agent_timeout_seconds)"),
     ("faulty-5", "generate", "returned an empty reply"),
-    ("faulty-6", "generate", "TypeError: returned dict, not an AgentReply"),
+    ("faulty-6", "generate",
+     "TypeError: returned dict, not an AgentReply [a bug in backend 'faulty' (agent faulty-6 generate); "
+     "see the service log]"),
 ]
 
 
@@ -68,13 +73,14 @@ async def test_the_stream_reports_each_failure_as_it_happens(stub: Stub) -> None
     assert len({e.deliberation_id for e in events}) == 1
 
 
-async def test_below_the_quorum_the_call_is_unavailable_naming_every_failure(stub: Stub) -> None:
+async def test_below_the_quorum_lost_to_bugs_the_call_is_internal_naming_every_failure(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.Deliberate(request(role="BROKEN"), timeout=HANG_GUARD)
 
-    assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert error.value.code() is grpc.StatusCode.INTERNAL  # the backend's bugs: retrying cannot help
     details = error.value.details() or ""
-    assert details.startswith("2 of 3 agents failed, leaving 1, below the quorum of 2: ")
+    assert details.startswith("2 of 3 agents failed, leaving 1, below the quorum of 2, because of a bug in the code "
+                              "of backend 'broken'; see the service log: ")
     assert f"broken-2 in generate: RuntimeError: {CRASH}" in details
     assert "broken-3 in generate: TypeError: returned dict, not an AgentReply" in details
 
