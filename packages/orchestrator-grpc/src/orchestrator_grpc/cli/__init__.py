@@ -1,5 +1,5 @@
 """The ``orchestrator`` command: serve, plugins, status, health, deliberate, orchestrate,
-deliberations.
+deliberations, eval (a benchmark through the service) and plugin (a new plugin package).
 
 Plugins are loaded by the commands that need them (``serve``, ``plugins``), never at
 import time, so a broken plugin cannot break ``orchestrator --help``. Nothing heavy is
