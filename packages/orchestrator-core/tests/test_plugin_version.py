@@ -91,11 +91,9 @@ def test_an_incompatible_entry_point_plugin_is_listed_as_failed(monkeypatch: pyt
 
 
 def test_contribs_plugins_declare_the_range_of_this_major_version() -> None:
-    agents_contrib = pytest.importorskip("agents_contrib")
-    assert agents_contrib
     from agents_contrib import anthropic_backend, command, embedded, openai_compat
-    from agents_contrib.checks import dryrun
+    from agents_contrib.checks import dryrun, lint, policy
 
-    for module in (anthropic_backend, command, embedded, openai_compat, dryrun):
+    for module in (anthropic_backend, command, embedded, openai_compat, dryrun, lint, policy):
         check_plugin_api(module)
         assert getattr(module, PLUGIN_API_ATTRIBUTE) == ">=1.0,<2"

@@ -178,7 +178,6 @@ def test_strict_serve_names_every_failed_plugin(environment: dict[str, str]) -> 
 def test_an_invalid_plugin_setting_refuses_to_start_naming_plugin_and_field(
     environment: dict[str, str], tmp_path: Path, command: str
 ) -> None:
-    pytest.importorskip("agents_contrib")
     env = {**environment, "ORCH_PLUGINS_ENABLED": "dryrun", "ORCH_PLUGINS__DRYRUN__TIMEOUT_SECONDS": "-5"}
     result = orchestrator(env, command)
     assert result.returncode == 2, result.stderr

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_core.plugins import load_plugins
-from orchestrator_core.settings import CONFIG_FILE_ENV, Settings
-
-pytest.importorskip("agents_contrib")
-
 from agents_contrib.checks.dryrun import DryRunCheck
+from agents_contrib.checks.lint import LintCheck
+from agents_contrib.checks.policy import PolicyCheck
 from agents_contrib.checks.settings import DryRunSettings
 from agents_contrib.openai_compat import OpenAIBackend, OpenAISettings
+from orchestrator_core.plugins import load_plugins
+from orchestrator_core.settings import CONFIG_FILE_ENV, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +62,23 @@ def test_the_openai_backend_reads_its_section(monkeypatch: pytest.MonkeyPatch) -
     assert [p.hooks for p in host.plugins] == [("plugin_settings", "register_agents")]
 
 
-@pytest.mark.parametrize("plugin", ["openai", "anthropic", "command", "embedded", "dryrun"])
+def test_the_policy_and_lint_checks_read_their_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "orchestrator.toml"
+    config.write_text("[plugins.policy]\nviolation_penalty = 0.5\n[plugins.lint]\nruff_select = [\"E\"]\n")
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(config))
+    monkeypatch.setenv("ORCH_PLUGINS__POLICY__MAX_ARTIFACT_BYTES", "2048")
+    monkeypatch.setenv("ORCH_POLICY_MAX_ARTIFACT_BYTES", "1024")  # the older name counts beneath
+    monkeypatch.setenv("ORCH_LINT_RUFF_SELECT", "F")
+    host = load_plugins(Settings(plugins_enabled=["policy", "lint"]))
+    checks = {type(check): check for check in host.checks}
+    policy, lint = checks[PolicyCheck], checks[LintCheck]
+    assert isinstance(policy, PolicyCheck)
+    assert isinstance(lint, LintCheck)
+    assert (policy.settings.violation_penalty, policy.settings.max_artifact_bytes) == (0.5, 2048)
+    assert lint.settings.ruff_select == ["E"]
+
+
+@pytest.mark.parametrize("plugin", ["openai", "anthropic", "command", "embedded", "dryrun", "policy", "lint"])
 def test_each_contrib_plugin_declares_its_section(plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_DRYRUN_ISOLATION", "none")
     host = load_plugins(Settings(plugins_enabled=[plugin]))

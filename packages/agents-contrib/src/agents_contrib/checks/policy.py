@@ -19,8 +19,11 @@ from agents_contrib.checks.python_rules import find_dangerous_calls
 from agents_contrib.checks.rego import RegoPolicies, load_policies
 from agents_contrib.checks.secret_rules import find_secrets
 from agents_contrib.checks.settings import PolicySettings
-from orchestrator_core.hookspecs import RegisterCheck, hookimpl
+from orchestrator_core.hookspecs import RegisterCheck, SettingsDeclaration, hookimpl
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
+
+ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
+"""The orchestrator plugin API versions this plugin supports."""
 
 log = logging.getLogger(__name__)
 
@@ -75,5 +78,19 @@ class PolicyCheck:
 
 
 @hookimpl
-def register_checks(register: RegisterCheck) -> None:
-    register(PolicyCheck())
+def plugin_settings() -> SettingsDeclaration:
+    """Settings section ``policy``: ``[plugins.policy]`` and ``ORCH_PLUGINS__POLICY__*``, over the
+    older ``ORCH_POLICY_*``."""
+    return ("policy", PolicySettings)
+
+
+@hookimpl(specname="register_checks")
+def register_checks_configured(register: RegisterCheck, settings: PolicySettings | None) -> None:
+    """Register the ``policy`` check with its validated settings section (see :func:`plugin_settings`)."""
+    register(PolicyCheck(settings))
+
+
+def register_checks(register: RegisterCheck, settings: PolicySettings | None = None) -> None:
+    """The same outside a plugin host (tests, embedders); without settings they are read from
+    the environment."""
+    register_checks_configured(register, settings)
