@@ -51,8 +51,11 @@ Errors a plugin raises, and what the host makes of them:
   towards the endpoint's circuit breaker), :class:`~orchestrator_core.errors.BackendRejected`
   (credentials, model or options refused; retrying cannot help: ``FAILED_PRECONDITION``),
   any other :class:`~orchestrator_core.errors.AgentError` (the call failed; its message is
-  the agent's failure in the response and the record). Anything else an agent raises is a
-  plugin bug: the call still fails alone, with the exception's type and message.
+  the agent's failure in the response and the record). Anything else an agent raises (or a
+  reply that is not an :class:`~orchestrator_core.models.AgentReply`) is a plugin bug: the
+  call still fails alone, logged with its traceback and counted against the backend
+  (``GetStatus`` ``plugin_failures``); a quorum lost to plugin bugs is ``INTERNAL``, naming
+  the backend.
 * from ``AgentBackend.create``: ``ValueError`` (or ``TypeError``) when the council's options
   are unusable. Whatever ``create`` raises, the council is not ready (``GetStatus``
   ``councils[].ready`` false, the detail naming the backend and the error) and the service
