@@ -30,12 +30,12 @@ from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.context_window import ContextWindow, prompt_budget
 from agents_contrib.model_agent import ModelAgent
 from agents_contrib.options import ModelOptions, check_base_url, effective_options
+from agents_contrib.plugin_hooks import settings_hooks
 from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Phase, TokenUsage
 
 if TYPE_CHECKING:
@@ -252,20 +252,6 @@ def _count(value: object) -> int:
     return max(value, 0)
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``anthropic``: ``[plugins.anthropic]`` and ``ORCH_PLUGINS__ANTHROPIC__*``, over the
-    older ``ORCH_ANTHROPIC_*``."""
-    return ("anthropic", AnthropicSettings)
-
-
-@hookimpl(specname="register_agents")
-def register_agents_configured(register: RegisterAgentBackend, settings: AnthropicSettings | None) -> None:
-    """Register the ``anthropic`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
-    register(AnthropicBackend(settings))
-
-
-def register_agents(register: RegisterAgentBackend, settings: AnthropicSettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_agents_configured(register, settings)
+plugin_settings, register_agents_configured, register_agents = settings_hooks(
+    "anthropic", AnthropicSettings, AnthropicBackend, hook="register_agents"
+)

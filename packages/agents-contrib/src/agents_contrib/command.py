@@ -36,10 +36,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents_contrib.backend_base import LimitedBackend
 from agents_contrib.backend_errors import MalformedReply
 from agents_contrib.options import effective_options
+from agents_contrib.plugin_hooks import settings_hooks
 from agents_contrib.prompted import PromptedAgent, strip_thinking
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
 
@@ -279,20 +279,6 @@ def _tail(stderr: bytes) -> str:
     return text if len(text) <= STDERR_TAIL_CHARS else "…" + text[-STDERR_TAIL_CHARS:]
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``command``: ``[plugins.command]`` and ``ORCH_PLUGINS__COMMAND__*``, over the
-    older ``ORCH_COMMAND_*``."""
-    return ("command", CommandSettings)
-
-
-@hookimpl(specname="register_agents")
-def register_agents_configured(register: RegisterAgentBackend, settings: CommandSettings | None) -> None:
-    """Register the ``command`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
-    register(CommandBackend(settings))
-
-
-def register_agents(register: RegisterAgentBackend, settings: CommandSettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_agents_configured(register, settings)
+plugin_settings, register_agents_configured, register_agents = settings_hooks(
+    "command", CommandSettings, CommandBackend, hook="register_agents"
+)

@@ -30,9 +30,9 @@ from agents_contrib.embedded_server import (
 )
 from agents_contrib.openai_compat import OpenAIAgent, OpenAIBackend, OpenAIOptions, OpenAISettings
 from agents_contrib.options import agent_seed, effective_options, spread
+from agents_contrib.plugin_hooks import settings_hooks
 from agents_contrib.prompting import Prompt, prompt_book
 from agents_contrib.resilience import LoopLocal
-from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentIdentity, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
 
@@ -194,20 +194,6 @@ def _alias(model_path: Path) -> str:
     return model_path.stem
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``embedded``: ``[plugins.embedded]`` and ``ORCH_PLUGINS__EMBEDDED__*``, over the
-    older ``ORCH_EMBEDDED_*``."""
-    return ("embedded", EmbeddedSettings)
-
-
-@hookimpl(specname="register_agents")
-def register_agents_configured(register: RegisterAgentBackend, settings: EmbeddedSettings | None) -> None:
-    """Register the ``embedded`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
-    register(EmbeddedBackend(settings))
-
-
-def register_agents(register: RegisterAgentBackend, settings: EmbeddedSettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_agents_configured(register, settings)
+plugin_settings, register_agents_configured, register_agents = settings_hooks(
+    "embedded", EmbeddedSettings, EmbeddedBackend, hook="register_agents"
+)

@@ -45,12 +45,12 @@ from agents_contrib.options import (
     effective_options,
     spread,
 )
+from agents_contrib.plugin_hooks import settings_hooks
 from agents_contrib.prompt_fit import PromptBudget
 from agents_contrib.prompting import Prompt, PromptBook, prompt_book
 from agents_contrib.resilience import REFUSED_LOCALLY_RETRIES, LoopLocal, refused_locally, retry_after_seconds
 from agents_contrib.tokens import ESTIMATE, TokenCounter
 from orchestrator_core.errors import AgentError, BackendRejected
-from orchestrator_core.hookspecs import RegisterAgentBackend, SettingsDeclaration, hookimpl
 from orchestrator_core.models import AgentConfig, AgentReply, Phase
 from orchestrator_core.reachability import EndpointState, Reachability
 from orchestrator_core.redaction import redact_url
@@ -336,20 +336,6 @@ def _error_code(raw: bytes) -> object:
     return error.get("code") if isinstance(error, dict) else None
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``openai``: ``[plugins.openai]`` and ``ORCH_PLUGINS__OPENAI__*``, over the
-    older ``ORCH_OPENAI_*``."""
-    return ("openai", OpenAISettings)
-
-
-@hookimpl(specname="register_agents")
-def register_agents_configured(register: RegisterAgentBackend, settings: OpenAISettings | None) -> None:
-    """Register the ``openai`` agent backend with its validated settings section (see :func:`plugin_settings`)."""
-    register(OpenAIBackend(settings))
-
-
-def register_agents(register: RegisterAgentBackend, settings: OpenAISettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_agents_configured(register, settings)
+plugin_settings, register_agents_configured, register_agents = settings_hooks(
+    "openai", OpenAISettings, OpenAIBackend, hook="register_agents"
+)

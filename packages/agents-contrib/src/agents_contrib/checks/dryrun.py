@@ -31,7 +31,7 @@ from agents_contrib.checks.sandbox_run import RunOutcome, open_channel, run_sand
 from agents_contrib.checks.sandbox_uids import UidPool
 from agents_contrib.checks.settings import DryRunSettings
 from agents_contrib.checks.workspace import Workspace, plan_workspace
-from orchestrator_core.hookspecs import RegisterCheck, SettingsDeclaration, hookimpl
+from agents_contrib.plugin_hooks import settings_hooks
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
 
 ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
@@ -188,20 +188,6 @@ class DryRunCheck:
                            diagnostics=tuple(lines), duration_seconds=watch.elapsed())
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``dryrun``: ``[plugins.dryrun]`` and ``ORCH_PLUGINS__DRYRUN__*``, over the
-    older ``ORCH_DRYRUN_*``."""
-    return ("dryrun", DryRunSettings)
-
-
-@hookimpl(specname="register_checks")
-def register_checks_configured(register: RegisterCheck, settings: DryRunSettings | None) -> None:
-    """Register the ``dryrun`` check with its validated settings section (see :func:`plugin_settings`)."""
-    register(DryRunCheck(settings))
-
-
-def register_checks(register: RegisterCheck, settings: DryRunSettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_checks_configured(register, settings)
+plugin_settings, register_checks_configured, register_checks = settings_hooks(
+    "dryrun", DryRunSettings, DryRunCheck, hook="register_checks"
+)

@@ -14,7 +14,7 @@ from agents_contrib.checks.findings import Stopwatch
 from agents_contrib.checks.linters import LintReport, linters_by_language, summarise
 from agents_contrib.checks.proposal_artifacts import artifacts_of
 from agents_contrib.checks.settings import LintSettings
-from orchestrator_core.hookspecs import RegisterCheck, SettingsDeclaration, hookimpl
+from agents_contrib.plugin_hooks import settings_hooks
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
 
 ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
@@ -63,20 +63,6 @@ def _verdict(artifact: Artifact, report: LintReport) -> str:
     return f"{artifact.label}: {report.tool} {state}, {len(report.problems)} problems, score {report.score:.2f}"
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``lint``: ``[plugins.lint]`` and ``ORCH_PLUGINS__LINT__*``, over the
-    older ``ORCH_LINT_*``."""
-    return ("lint", LintSettings)
-
-
-@hookimpl(specname="register_checks")
-def register_checks_configured(register: RegisterCheck, settings: LintSettings | None) -> None:
-    """Register the ``lint`` check with its validated settings section (see :func:`plugin_settings`)."""
-    register(LintCheck(settings))
-
-
-def register_checks(register: RegisterCheck, settings: LintSettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_checks_configured(register, settings)
+plugin_settings, register_checks_configured, register_checks = settings_hooks(
+    "lint", LintSettings, LintCheck, hook="register_checks"
+)

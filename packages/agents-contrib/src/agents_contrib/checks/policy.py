@@ -19,7 +19,7 @@ from agents_contrib.checks.python_rules import find_dangerous_calls
 from agents_contrib.checks.rego import RegoPolicies, load_policies
 from agents_contrib.checks.secret_rules import find_secrets
 from agents_contrib.checks.settings import PolicySettings
-from orchestrator_core.hookspecs import RegisterCheck, SettingsDeclaration, hookimpl
+from agents_contrib.plugin_hooks import settings_hooks
 from orchestrator_core.models import CheckKind, CheckResult, Proposal, Task
 
 ORCHESTRATOR_PLUGIN_API = ">=1.0,<2"
@@ -77,20 +77,6 @@ class PolicyCheck:
         return violations, notes
 
 
-@hookimpl
-def plugin_settings() -> SettingsDeclaration:
-    """Settings section ``policy``: ``[plugins.policy]`` and ``ORCH_PLUGINS__POLICY__*``, over the
-    older ``ORCH_POLICY_*``."""
-    return ("policy", PolicySettings)
-
-
-@hookimpl(specname="register_checks")
-def register_checks_configured(register: RegisterCheck, settings: PolicySettings | None) -> None:
-    """Register the ``policy`` check with its validated settings section (see :func:`plugin_settings`)."""
-    register(PolicyCheck(settings))
-
-
-def register_checks(register: RegisterCheck, settings: PolicySettings | None = None) -> None:
-    """The same outside a plugin host (tests, embedders); without settings they are read from
-    the environment."""
-    register_checks_configured(register, settings)
+plugin_settings, register_checks_configured, register_checks = settings_hooks(
+    "policy", PolicySettings, PolicyCheck, hook="register_checks"
+)
