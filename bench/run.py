@@ -19,6 +19,7 @@ import critical_path  # noqa: E402
 import embedded  # noqa: E402
 import overhead  # noqa: E402
 import processes  # noqa: E402
+import watchdog  # noqa: E402
 
 
 def machine() -> str:
@@ -52,7 +53,14 @@ def main() -> None:
         "--only-embedded", action="store_true",
         help="measure only the embedded model and replace its section of the output file",
     )
+    parser.add_argument(
+        "--only-watchdog", action="store_true", help="measure only the loop watchdog and replace its section"
+    )
     args = parser.parse_args()
+    if args.only_watchdog:
+        replace_section(args.output, watchdog.markdown(watchdog.run()))
+        print(args.output.read_text())
+        return
     if args.only_checks:
         replace_section(args.output, checks_section())
         print(args.output.read_text())
@@ -136,6 +144,7 @@ def main() -> None:
     lines += ["", *checks_section()]
     lines += ["", *cli_startup.markdown(cli_startup.run())]
     lines += ["", *embedded_section()]
+    lines += ["", *watchdog.markdown(watchdog.run())]
     lines += [
         "",
         "## Reading the figures",
