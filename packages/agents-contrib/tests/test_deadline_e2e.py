@@ -25,6 +25,11 @@ GRPC_ACCEPTORS = {"AioServer._request_call", "AioServer._request_registered_call
 """grpc.aio's own tasks that wait for the next call of each method; one replaces each call taken."""
 
 
+DEADLINE_SECONDS = 8.0
+HANG_GUARD_SECONDS = 30.0
+"""How long a wait that should end may take on a busy machine before the test fails."""
+
+
 @pytest.fixture
 async def llm() -> AsyncIterator[LLMServer]:
     async with running_llm_server() as server:
@@ -62,14 +67,16 @@ async def test_a_passed_deadline_aborts_every_model_request(
         await stub.GetStatus(pb.GetStatusRequest(), timeout=10)
         before: set[asyncio.Task[object]] = asyncio.all_tasks()
 
+        # The deadline leaves the three generate requests time to reach the model server on a
+        # busy machine; the server holds their replies, so the deadline always passes first.
+        call = asyncio.ensure_future(stub.Deliberate(TASK, timeout=DEADLINE_SECONDS))
+        await llm.wait_for(lambda: llm.in_flight == 3, timeout=DEADLINE_SECONDS)
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            # Long enough for the three requests to reach the model server on a busy machine;
-            # the server holds their replies, so the deadline always passes first.
-            await stub.Deliberate(TASK, timeout=5.0)
+            await call
 
         assert error.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        # The three generate requests reached the model server, then their clients went away.
-        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0)
+        # Then the clients of the three requests went away.
+        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0, timeout=HANG_GUARD_SECONDS)
         assert len(llm.requests_to(CHAT_PATH)) == 3
         async with asyncio.timeout(10):  # guards a hang only
             while _new_tasks(before):
@@ -85,11 +92,11 @@ async def test_cancelling_a_stream_aborts_every_model_request(
 ) -> None:
     async with service(tmp_path, monkeypatch, llm) as stub:
         call = stub.StreamDeliberation(TASK, timeout=60)
-        await llm.wait_for(lambda: llm.in_flight == 3)
+        await llm.wait_for(lambda: llm.in_flight == 3, timeout=HANG_GUARD_SECONDS)
 
         call.cancel()
 
-        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0)
+        await llm.wait_for(lambda: llm.disconnects == 3 and llm.in_flight == 0, timeout=HANG_GUARD_SECONDS)
         assert len(llm.requests_to(CHAT_PATH)) == 3
         async with asyncio.timeout(10):  # guards a hang only
             while True:
