@@ -28,6 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from orchestrator_grpc.evaluation.humaneval import Problem
+from orchestrator_grpc.evaluation.prose_scan import (
+    bracket_end,
+    chain_start,
+    line_end,
+    parses,
+    value_end,
+)
 
 
 @dataclass(frozen=True)
@@ -175,117 +182,6 @@ def _is_entry_call(expression: ast.expr, entry_point: str) -> bool:
     )
 
 
-# -- scanning text that mixes prose and Python ---------------------------------------------
-
-_OPENING = "([{"
-_CLOSING = ")]}"
-
-
-def _string_end(text: str, start: int) -> int:
-    """The index after the string literal that starts at ``start``, or -1 if it is not closed."""
-    delimiter = text[start] * 3 if text.startswith(text[start] * 3, start) else text[start]
-    index = start + len(delimiter)
-    while index < len(text):
-        if text[index] == "\\":
-            index += 2
-        elif text.startswith(delimiter, index):
-            return index + len(delimiter)
-        elif text[index] == "\n" and len(delimiter) == 1:
-            return -1
-        else:
-            index += 1
-    return -1
-
-
-def _bracket_end(text: str, start: int) -> int:
-    """The index after the bracket that closes the one at ``start``, or -1 if none does."""
-    depth = 0
-    index = start
-    while index < len(text):
-        character = text[index]
-        if character in "'\"":
-            index = _string_end(text, index)
-            if index < 0:
-                return -1
-            continue
-        if character in _OPENING:
-            depth += 1
-        elif character in _CLOSING:
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return -1
-
-
-def _value_end(text: str, start: int) -> int:
-    """The end of the value written at ``start``: its brackets and strings closed, up to the
-    first space or comma outside them (``[1, 2] the output``, ``"ae", the result``)."""
-    depth = 0
-    index = start
-    while index < len(text):
-        character = text[index]
-        if character in "'\"":
-            end = _string_end(text, index)
-            if end < 0:
-                return index
-            index = end
-            continue
-        if character in _OPENING:
-            depth += 1
-        elif character in _CLOSING:
-            if depth == 0:
-                return index
-            depth -= 1
-        elif depth == 0 and (character.isspace() or character == ","):
-            return index
-        index += 1
-    return index
-
-
-def _line_end(text: str, start: int) -> int:
-    end = text.find("\n", start)
-    return len(text) if end < 0 else end
-
-
-def _top_level_equals(text: str) -> list[int]:
-    """Where ``text`` has a lone ``=`` outside strings and brackets (not ``==``, ``<=``, ``=>``)."""
-    positions: list[int] = []
-    depth = 0
-    index = 0
-    while index < len(text):
-        character = text[index]
-        if character in "'\"":
-            index = _string_end(text, index)
-            if index < 0:
-                break
-            continue
-        if character in _OPENING:
-            depth += 1
-        elif character in _CLOSING:
-            depth = max(depth - 1, 0)
-        elif character == "=" and depth == 0:
-            before = text[index - 1] if index else ""
-            after = text[index + 1] if index + 1 < len(text) else ""
-            if before not in "=<>!" and after not in "=>":
-                positions.append(index)
-        index += 1
-    return positions
-
-
-def _chain_start(text: str, start: int) -> int:
-    """Where the value starts in ``19 - 5 - 6 = 8`` (after the last ``=``) when what comes before
-    each ``=`` is an expression that explains it; otherwise ``start``."""
-    line = text[start:_line_end(text, start)]
-    equals = _top_level_equals(line)
-    if not equals:
-        return start
-    segments = [line[begin:end] for begin, end in zip([0, *(at + 1 for at in equals[:-1])], equals, strict=True)]
-    if not all("#" not in segment and _parses(segment.strip()) for segment in segments):
-        return start
-    return start + equals[-1] + 1
-
-
 _FOLLOWING = re.compile(r"\.?(?:\s*$|\s*#|\s+[(A-Za-z])")
 """What may follow an expected value on its line: nothing, a full stop, a comment, or words."""
 
@@ -294,15 +190,15 @@ def _expected_at(text: str, start: int, *, chained: bool) -> str | None:
     """The literal value written at ``start``, or None when there is none or what follows it
     on the line makes it ambiguous (``2 * 3``, ``""aaa"``)."""
     if chained:
-        start = _chain_start(text, start)
+        start = chain_start(text, start)
     while start < len(text) and text[start] in " \t":
         start += 1
-    end = _value_end(text, start)
+    end = value_end(text, start)
     written = text[start:end]
     if written.endswith(".") and literal_source(written[:-1]) is not None:
         end -= 1
     literal = literal_source(text[start:end])
-    if literal is None or not _FOLLOWING.match(text, end, _line_end(text, end)):
+    if literal is None or not _FOLLOWING.match(text, end, line_end(text, end)):
         return None
     return literal
 
@@ -404,27 +300,21 @@ def _occurrences(prose: str, entry_point: str) -> list[_Occurrence]:
     occurrences: list[_Occurrence] = []
     pattern = re.compile(rf"(?<![\w.]){re.escape(entry_point)}\(")
     for match in pattern.finditer(prose):
-        end = _bracket_end(prose, match.end() - 1)
+        end = bracket_end(prose, match.end() - 1)
         if end < 0:
             continue
         call = _literal_call(prose[match.start():end], entry_point)
-        separator = _SEPARATOR.match(prose, end, _line_end(prose, end))
+        separator = _SEPARATOR.match(prose, end, line_end(prose, end))
         expected = None
         defines_by_itself = False
         if separator is not None:
             expected = _expected_at(prose, separator.end(), chained=True)
-            defines_by_itself = bool(pattern.search(prose, separator.end(), _line_end(prose, separator.end())))
-        recursive = defines_by_itself or (call is None and _parses(prose[match.start():end]))
+            defines_by_itself = bool(pattern.search(prose, separator.end(), line_end(prose, separator.end())))
+        recursive = defines_by_itself or (call is None and parses(prose[match.start():end]))
         occurrences.append(_Occurrence(match.start(), end, call, expected, recursive))
     return occurrences
 
 
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text, mode="eval")
-    except SyntaxError:
-        return False
-    return True
 
 
 def _line_of(text: str, index: int) -> int:
@@ -488,7 +378,7 @@ def _named_values(text: str, start: int, name_pattern: re.Pattern[str]) -> tuple
         bound = name_pattern.match(text, position)
         if bound is None:
             return values, position
-        end = _value_end(text, bound.end())
+        end = value_end(text, bound.end())
         literal = literal_source(text[bound.end():end])
         if literal is None:
             return values, position
@@ -515,7 +405,7 @@ def _for_examples(prose: str, signature: _Signature) -> list[_Found]:
     found: list[_Found] = []
     for match in _FOR_NAMED.finditer(prose):
         values, end = _named_values(prose, match.end(), _NAME_EQUALS)
-        should_be = _SHOULD_BE.search(prose, end, _line_end(prose, end))
+        should_be = _SHOULD_BE.search(prose, end, line_end(prose, end))
         call = _named_call(signature, values)
         if should_be is None or call is None:
             continue
