@@ -9,6 +9,7 @@ import pytest
 from orchestrator_core.deliberation import DeliberationEngine
 from orchestrator_core.errors import AgentError, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
+    AgentCallFinished,
     AgentFailed,
     CheckCompleted,
     CritiqueWritten,
@@ -17,7 +18,7 @@ from orchestrator_core.events import (
     ProposalRevised,
     RankingReady,
 )
-from orchestrator_core.models import Phase, Task, TokenUsage
+from orchestrator_core.models import CallOutcome, Phase, Task, TokenUsage
 from orchestrator_core.scoring import Scorer
 from orchestrator_core.testing import ConcurrencyProbe, ScriptedAgent, ScriptedCheck
 
@@ -87,7 +88,19 @@ async def test_each_author_revises_with_the_feedback_it_got() -> None:
 async def test_events_follow_the_phases_in_order() -> None:
     events: list[DeliberationEvent] = []
     await engine(ScriptedCheck()).deliberate(TASK, council(2), rounds=1, on_event=events.append)
-    kinds = [type(e).__name__ for e in events]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, AgentCallFinished)]
+    calls = [e.call for e in events if isinstance(e, AgentCallFinished)]
+    # Each phase's calls, in the order they ended (within a phase, any order).
+    assert [(c.phase, c.round) for c in calls] == [
+        (Phase.GENERATE, 0), (Phase.GENERATE, 0), (Phase.CRITIQUE, 1), (Phase.CRITIQUE, 1),
+        (Phase.REVISE, 1), (Phase.REVISE, 1),
+    ]
+    assert sorted((c.phase, c.round, c.agent_id) for c in calls) == sorted(
+        (phase, number, agent)
+        for phase, number in ((Phase.GENERATE, 0), (Phase.CRITIQUE, 1), (Phase.REVISE, 1))
+        for agent in ("dev-1", "dev-2")
+    )
+    assert all(c.outcome is CallOutcome.OK and c.started_at <= c.finished_at for c in calls)
     assert kinds == [
         "ProposalGenerated", "ProposalGenerated",
         "CritiqueWritten", "CritiqueWritten",
@@ -226,5 +239,5 @@ async def test_a_single_agent_skips_critique() -> None:
     events: list[DeliberationEvent] = []
     outcome = await engine().deliberate(TASK, council(1), rounds=3, on_event=events.append)
     assert outcome.rounds == 0
-    assert [type(e) for e in events] == [ProposalGenerated, RankingReady]
+    assert [type(e) for e in events] == [AgentCallFinished, ProposalGenerated, RankingReady]
     assert not any(isinstance(e, ProposalRevised) for e in events)

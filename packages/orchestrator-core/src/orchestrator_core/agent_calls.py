@@ -12,13 +12,15 @@ the record keeps; the caller decides what one agent's failure means for the rest
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.errors import AgentError
 from orchestrator_core.hookspecs import Agent
-from orchestrator_core.models import AgentFailure, AgentReply, Phase, TokenUsage
+from orchestrator_core.models import AgentCall, AgentFailure, AgentReply, CallOutcome, Phase, TokenUsage
 from orchestrator_core.plugin_calls import BACKEND, Budget, PluginCall, count_failure, log_plugin_bug, plugin_call
+from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,41 @@ async def call_agent(
     timeout_seconds: float,
     round_number: int = 0,
     timeout_setting: str = AGENT_TIMEOUT_SETTING,
+    telemetry: Telemetry = NO_TELEMETRY,
+    scope: AgentCallScope | None = None,
+    on_call: Callable[[AgentCall], None] | None = None,
 ) -> AgentReply:
     """Make one call of ``agent`` (``call``, in ``phase``) within ``timeout_seconds`` (the
     bound ``timeout_setting`` names); raises AgentCallFailed when it fails, times out or
-    returns no usable reply."""
+    returns no usable reply.
+
+    The call runs inside ``telemetry``'s scope for it (``scope``, filled in with how it ended),
+    and ``on_call``, when given, receives its record however it ended, a cancellation included.
+    """
+    if scope is None:
+        scope = AgentCallScope("", "", agent.agent_id, backend_of(agent), "", phase, round_number)
+    started = time.time()
+    try:
+        with telemetry.agent_call(scope):
+            return await _attempt(agent, phase, call, timeout_seconds, round_number, timeout_setting, scope)
+    finally:
+        if on_call is not None:
+            on_call(AgentCall(
+                agent_id=scope.agent_id, phase=phase, round=round_number, started_at=started,
+                finished_at=time.time(), outcome=scope.outcome, usage=scope.usage, truncated=scope.truncated,
+                model=scope.model, error=scope.error,
+            ))
+
+
+async def _attempt(
+    agent: Agent,
+    phase: Phase,
+    call: Callable[[], Awaitable[AgentReply]],
+    timeout_seconds: float,
+    round_number: int,
+    timeout_setting: str,
+    scope: AgentCallScope,
+) -> AgentReply:
     cause: AgentError | None = None
     usage = TokenUsage()
     named = PluginCall(BACKEND, backend_of(agent), phase.value, agent.agent_id)
@@ -74,8 +107,10 @@ async def call_agent(
         if not isinstance(reply, AgentReply):
             raise _Unusable(f"returned {type(reply).__name__}, not an AgentReply")
         usage = reply.usage
+        scope.usage, scope.truncated, scope.response_model = usage, reply.truncated, reply.model
         if not reply.text.strip():
             raise AgentError("returned an empty reply")
+        scope.outcome, scope.reply = CallOutcome.OK, reply.text
         return reply
     except TimeoutError:
         error = (
@@ -85,16 +120,20 @@ async def call_agent(
         log.warning("%s", error)
         count_failure(named, "timeouts")
         report_timeout(agent)
+        scope.outcome = CallOutcome.TIMEOUT
     except AgentError as exc:
         error, cause = str(exc), exc
         log.warning("%s failed: %s", named, error)
         log.debug("%s failed", named, exc_info=exc)
         count_failure(named, "errors")
+        scope.outcome = CallOutcome.ERROR
     except Exception as exc:  # a plugin's bug must not sink the caller
         bug = True
         shown = "TypeError" if isinstance(exc, _Unusable) else type(exc).__name__
         error = f"{shown}: {exc} {named.bug_note}"
         log_plugin_bug(named, exc)
+        scope.outcome = CallOutcome.BUG
+    scope.error = error
     failure = AgentFailure(agent_id=agent.agent_id, phase=phase, error=error, round=round_number)
     raise AgentCallFailed(failure, cause, usage, plugin_bug=bug)
 

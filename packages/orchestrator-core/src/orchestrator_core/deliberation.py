@@ -39,6 +39,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
@@ -52,6 +53,7 @@ from orchestrator_core.agent_calls import (
 )
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
+    AgentCallFinished,
     AgentFailed,
     CheckCompleted,
     CritiqueWritten,
@@ -61,8 +63,9 @@ from orchestrator_core.events import (
     RankingReady,
     discard_event,
 )
-from orchestrator_core.hookspecs import Agent, Check
+from orchestrator_core.hookspecs import Agent, Check, identity_of
 from orchestrator_core.models import (
+    AgentCall,
     AgentFailure,
     AgentReply,
     CheckResult,
@@ -85,6 +88,7 @@ from orchestrator_core.plugin_calls import (
     plugin_call,
 )
 from orchestrator_core.scoring import Scorer, rank
+from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, CheckScope, PhaseScope, Telemetry
 from orchestrator_core.validation import agent_timeout
 
 T = TypeVar("T")
@@ -122,6 +126,8 @@ class _QuorumGone(Exception):
 @dataclass
 class _Member:
     agent: Agent
+    model: str = ""
+    """The model the agent was configured with, for its calls' records and telemetry."""
     proposal: Proposal | None = None
     active: bool = True
 
@@ -142,6 +148,8 @@ class DeliberationEngine:
     """Failures of the plugins' calls, per plugin object (bugs, timeouts, errors)."""
     off_loop: OffLoopRunner = field(default_factory=OffLoopRunner)
     """Runs the blocking checks, each in a daemon thread of its own."""
+    telemetry: Telemetry = NO_TELEMETRY
+    """Told of each phase, agent call and check (metrics, traces, logs)."""
 
     async def deliberate(
         self,
@@ -181,7 +189,7 @@ class _Run:
         self.task = task
         self.deliberation_id = deliberation_id
         self.emit = on_event
-        self.members = [_Member(agent) for agent in agents]
+        self.members = [_Member(agent, identity_of(agent).model) for agent in agents]
         self.quorum = min(engine.quorum, len(agents))
         self.agent_timeout = agent_timeout(task, engine.agent_timeout_seconds)
         self.agent_timeout_setting = (
@@ -192,18 +200,26 @@ class _Run:
         self.failures: list[AgentFailure] = []
         self.causes: list[AgentError | None] = []
         self.meter = meter
+        self.telemetry = engine.telemetry
+
+    def _phase(self, phase: str, round_number: int = 0) -> AbstractContextManager[None]:
+        return self.telemetry.phase(PhaseScope(self.deliberation_id, self.task.role, phase, round_number))
 
     async def execute(self, rounds: int) -> DeliberationOutcome:
         started = time.monotonic()
-        await self._generate()
+        with self._phase("generate"):
+            await self._generate()
         rounds_run = 0
         for round_number in range(1, rounds + 1):
             if len(self._active()) < 2:
                 break  # nobody left to critique a peer
-            feedback = await self._critique(round_number)
-            await self._revise(round_number, feedback)
+            with self._phase("critique", round_number):
+                feedback = await self._critique(round_number)
+            with self._phase("revise", round_number):
+                await self._revise(round_number, feedback)
             rounds_run = round_number
-        judged = await self._check_all()
+        with self._phase("check"):
+            judged = await self._check_all()
         outcome = DeliberationOutcome(
             deliberation_id=self.deliberation_id,
             task=self.task,
@@ -306,10 +322,15 @@ class _Run:
     ) -> AgentReply | None:
         """One agent call (see :func:`~orchestrator_core.agent_calls.call_agent`); a failure
         is recorded, never raised, unless it loses the quorum."""
+        scope = AgentCallScope(
+            self.deliberation_id, self.task.role, member.agent_id, backend_of(member.agent), member.model,
+            phase, round_number, task=self.task.description,
+        )
         try:
             reply = await call_agent(
                 member.agent, phase, call, timeout_seconds=self.agent_timeout, round_number=round_number,
-                timeout_setting=self.agent_timeout_setting,
+                timeout_setting=self.agent_timeout_setting, telemetry=self.telemetry, scope=scope,
+                on_call=self._call_finished,
             )
         except AgentCallFailed as failed:
             self.meter.add(failed.usage)  # spent, even though the reply was unusable
@@ -325,24 +346,39 @@ class _Run:
         self.meter.add(reply.usage)
         return reply
 
+    def _call_finished(self, call: AgentCall) -> None:
+        self.emit(AgentCallFinished(call))
+
     async def _check(self, check: Check, proposal: Proposal) -> CheckResult:
         """One check of one proposal, within its own budget; a check that raises, returns
         no usable result or times out fails the proposal (that check only)."""
+        scope = CheckScope(self.deliberation_id, self.task.role, check.name, check.kind, proposal.proposal_id)
+        with self.telemetry.check(scope):
+            result, started_at = await self._timed_check(check, proposal, scope)
+        self.emit(CheckCompleted(proposal.proposal_id, result, started_at, time.time()))
+        return result
+
+    async def _timed_check(self, check: Check, proposal: Proposal, scope: CheckScope) -> tuple[CheckResult, float]:
+        """The check's result and when it began to run (after any wait for a heavy-check
+        slot, which ``scope`` records)."""
         named = PluginCall(CHECK, check.name, "run")
         seconds, setting = check_bound(check, self.engine.check_timeout_seconds)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         try:
             if getattr(check, "heavy", False):
                 async with self.engine.heavy_check_slots:
-                    started = time.monotonic()
+                    scope.waited_seconds = time.monotonic() - started
+                    started, started_at = time.monotonic(), time.time()
                     result = await self._run_check(check, proposal, named, seconds)
             else:
                 result = await self._run_check(check, proposal, named, seconds)
+            scope.outcome = "passed" if result.passed else "failed"
         except _CheckTimedOut:
             message = f"timed out: {named} did not finish within {seconds:g}s ({setting})"
             log.warning("%s (proposal %s)", message, proposal.proposal_id)
             count_failure(named, "timeouts")
             result = self._failed_check(check, message, started)
+            scope.outcome = "timeout"
         except Exception as exc:
             log_plugin_bug(named, exc, f"proposal {proposal.proposal_id}")
             result = self._failed_check(
@@ -350,8 +386,8 @@ class _Run:
                 f"check error: {type(exc).__name__}: {exc} {named.bug_note}",
                 started,
             )
-        self.emit(CheckCompleted(proposal.proposal_id, result))
-        return result
+            scope.outcome = "error"
+        return result, started_at
 
     async def _run_check(self, check: Check, proposal: Proposal, named: PluginCall, seconds: float) -> CheckResult:
         budget = Budget(seconds, strict=True)

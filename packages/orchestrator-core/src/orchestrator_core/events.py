@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator_core.models import (
+    AgentCall,
     AgentFailure,
     CheckResult,
     Critique,
@@ -38,8 +39,21 @@ class ProposalRevised:
 
 @dataclass(frozen=True)
 class CheckCompleted:
+    """One check of one proposal finished. ``started_at`` and ``finished_at`` are seconds since
+    the Unix epoch (0 when unknown, e.g. an event read back from a stream); ``started_at`` is
+    when the check began running, after any wait for a heavy-check slot."""
+
     proposal_id: str
     result: CheckResult
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AgentCallFinished:
+    """One agent call ended, however it ended (its record for the timeline)."""
+
+    call: AgentCall
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ DeliberationEvent = (
     | ProposalRevised
     | CheckCompleted
     | AgentFailed
+    | AgentCallFinished
     | RankingReady
 )
 

@@ -79,6 +79,39 @@ class AgentReply:
     usage: TokenUsage = field(default_factory=TokenUsage)
     truncated: bool = False
     """The model stopped at its reply-length limit (``max_tokens``), so the text may end mid-way."""
+    model: str = ""
+    """The model that answered, as the model server named it (empty when it does not say)."""
+
+
+class CallOutcome(StrEnum):
+    """How one agent call ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    """The agent (its backend) reported an error: unreachable, rejected, an empty reply."""
+    TIMEOUT = "timeout"
+    BUG = "bug"
+    """The backend's code failed in a way its contract does not allow."""
+    CANCELLED = "cancelled"
+    """The call was cut short: the deliberation was cancelled, timed out or lost its quorum."""
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """One agent call as the record keeps it: who, in which phase, when (seconds since the
+    Unix epoch), how it ended and what it cost. ``model`` is the model the agent was
+    configured with (empty when its backend does not say)."""
+
+    agent_id: str
+    phase: Phase
+    round: int
+    started_at: float
+    finished_at: float
+    outcome: CallOutcome
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    truncated: bool = False
+    model: str = ""
+    error: str = ""
 
 
 IDENTITY_SOURCES: tuple[str, ...] = ("options", "settings")

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from orchestrator_core import __version__
+from orchestrator_core.agent_calls import backend_of
 from orchestrator_core.breaker import GuardedAgent
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
@@ -25,9 +26,9 @@ from orchestrator_core.errors import (
     NotFound,
     NoViableProposal,
 )
-from orchestrator_core.events import DeliberationStarted, EventSink, RankingReady, discard_event
+from orchestrator_core.events import AgentCallFinished, DeliberationStarted, EventSink, RankingReady, discard_event
 from orchestrator_core.hookspecs import Agent, SelectingAgent, identity_of
-from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
+from orchestrator_core.models import DeliberationOutcome, Phase, Selection, Task, TokenUsage
 from orchestrator_core.plugin_calls import PluginFailureCounters, counting_failures
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
 from orchestrator_core.reachability import Prober
@@ -48,6 +49,7 @@ from orchestrator_core.scoring import Scorer, no_viable_message
 from orchestrator_core.selection import select_winner
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
+from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, DeliberationScope, PhaseScope, Telemetry
 from orchestrator_core.validation import (
     DeliberationRequest,
     Plan,
@@ -85,8 +87,16 @@ class StatusSnapshot:
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, plugins: PluginHost, store: DeliberationStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: PluginHost,
+        store: DeliberationStore,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self.settings = settings
+        self.telemetry = telemetry
+        """Told of each deliberation, phase, agent call and check (metrics, traces, logs)."""
         self.plugins = plugins
         self.store = store
         self.councils: dict[str, Council] = build_councils(settings, plugins.backends)
@@ -104,6 +114,7 @@ class Orchestrator:
             check_timeout_seconds=settings.check_timeout_seconds,
             heavy_check_slots=asyncio.Semaphore(settings.heavy_check_concurrency),
             failures=self.plugin_failures,
+            telemetry=telemetry,
         )
         self.statistics = StatisticsRecorder()
         self._idle = asyncio.Event()
@@ -203,26 +214,34 @@ class Orchestrator:
             writer = RecordWriter(self.store, record, on_event)
             writer.start()
             meter = UsageMeter()
-            try:
-                remaining = budget - (time.monotonic() - started)
-                with call_deadline(remaining), counting_failures(self.plugin_failures):
-                    async with asyncio.timeout(remaining):
-                        outcome, selection = await self._deliberate(writer, checked, agents, top_k, meter)
-            except TimeoutError:
-                await self._finish_failed(
-                    writer, RecordStatus.FAILED, started, meter, "deadline exceeded", DeadlineExceeded.__name__
+            scope = DeliberationScope(record.deliberation_id, record.kind, record.role, record.num_agents,
+                                      record.rounds)
+            with self.telemetry.deliberation(scope):
+                try:
+                    remaining = budget - (time.monotonic() - started)
+                    with call_deadline(remaining), counting_failures(self.plugin_failures):
+                        async with asyncio.timeout(remaining):
+                            outcome, selection = await self._deliberate(writer, checked, agents, top_k, meter)
+                except TimeoutError:
+                    await self._finish_failed(
+                        writer, scope, RecordStatus.FAILED, started, meter, "deadline exceeded",
+                        DeadlineExceeded.__name__,
+                    )
+                    raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
+                except asyncio.CancelledError:
+                    await self._finish_failed(
+                        writer, scope, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled"
+                    )
+                    raise
+                except Exception as exc:  # NoViableProposal's ranking is in the record already
+                    await self._finish_failed(
+                        writer, scope, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__
+                    )
+                    raise
+                await asyncio.shield(
+                    self._finish(writer, scope, RecordStatus.SUCCEEDED, started, meter.total, selection=selection)
                 )
-                raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
-            except asyncio.CancelledError:
-                await self._finish_failed(writer, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled")
-                raise
-            except Exception as exc:  # NoViableProposal's ranking is in the record already
-                await self._finish_failed(writer, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__)
-                raise
-            await asyncio.shield(
-                self._finish(writer, RecordStatus.SUCCEEDED, started, meter.total, selection=selection)
-            )
-            return outcome, selection
+                return outcome, selection
 
     def _new_record(
         self, checked: Plan, council: Council, agents: Sequence[Agent], top_k: int | None
@@ -293,10 +312,15 @@ class Orchestrator:
             return outcome, None
         if outcome.viable_proposals == 0:
             raise NoViableProposal(no_viable_message(self.engine.scorer, outcome.results), outcome=outcome)
-        selection = await select_winner(
-            checked.task, outcome.results, self._selector(), top_k=top_k,
-            timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
-        )
+        selector = self._selector()
+        record = writer.record
+        with self.telemetry.phase(PhaseScope(record.deliberation_id, record.role, "select", 0)):
+            selection = await select_winner(
+                checked.task, outcome.results, selector, top_k=top_k,
+                timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
+                telemetry=self.telemetry, scope=_selection_scope(record, selector, checked.task),
+                on_call=lambda call: writer.observe(AgentCallFinished(call)),
+            )
         meter.add(selection.usage)
         writer.mark_phase("select")
         return outcome, selection
@@ -304,6 +328,7 @@ class Orchestrator:
     async def _finish(
         self,
         writer: RecordWriter,
+        scope: DeliberationScope,
         status: RecordStatus,
         started: float,
         usage: TokenUsage,
@@ -315,6 +340,9 @@ class Orchestrator:
         """Count the run and the tokens it spent, then write its finished record (durable
         when this returns). The record has the outcome already, from the ranking event."""
         record = writer.record
+        scope.status, scope.error_kind, scope.usage = status.value, error_kind, usage
+        if record.outcome is not None:
+            scope.rounds_run, scope.viable_proposals = record.outcome.rounds, record.outcome.viable_proposals
         self.statistics.record(
             role=record.role,
             orchestration=record.kind == "orchestrate",
@@ -327,6 +355,7 @@ class Orchestrator:
     async def _finish_failed(
         self,
         writer: RecordWriter,
+        scope: DeliberationScope,
         status: RecordStatus,
         started: float,
         meter: UsageMeter,
@@ -341,7 +370,7 @@ class Orchestrator:
 
         async def write() -> None:
             try:
-                await self._finish(writer, status, started, meter.total, error=error, error_kind=error_kind)
+                await self._finish(writer, scope, status, started, meter.total, error=error, error_kind=error_kind)
             except Exception as exc:
                 log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
 
@@ -465,4 +494,14 @@ def _seat(agent: Agent, council: Council, index: int) -> CouncilSeat:
         model=identity.model,
         endpoint=redact_url(identity.endpoint) if identity.endpoint else "",
         source=identity.source,
+    )
+
+
+def _selection_scope(record: DeliberationRecord, selector: SelectingAgent | None, task: Task) -> AgentCallScope | None:
+    """The telemetry scope of the selector's call (None without a selector)."""
+    if selector is None:
+        return None
+    return AgentCallScope(
+        record.deliberation_id, record.role, selector.agent_id, backend_of(selector), identity_of(selector).model,
+        Phase.SELECT, 0, task=task.description,
     )

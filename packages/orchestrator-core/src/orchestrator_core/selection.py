@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -24,7 +24,8 @@ from typing import Any
 from orchestrator_core.agent_calls import AgentCallFailed, call_agent
 from orchestrator_core.errors import NoViableProposal
 from orchestrator_core.hookspecs import SelectingAgent
-from orchestrator_core.models import Phase, RankedProposal, Selection, Task
+from orchestrator_core.models import AgentCall, Phase, RankedProposal, Selection, Task
+from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, Telemetry
 
 _CHOICE_LINE = re.compile(r"^\W*choice\W*[:=]\s*#?\s*(\d+)\b.*$", re.IGNORECASE | re.MULTILINE)
 
@@ -112,8 +113,12 @@ async def select_winner(
     *,
     top_k: int,
     timeout_seconds: float,
+    telemetry: Telemetry = NO_TELEMETRY,
+    scope: AgentCallScope | None = None,
+    on_call: Callable[[AgentCall], None] | None = None,
 ) -> Selection:
-    """Pick the winner among the top ``top_k`` viable candidates."""
+    """Pick the winner among the top ``top_k`` viable candidates. The selector's call is made
+    in ``telemetry``'s ``scope`` and its record goes to ``on_call``, as every agent call's."""
     viable = [candidate for candidate in ranked if candidate.viable]
     if not viable:
         raise NoViableProposal(
@@ -128,6 +133,9 @@ async def select_winner(
             Phase.SELECT,
             partial(selector.select, task, [c.proposal for c in candidates]),
             timeout_seconds=timeout_seconds,
+            telemetry=telemetry,
+            scope=scope,
+            on_call=on_call,
         )
     except AgentCallFailed as failed:  # the selector's failure must not lose the deliberation
         fallback = by_score(candidates, f"the selector {selector.agent_id} failed: {failed.failure.error}")

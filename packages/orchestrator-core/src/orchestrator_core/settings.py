@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -154,6 +154,19 @@ class Settings(BaseSettings):
     loop_stall_seconds: float = Field(default=0.5, ge=0)
     """The event loop answering its watchdog this many seconds late is a stall: logged with the
     plugin call that ran and its stack, and counted (GetStatus); 0 turns the watchdog off."""
+
+    # Observability
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics over HTTP on this port (``/metrics``, bound to ``host``); unset
+    serves none, 0 picks a free port."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, with the deliberation id and, when tracing is on,
+    the trace and span ids."""
+    trace_content: bool = False
+    """Put the task's text and each reply on the agent calls' trace spans. Off: spans carry ids,
+    models, outcomes and token counts only (tracing itself is set by the ``OTEL_*`` variables)."""
+    latency_window: int = Field(default=1000, ge=1)
+    """How many recent deliberations per role the latency percentiles of GetStatus cover."""
 
     @field_validator("plugins_enabled", "plugins_disabled", "auth_tokens", mode="before")
     @classmethod

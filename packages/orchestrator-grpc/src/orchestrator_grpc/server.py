@@ -34,6 +34,7 @@ from orchestrator_core.settings import Settings
 from orchestrator_grpc.auth import BearerAuth, configured_tokens
 from orchestrator_grpc.health import OVERALL_HEALTH, HealthPublisher
 from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterceptor
+from orchestrator_grpc.observability import Observability, observability_for
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
 from orchestrator_grpc.tls import server_credentials
 
@@ -60,6 +61,7 @@ class RunningServer:
         servicer: OrchestratorServicer,
         health: HealthPublisher,
         gate: DrainGate,
+        observability: Observability,
     ) -> None:
         self.settings = settings
         self.server = server
@@ -69,6 +71,7 @@ class RunningServer:
         self.health_publisher = health
         self.health: health_aio.HealthServicer = health.servicer
         self._gate = gate
+        self.observability = observability
         self._stopped = False
 
     @property
@@ -91,6 +94,7 @@ class RunningServer:
         log.info("shutting down; letting in-flight calls finish within %gs", grace)
         await self.server.stop(grace)
         await self.orchestrator.close()
+        await self.observability.close()
         log.info("stopped")
 
 
@@ -99,8 +103,9 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
     # Secrets and certificates are read before anything starts: a bad file fails startup.
     credentials = await asyncio.to_thread(server_credentials, settings)
     tokens = await asyncio.to_thread(configured_tokens, settings)
+    observability = observability_for(settings)
     gate = DrainGate()
-    interceptors: list[ServerInterceptor] = [gate]
+    interceptors: list[ServerInterceptor] = [*observability.interceptors, gate]
     if tokens:
         interceptors.append(BearerAuth(tokens))
     interceptors.append(DecodeGuard())
@@ -111,7 +116,7 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
     except BaseException:
         await plugins.shutdown()
         raise
-    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings))
+    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings), observability.telemetry)
     try:
         await orchestrator.start()
     except BaseException:
@@ -133,11 +138,13 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         port = _bind(server, settings, credentials)
+        await observability.start(orchestrator)
         await health.publish()
         await server.start()
         health.start()
     except BaseException:
         await orchestrator.close()
+        await observability.close()
         raise
     if not orchestrator.ready:
         log.warning("no council is ready; health is NOT_SERVING: %s", _council_problems(orchestrator))
@@ -147,7 +154,7 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
         "plaintext" if credentials is None else "TLS" if settings.tls_client_ca_file is None else "mutual TLS",
         f", {len(tokens)} bearer token(s)" if tokens else "",
     )
-    return RunningServer(settings, server, port, orchestrator, servicer, health, gate)
+    return RunningServer(settings, server, port, orchestrator, servicer, health, gate, observability)
 
 
 @asynccontextmanager

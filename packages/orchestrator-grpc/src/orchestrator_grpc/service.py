@@ -14,7 +14,7 @@ from grpc.aio import ServicerContext as Context
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_core.events import DeliberationEvent, DeliberationStarted, RankingReady
+from orchestrator_core.events import AgentCallFinished, DeliberationEvent, DeliberationStarted, RankingReady
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_grpc import convert
 from orchestrator_grpc.status import stream_errors, unary_errors
@@ -69,6 +69,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
                 if isinstance(event, DeliberationStarted):
                     deliberation_id = event.deliberation_id
                     continue
+                if isinstance(event, AgentCallFinished):
+                    continue  # the record keeps each call's timing; the stream shows its result
                 if isinstance(event, RankingReady):
                     deliberation_id = event.outcome.deliberation_id
                 yield convert.event_to_proto(deliberation_id, event)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from orchestrator_core.models import (
+    AgentCall,
     AgentFailure,
     CheckResult,
     Critique,
@@ -52,10 +53,13 @@ class CouncilSeat:
 
 @dataclass(frozen=True)
 class RecordedCheck:
-    """One check result, with the proposal version it judged."""
+    """One check result, with the proposal version it judged and when it ran (seconds since
+    the Unix epoch; 0 in records written before these were kept)."""
 
     proposal_id: str
     result: CheckResult
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class DeliberationRecord:
     failures: tuple[AgentFailure, ...] = ()
     phases: tuple[PhaseTiming, ...] = ()
     usage: TokenUsage = field(default_factory=TokenUsage)
+    calls: tuple[AgentCall, ...] = ()
+    """Every agent call, the selection's included, in the order they ended."""
 
     def finished(
         self,

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 
 from orchestrator_core.events import (
+    AgentCallFinished,
     AgentFailed,
     CheckCompleted,
     CritiqueWritten,
@@ -75,9 +76,12 @@ class RecordWriter:
             case ProposalRevised(proposal=proposal):
                 self._at("revise", self._round)
                 record = replace(record, proposals=(*record.proposals, proposal))
-            case CheckCompleted(proposal_id=proposal_id, result=result):
+            case CheckCompleted(proposal_id=proposal_id, result=result, started_at=started, finished_at=finished):
                 self._at("check", 0)
-                record = replace(record, checks=(*record.checks, RecordedCheck(proposal_id, result)))
+                checked = RecordedCheck(proposal_id, result, started, finished)
+                record = replace(record, checks=(*record.checks, checked))
+            case AgentCallFinished(call=call):
+                record = replace(record, calls=(*record.calls, call))
             case AgentFailed(failure=failure):
                 self._at(failure.phase.value, failure.round)
                 record = replace(record, failures=(*record.failures, failure))
