@@ -6,6 +6,7 @@ show both that the real manifests pass and that a manifest breaking the rule is 
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -16,6 +17,9 @@ Obj = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]
 UID = 1000
 GRPC_PORT = 50055
+METRICS_PORT = 9464
+"""Where the manifests serve Prometheus metrics (ORCH_METRICS_PORT): OpenTelemetry's
+Prometheus exporter port, the usual choice for a service's own /metrics."""
 NO_PRESTOP_PAUSE = 0.0
 
 
@@ -47,7 +51,10 @@ def pod_spec(deployment: Obj) -> Obj:
 
 
 def settings(objects: list[Obj]) -> dict[str, str]:
-    data: dict[str, str] = one(objects, "ConfigMap")["data"]
+    """The ``ORCH_*`` settings: the data of the ConfigMap ``orchestrator-config``."""
+    found = [obj for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "orchestrator-config"]
+    assert len(found) == 1, f"{len(found)} ConfigMaps orchestrator-config, not 1"
+    data: dict[str, str] = found[0]["data"]
     return data
 
 
@@ -214,25 +221,30 @@ def autoscaling_problems(objects: list[Obj]) -> list[str]:
 
 
 def port_problems(objects: list[Obj]) -> list[str]:
-    """The gRPC port agrees everywhere: settings, container, Service, NetworkPolicy."""
+    """The gRPC and metrics ports agree everywhere: settings, container, Service,
+    NetworkPolicy; no other port is open."""
     problems: list[str] = []
     config = settings(objects)
     if config.get("ORCH_HOST") != "0.0.0.0":
         problems.append(f"ORCH_HOST is {config.get('ORCH_HOST')!r}: the pod would not be reachable")
     if config.get("ORCH_PORT") != str(GRPC_PORT):
         problems.append(f"ORCH_PORT is {config.get('ORCH_PORT')!r}, not {GRPC_PORT}")
+    if config.get("ORCH_METRICS_PORT") != str(METRICS_PORT):
+        problems.append(f"ORCH_METRICS_PORT is {config.get('ORCH_METRICS_PORT')!r}, not {METRICS_PORT}")
     container = pod_spec(one(objects, "Deployment"))["containers"][0]
-    ports = {port["name"]: port for port in container.get("ports", [])}
-    if ports.get("grpc", {}).get("containerPort") != GRPC_PORT or len(ports) != 1:
-        problems.append(f"the container's ports are {container.get('ports')}, not only grpc:{GRPC_PORT}")
+    ports = {port["name"]: port.get("containerPort") for port in container.get("ports", [])}
+    if ports != {"grpc": GRPC_PORT, "metrics": METRICS_PORT}:
+        problems.append(f"the container's ports are {container.get('ports')}, not only grpc:{GRPC_PORT} "
+                        f"and metrics:{METRICS_PORT}")
     service = one(objects, "Service")["spec"]
     if service.get("type", "ClusterIP") != "ClusterIP":
         problems.append(f"the Service is {service.get('type')}, not ClusterIP")
     service_ports = service.get("ports", [])
-    if [(p.get("name"), p.get("port"), p.get("targetPort")) for p in service_ports] != [("grpc", GRPC_PORT, "grpc")]:
-        problems.append(f"the Service's ports are {service_ports}, not grpc {GRPC_PORT} -> grpc")
-    elif service_ports[0].get("appProtocol") != "grpc":
-        problems.append("the Service's port does not declare appProtocol grpc")
+    expected_ports = [("grpc", GRPC_PORT, "grpc", "grpc"), ("metrics", METRICS_PORT, "metrics", "http")]
+    if [(p.get("name"), p.get("port"), p.get("targetPort"), p.get("appProtocol")) for p in service_ports] \
+            != expected_ports:
+        problems.append(f"the Service's ports are {service_ports}, not grpc {GRPC_PORT} -> grpc (appProtocol grpc) "
+                        f"and metrics {METRICS_PORT} -> metrics (appProtocol http)")
     policy = one(objects, "NetworkPolicy")["spec"]
     if policy.get("policyTypes") != ["Ingress"]:
         problems.append(f"the NetworkPolicy's policyTypes are {policy.get('policyTypes')}, not [Ingress]")
@@ -240,8 +252,62 @@ def port_problems(objects: list[Obj]) -> list[str]:
         (port.get("port"), port.get("protocol", "TCP")) for rule in policy.get("ingress", []) for port in rule.get(
             "ports", [{"port": "ANY"}])
     )
-    if ingress_ports != [(GRPC_PORT, "TCP")] or any("from" in rule for rule in policy.get("ingress", [])):
-        problems.append(f"the NetworkPolicy admits {ingress_ports}, not only TCP {GRPC_PORT}")
+    if ingress_ports != [(METRICS_PORT, "TCP"), (GRPC_PORT, "TCP")] \
+            or any("from" in rule for rule in policy.get("ingress", [])):
+        problems.append(f"the NetworkPolicy admits {ingress_ports}, not only TCP {METRICS_PORT} and {GRPC_PORT}")
+    return problems
+
+
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                      "prometheus.io/path": "/metrics"}
+
+
+def scrape_problems(objects: list[Obj]) -> list[str]:
+    """Prometheus finds the metrics: the pods' prometheus.io/* annotations name the port the
+    settings serve metrics on; a ServiceMonitor, where there is one, selects the Service and
+    scrapes its metrics port; a dashboard ConfigMap is labelled for Grafana's sidecar and
+    holds a dashboard."""
+    problems: list[str] = []
+    port = settings(objects).get("ORCH_METRICS_PORT")
+    annotations = one(objects, "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+    expected = {**SCRAPE_ANNOTATIONS, "prometheus.io/port": port}
+    problems += [f"the pods' annotation {k} is {annotations.get(k)!r}, not {v!r}" for k, v in expected.items()
+                 if annotations.get(k) != v]
+    service = one(objects, "Service")
+    service_ports = {p.get("name"): p for p in service["spec"].get("ports", [])}
+    for monitor in (obj for obj in objects if obj["kind"] == "ServiceMonitor"):
+        name = f"ServiceMonitor/{monitor['metadata']['name']}"
+        spec = monitor.get("spec", {})
+        selector = spec.get("selector", {}).get("matchLabels", {})
+        labels = service["metadata"].get("labels", {})
+        if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            problems.append(f"{name} selects {selector}, not the Service's labels {labels}")
+        namespaces = spec.get("namespaceSelector", {}).get("matchNames")
+        if monitor["metadata"].get("namespace") != service["metadata"].get("namespace") and \
+                service["metadata"].get("namespace") not in (namespaces or []):
+            problems.append(f"{name} is not in the Service's namespace and does not select it")
+        endpoints = spec.get("endpoints", [])
+        if not endpoints:
+            problems.append(f"{name} has no endpoints")
+        for endpoint in endpoints:
+            target = service_ports.get(endpoint.get("port"), {})
+            if str(target.get("port")) != port:
+                problems.append(f"{name} scrapes the port {endpoint.get('port')!r}, not the Service's metrics port")
+            if endpoint.get("path", "/metrics") != "/metrics":
+                problems.append(f"{name} scrapes {endpoint['path']!r}, not /metrics")
+    for dashboard in (obj for obj in objects if obj["kind"] == "ConfigMap"
+                      and obj["metadata"]["name"] != "orchestrator-config"):
+        name = f"ConfigMap/{dashboard['metadata']['name']}"
+        if dashboard["metadata"].get("labels", {}).get("grafana_dashboard") != "1":
+            problems.append(f"{name} lacks the label grafana_dashboard: \"1\" Grafana's sidecar looks for")
+        for key, text in dashboard.get("data", {}).items():
+            try:
+                panels = json.loads(text).get("panels")
+            except ValueError as error:
+                problems.append(f"{name}: {key} is not JSON: {error}")
+                continue
+            if not panels:
+                problems.append(f"{name}: {key} is not a dashboard with panels")
     return problems
 
 

@@ -2,9 +2,10 @@
 renderer of the kustomize features the manifests use.
 
 The renderer supports exactly what deploy/k8s needs — ``resources`` (files and
-directories), ``components`` (a Component's resources and patches, applied to what the
-kustomization's resources produced), ``namespace``, ``images`` and ``patches`` given by
-``path`` (strategic merge, with ``null`` deleting a field) — and rejects any other
+directories), ``components`` (a Component's resources, ConfigMaps and patches, applied to
+what the kustomization's resources produced), ``namespace``, ``images``, ``patches`` given
+by ``path`` (strategic merge, with ``null`` deleting a field) and ``configMapGenerator``
+from ``files`` with a fixed name (``disableNameSuffixHash``) — and rejects any other
 kustomization field, so a manifest change that needs more fails loudly instead of rendering
 wrong. Where kubectl exists, a
 test checks both give the same objects.
@@ -23,8 +24,12 @@ import yaml
 
 Obj = dict[str, Any]
 
-SUPPORTED_FIELDS = frozenset({"apiVersion", "kind", "resources", "components", "namespace", "images", "patches"})
-COMPONENT_FIELDS = frozenset({"apiVersion", "kind", "resources", "patches"})
+SUPPORTED_FIELDS = frozenset({
+    "apiVersion", "kind", "resources", "components", "namespace", "images", "patches", "configMapGenerator",
+})
+COMPONENT_FIELDS = frozenset({"apiVersion", "kind", "resources", "patches", "configMapGenerator"})
+GENERATOR_FIELDS = frozenset({"name", "files", "options"})
+GENERATOR_OPTIONS = frozenset({"labels", "annotations", "disableNameSuffixHash"})
 CLUSTER_SCOPED_KINDS = frozenset({
     "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
     "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
@@ -89,7 +94,30 @@ def _resources(directory: Path, kustomization: Obj) -> list[Obj]:
     for entry in kustomization.get("resources", []):
         target = (directory / entry).resolve()
         objects += build(target) if target.is_dir() else _load(target)
-    return objects
+    return objects + [_generated_config_map(directory, generator)
+                      for generator in kustomization.get("configMapGenerator", [])]
+
+
+def _generated_config_map(directory: Path, generator: Obj) -> Obj:
+    """A ``configMapGenerator`` entry's ConfigMap: each of its ``files`` (``KEY=PATH`` or ``PATH``,
+    keyed by the file's name) a key of ``data``. Only fixed names: the hash suffix kustomize
+    would otherwise add is not computed here."""
+    path = directory / "kustomization.yaml"
+    options = generator.get("options", {})
+    unknown = (set(generator) - GENERATOR_FIELDS) | (set(options) - GENERATOR_OPTIONS)
+    if unknown:
+        raise UnsupportedKustomization(f"{path}: unsupported configMapGenerator field(s) {sorted(unknown)}")
+    if options.get("disableNameSuffixHash") is not True:
+        raise UnsupportedKustomization(f"{path}: generated names need options.disableNameSuffixHash: true")
+    data: dict[str, str] = {}
+    for entry in generator.get("files", []):
+        key, _, name = entry.rpartition("=")
+        data[key or Path(name).name] = (directory / name).read_text(encoding="utf-8")
+    metadata: Obj = {"name": generator["name"]}
+    for field in ("labels", "annotations"):
+        if options.get(field):
+            metadata[field] = dict(options[field])
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 def _apply_patches(directory: Path, kustomization: Obj, objects: list[Obj]) -> None:

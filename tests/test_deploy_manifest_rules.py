@@ -17,6 +17,7 @@ from deploy_checks import (
     port_problems,
     probe_problems,
     project_version,
+    scrape_problems,
     service_health_name,
     settings,
     tls_problems,
@@ -155,12 +156,43 @@ def test_an_unpinned_or_stale_image_is_caught(image: str) -> None:
 def test_loopback_binding_and_extra_ingress_ports_are_caught() -> None:
     def open_up(objects: list[Obj]) -> None:
         settings(objects)["ORCH_HOST"] = "127.0.0.1"
-        one(objects, "NetworkPolicy")["spec"]["ingress"][0]["ports"].append({"port": 9464, "protocol": "TCP"})
+        one(objects, "NetworkPolicy")["spec"]["ingress"][0]["ports"].append({"port": 8080, "protocol": "TCP"})
 
     problems = port_problems(_mutated(open_up))
     assert len(problems) == 2
     assert problems[0].startswith("ORCH_HOST is '127.0.0.1'")
-    assert problems[1].startswith("the NetworkPolicy admits [(9464, 'TCP'), (50055, 'TCP')]")
+    assert problems[1].startswith("the NetworkPolicy admits [(8080, 'TCP'), (9464, 'TCP'), (50055, 'TCP')]")
+
+
+def test_a_metrics_port_the_container_does_not_open_is_caught() -> None:
+    def move(objects: list[Obj]) -> None:
+        settings(objects)["ORCH_METRICS_PORT"] = "9100"
+
+    objects = _mutated(move)
+    assert port_problems(objects) == ["ORCH_METRICS_PORT is '9100', not 9464"]
+    assert scrape_problems(objects) == ["the pods' annotation prometheus.io/port is '9464', not '9100'"]
+
+
+def test_pods_prometheus_would_not_scrape_are_caught() -> None:
+    def hide(objects: list[Obj]) -> None:
+        del one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"]
+
+    assert scrape_problems(_mutated(hide)) == ["the pods' annotation prometheus.io/scrape is None, not 'true'"]
+
+
+def test_a_service_monitor_on_the_wrong_port_or_service_and_an_unlabelled_dashboard_are_caught() -> None:
+    objects = rendered("ha-monitoring", "builtin")
+    monitor = one(objects, "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["port"] = "grpc"
+    monitor["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "other"}
+    dashboard = next(obj for obj in objects if obj["metadata"]["name"] == "orchestrator-dashboard")
+    del dashboard["metadata"]["labels"]["grafana_dashboard"]
+    assert scrape_problems(objects) == [
+        "ServiceMonitor/orchestrator selects {'app.kubernetes.io/name': 'other'}, not the Service's labels "
+        "{'app.kubernetes.io/name': 'orchestrator', 'app.kubernetes.io/part-of': 'orchestrator'}",
+        "ServiceMonitor/orchestrator scrapes the port 'grpc', not the Service's metrics port",
+        'ConfigMap/orchestrator-dashboard lacks the label grafana_dashboard: "1" Grafana\'s sidecar looks for',
+    ]
 
 
 def test_a_missing_tmp_volume_is_caught() -> None:

@@ -28,6 +28,7 @@ from deploy_checks import (
     port_problems,
     probe_problems,
     project_version,
+    scrape_problems,
     selector_problems,
     service_health_name,
     settings,
@@ -46,11 +47,12 @@ from deploy_kustomize import (
 )
 from kubernetes_validate import utils as validate_utils
 
-OVERLAYS = ("single", "ha", "ha-tls")
+OVERLAYS = ("single", "ha", "ha-tls", "ha-monitoring")
 NAMESPACE = "orchestrator"
 # Objects of custom resource definitions, which the Kubernetes schemas do not cover: checked
 # field by field below instead.
-CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate")})
+CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate"), ("monitoring.coreos.com/v1", "ServiceMonitor")})
+DASHBOARD = ROOT / "deploy" / "k8s" / "components" / "monitoring" / "orchestrator-dashboard.json"
 
 @pytest.fixture(params=[(o, r) for o in OVERLAYS for r in RENDERERS], ids=lambda p: f"{p[0]}-{p[1]}")
 def objects(request: pytest.FixtureRequest) -> list[Obj]:
@@ -83,7 +85,9 @@ COMMON = {
     ("overlay", "extra"),
     [("single", {("PersistentVolumeClaim", "orchestrator-data")}),
      ("ha", {("HorizontalPodAutoscaler", "orchestrator")}),
-     ("ha-tls", {("HorizontalPodAutoscaler", "orchestrator"), ("Certificate", "orchestrator-tls")})],
+     ("ha-tls", {("HorizontalPodAutoscaler", "orchestrator"), ("Certificate", "orchestrator-tls")}),
+     ("ha-monitoring", {("HorizontalPodAutoscaler", "orchestrator"), ("ServiceMonitor", "orchestrator"),
+                        ("ConfigMap", "orchestrator-dashboard")})],
 )
 @pytest.mark.parametrize("renderer", RENDERERS)
 def test_each_overlay_renders_exactly_its_objects(overlay: str, extra: set[tuple[str, str]], renderer: str) -> None:
@@ -150,6 +154,41 @@ def test_the_image_and_the_config_map_drain_for_the_same_time(objects: list[Obj]
 
 def test_the_grpc_port_agrees_across_settings_container_service_and_network_policy(objects: list[Obj]) -> None:
     assert port_problems(objects) == []
+
+
+def test_prometheus_finds_the_metrics_port_by_annotation_or_service_monitor(objects: list[Obj]) -> None:
+    assert scrape_problems(objects) == []
+
+
+# The ServiceMonitor's fields as the Prometheus Operator's CRD (monitoring.coreos.com/v1)
+# defines them, for the ones used here: the Kubernetes schemas do not know the kind.
+SERVICE_MONITOR_SPEC = {"selector", "endpoints", "namespaceSelector", "jobLabel", "targetLabels", "podTargetLabels"}
+SERVICE_MONITOR_ENDPOINT = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels",
+                            "relabelings", "metricRelabelings"}
+PROMETHEUS_DURATION = re.compile(r"^((\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?|0)$")
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_the_monitoring_component_adds_a_service_monitor_and_the_dashboard(renderer: str) -> None:
+    objects = rendered("ha-monitoring", renderer)
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert set(monitor["spec"]) <= SERVICE_MONITOR_SPEC
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert set(endpoint) <= SERVICE_MONITOR_ENDPOINT
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == ("metrics", "/metrics", "http")
+    for field in ("interval", "scrapeTimeout"):
+        assert PROMETHEUS_DURATION.match(endpoint[field]), f"{field} {endpoint[field]!r} is not a duration"
+    (dashboard,) = [obj for obj in objects
+                    if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] != "orchestrator-config"]
+    assert dashboard["metadata"]["name"] == "orchestrator-dashboard"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"] == {"orchestrator-dashboard.json": DASHBOARD.read_text(encoding="utf-8")}
+    # Without the component no object needs the Prometheus Operator's CRDs.
+    assert "ServiceMonitor" not in {obj["kind"] for obj in rendered("ha", renderer)}
 
 
 def test_the_kubelet_waits_longer_than_the_service_drains(objects: list[Obj]) -> None:
@@ -319,6 +358,14 @@ def test_strategic_merge_merges_named_lists_replaces_others_and_deletes_nulls() 
 def test_builtin_renderer_refuses_kustomize_features_it_lacks(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("resources: []\ncommonLabels: {a: b}\n", encoding="utf-8")
     with pytest.raises(UnsupportedKustomization, match="commonLabels"):
+        build(tmp_path)
+
+
+def test_builtin_renderer_refuses_a_generated_name_with_a_hash_suffix(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text(
+        "configMapGenerator:\n  - name: a\n    files: [a.json]\n", encoding="utf-8")
+    with pytest.raises(UnsupportedKustomization, match="disableNameSuffixHash"):
         build(tmp_path)
 
 
