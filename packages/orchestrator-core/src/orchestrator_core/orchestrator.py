@@ -116,7 +116,7 @@ class Orchestrator:
             failures=self.plugin_failures,
             telemetry=telemetry,
         )
-        self.statistics = StatisticsRecorder()
+        self.statistics = StatisticsRecorder(settings.latency_window)
         self._idle = asyncio.Event()
         self._idle.set()
         self.owner = uuid.uuid4().hex

@@ -20,6 +20,10 @@ def _role_statistics_to_proto(statistics: RoleStatistics) -> pb.RoleStatistics:
         deliberations=statistics.deliberations,
         failures=statistics.failures,
         mean_duration_seconds=statistics.mean_duration_seconds,
+        p50_duration_seconds=statistics.p50_duration_seconds,
+        p95_duration_seconds=statistics.p95_duration_seconds,
+        p99_duration_seconds=statistics.p99_duration_seconds,
+        latency_samples=statistics.latency_samples,
     )
 
 
