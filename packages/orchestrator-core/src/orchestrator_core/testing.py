@@ -23,12 +23,16 @@ which runs every conformance test on each backend and check that entry point reg
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -41,6 +45,7 @@ from orchestrator_core.conformance import (
 from orchestrator_core.hookspecs import AgentBackend, Check, RegisterAgentBackend, RegisterCheck, hookimpl
 from orchestrator_core.models import (
     AgentConfig,
+    AgentIdentity,
     AgentReply,
     CheckResult,
     Critique,
@@ -50,6 +55,9 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.plugins import PluginHost
+from orchestrator_core.telemetry import AgentCallScope, CheckScope, DeliberationScope, PhaseScope, Telemetry
+
+T = TypeVar("T")
 
 __all__ = [
     "AgentBackendConformance",
@@ -58,6 +66,7 @@ __all__ = [
     "ConformanceError",
     "Limits",
     "PluginRegistrar",
+    "RecordingTelemetry",
     "ScriptedAgent",
     "ScriptedBackend",
     "ScriptedCheck",
@@ -105,7 +114,9 @@ class ScriptedAgent:
     ``fail_in`` maps a phase to the exception the agent raises there; ``hang_in`` names
     phases where the call never returns (until cancelled). By default the proposal names
     the agent and the task, a revision returns the proposal's content unchanged, and a
-    selection chooses candidate ``choice``.
+    selection chooses candidate ``choice``. ``model``, when set, is the model the agent
+    describes itself as running and names on its replies; ``truncated`` marks every reply
+    as cut off at the reply-length limit.
     """
 
     agent_id: str
@@ -120,6 +131,11 @@ class ScriptedAgent:
     usage: TokenUsage = SCRIPTED_USAGE
     probe: ConcurrencyProbe | None = None
     calls: list[Phase] = field(default_factory=list)
+    model: str = ""
+    truncated: bool = False
+
+    def describe(self) -> AgentIdentity:
+        return AgentIdentity(model=self.model, source="options" if self.model else "")
 
     async def generate(self, task: Task) -> AgentReply:
         default = f"Proposal by {self.agent_id} for: {task.description}"
@@ -148,7 +164,7 @@ class ScriptedAgent:
             if phase in self.fail_in:
                 raise self.fail_in[phase]
             text = script(*args) if callable(script) else (script if script is not None else default)
-            return AgentReply(text=text, usage=self.usage)
+            return AgentReply(text=text, usage=self.usage, truncated=self.truncated, model=self.model)
         except asyncio.CancelledError:
             if self.probe is not None:
                 self.probe.cancelled[phase] += 1
@@ -177,8 +193,9 @@ class ScriptedBackend:
         unknown = set(config.options) - {"model", "temperature"}
         if unknown:
             raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}")
-        options = {**self.defaults, **self.agents.get(config.index, {})}
-        agent = ScriptedAgent(agent_id=config.agent_id, **options)  # type: ignore[arg-type]
+        configured = {"model": config.options["model"]} if "model" in config.options else {}
+        options = {**configured, **self.defaults, **self.agents.get(config.index, {})}
+        agent = ScriptedAgent(agent_id=config.agent_id, **options)
         self.created.append(agent)
         self.configs.append(config)
         return agent
@@ -345,3 +362,39 @@ def _conformance_items(
                              conformance.verify_check_cancellation, conformance.verify_check_in_engine):
             found.append(item(f"check {check.name}::{check_verify.__name__}", partial(check_verify, check)))
     return found
+
+
+class RecordingTelemetry(Telemetry):
+    """A test double observer: keeps every scope as it closed (its fields then final), in
+    ``closed``, with the scope that enclosed it when it opened (``parents``: by ``id``)."""
+
+    def __init__(self) -> None:
+        self.closed: list[DeliberationScope | PhaseScope | AgentCallScope | CheckScope] = []
+        self.parents: dict[int, object | None] = {}
+        self._current: contextvars.ContextVar[object | None] = contextvars.ContextVar("scope", default=None)
+
+    def of(self, kind: type[T]) -> list[T]:
+        """The closed scopes of one kind, in the order they closed."""
+        return [scope for scope in self.closed if isinstance(scope, kind)]
+
+    def deliberation(self, scope: DeliberationScope) -> AbstractContextManager[None]:
+        return self._entered(scope)
+
+    def phase(self, scope: PhaseScope) -> AbstractContextManager[None]:
+        return self._entered(scope)
+
+    def agent_call(self, scope: AgentCallScope) -> AbstractContextManager[None]:
+        return self._entered(scope)
+
+    def check(self, scope: CheckScope) -> AbstractContextManager[None]:
+        return self._entered(scope)
+
+    @contextlib.contextmanager
+    def _entered(self, scope: DeliberationScope | PhaseScope | AgentCallScope | CheckScope) -> Iterator[None]:
+        self.parents[id(scope)] = self._current.get()
+        token = self._current.set(scope)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+            self.closed.append(scope)
