@@ -141,7 +141,7 @@ def test_an_orchestration_from_an_older_server_takes_its_execution_id() -> None:
         ProposalGenerated(OUTCOME.results[0].proposal),
         CritiqueWritten(Critique(critic_id="dev-2", proposal_id="dev-1-v0", author_id="dev-1", content="c", round=1)),
         ProposalRevised(OUTCOME.results[1].proposal),
-        CheckCompleted("dev-1-v1", check("lint", "lint", 0.3)),
+        CheckCompleted("dev-1-v1", check("lint", "lint", 0.3), 1000.25, 1001.5),
         AgentFailed(OUTCOME.failures[0]),
         RankingReady(OUTCOME),
     ],

@@ -9,6 +9,7 @@ the evaluation use; the submodules' other functions are their building blocks.
 """
 
 from orchestrator_grpc.convert._common import NOT_SERVING, SERVING
+from orchestrator_grpc.convert.client_records import record_from_proto
 from orchestrator_grpc.convert.client_results import (
     event_from_proto,
     orchestration_from_proto,
@@ -43,6 +44,7 @@ __all__ = [
     "outcome_from_proto",
     "outcome_to_proto",
     "page_to_proto",
+    "record_from_proto",
     "record_status_from_proto",
     "record_to_proto",
     "status_to_proto",

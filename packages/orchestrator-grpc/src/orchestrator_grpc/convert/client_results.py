@@ -128,7 +128,10 @@ def event_from_proto(message: pb.DeliberationEvent, task: Task) -> DeliberationE
     if which == "revision":
         return ProposalRevised(proposal_from_proto(message.revision))
     if which == "check":
-        return CheckCompleted(message.check.proposal_id, check_result_from_proto(message.check.result))
+        check = message.check
+        return CheckCompleted(
+            check.proposal_id, check_result_from_proto(check.result), check.started_at, check.finished_at
+        )
     if which == "agent_failure":
         return AgentFailed(failure_from_proto(message.agent_failure))
     if which == "ranking":

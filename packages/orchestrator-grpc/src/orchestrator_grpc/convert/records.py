@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator_core.records import DeliberationRecord, RecordPage
+from orchestrator_core.models import AgentCall
+from orchestrator_core.records import DeliberationRecord, RecordedCheck, RecordPage
 from orchestrator_core.records.paging import first_records
 from orchestrator_grpc.convert._common import STATUS_TO_PROTO
 from orchestrator_grpc.convert.requests import constraints_to_proto
@@ -48,9 +49,7 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
         top_k=record.top_k,
         proposals=[proposal_to_proto(p) for p in record.proposals],
         critiques=[critique_to_proto(c) for c in record.critiques],
-        checks=[
-            pb.CheckEvent(proposal_id=c.proposal_id, result=check_result_to_proto(c.result)) for c in record.checks
-        ],
+        checks=[recorded_check_to_proto(c) for c in record.checks],
         failures=[failure_to_proto(f) for f in record.failures],
         phases=[
             pb.PhaseTiming(phase=p.phase, round=p.round, started_at=p.started_at, finished_at=p.finished_at)
@@ -58,6 +57,7 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
         ],
         usage=usage_to_proto(record.usage),
         constraints=constraints_to_proto(record.task.constraints),
+        calls=[agent_call_to_proto(c) for c in record.calls],
     )
     if record.outcome is not None:
         message.response.CopyFrom(outcome_to_proto(record.outcome))
@@ -66,6 +66,30 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
                 selection_to_proto(record.deliberation_id, record.outcome, record.selection)
             )
     return message
+
+
+def recorded_check_to_proto(check: RecordedCheck) -> pb.CheckEvent:
+    return pb.CheckEvent(
+        proposal_id=check.proposal_id,
+        result=check_result_to_proto(check.result),
+        started_at=check.started_at,
+        finished_at=check.finished_at,
+    )
+
+
+def agent_call_to_proto(call: AgentCall) -> pb.AgentCall:
+    return pb.AgentCall(
+        agent_id=call.agent_id,
+        phase=call.phase.value,
+        round=call.round,
+        started_at=call.started_at,
+        finished_at=call.finished_at,
+        outcome=call.outcome.value,
+        usage=usage_to_proto(call.usage),
+        truncated=call.truncated,
+        model=call.model,
+        error=call.error,
+    )
 
 
 PAGE_HEADROOM_BYTES = 1024

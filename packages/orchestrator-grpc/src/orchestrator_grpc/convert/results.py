@@ -140,8 +140,13 @@ def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.Deliber
             message.critique.CopyFrom(critique_to_proto(critique))
         case ProposalRevised(proposal=proposal):
             message.revision.CopyFrom(proposal_to_proto(proposal))
-        case CheckCompleted(proposal_id=proposal_id, result=result):
-            check = pb.CheckEvent(proposal_id=proposal_id, result=check_result_to_proto(result))
+        case CheckCompleted(proposal_id=proposal_id, result=result, started_at=started, finished_at=finished):
+            check = pb.CheckEvent(
+                proposal_id=proposal_id,
+                result=check_result_to_proto(result),
+                started_at=started,
+                finished_at=finished,
+            )
             message.check.CopyFrom(check)
         case AgentFailed(failure=failure):
             message.agent_failure.CopyFrom(failure_to_proto(failure))
