@@ -17,6 +17,7 @@ import checks  # noqa: E402
 import cli_startup  # noqa: E402
 import critical_path  # noqa: E402
 import embedded  # noqa: E402
+import observability  # noqa: E402
 import overhead  # noqa: E402
 import processes  # noqa: E402
 import watchdog  # noqa: E402
@@ -56,7 +57,15 @@ def main() -> None:
     parser.add_argument(
         "--only-watchdog", action="store_true", help="measure only the loop watchdog and replace its section"
     )
+    parser.add_argument(
+        "--only-observability", action="store_true",
+        help="measure only the cost of metrics, traces and JSON logs and replace their section",
+    )
     args = parser.parse_args()
+    if args.only_observability:
+        replace_section(args.output, observability.markdown(observability.run()))
+        print(args.output.read_text())
+        return
     if args.only_watchdog:
         replace_section(args.output, watchdog.markdown(watchdog.run()))
         print(args.output.read_text())
@@ -145,6 +154,7 @@ def main() -> None:
     lines += ["", *cli_startup.markdown(cli_startup.run())]
     lines += ["", *embedded_section()]
     lines += ["", *watchdog.markdown(watchdog.run())]
+    lines += ["", *observability.markdown(observability.run())]
     lines += [
         "",
         "## Reading the figures",

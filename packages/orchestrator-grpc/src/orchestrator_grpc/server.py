@@ -98,12 +98,18 @@ class RunningServer:
         log.info("stopped")
 
 
-async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer:
-    """Build the orchestrator over ``plugins`` and start serving on the settings' host:port."""
+async def start_server(
+    settings: Settings, plugins: PluginHost, observability: Observability | None = None
+) -> RunningServer:
+    """Build the orchestrator over ``plugins`` and start serving on the settings' host:port.
+
+    ``observability`` replaces what the settings and the ``OTEL_*`` variables would compose
+    (e.g. tracing with an exporter of one's own); the server starts and closes it."""
     # Secrets and certificates are read before anything starts: a bad file fails startup.
     credentials = await asyncio.to_thread(server_credentials, settings)
     tokens = await asyncio.to_thread(configured_tokens, settings)
-    observability = observability_for(settings)
+    if observability is None:
+        observability = observability_for(settings)
     gate = DrainGate()
     interceptors: list[ServerInterceptor] = [*observability.interceptors, gate]
     if tokens:
@@ -159,7 +165,7 @@ async def start_server(settings: Settings, plugins: PluginHost) -> RunningServer
 
 @asynccontextmanager
 async def running_server(
-    settings: Settings, plugins: PluginHost | None = None
+    settings: Settings, plugins: PluginHost | None = None, observability: Observability | None = None
 ) -> AsyncIterator[RunningServer]:
     """A started server for the duration of the block, shut down gracefully after it.
 
@@ -167,9 +173,11 @@ async def running_server(
       settings: host, port (0 picks a free one), database path, councils, ...
       plugins: a host with its plugins registered and collected; None loads the installed
         plugins as the settings say.
+      observability: the metrics, traces and logs to keep; None composes them from the
+        settings and the environment (see :func:`start_server`).
     """
     host = plugins if plugins is not None else load_plugins(settings)
-    server = await start_server(settings, host)
+    server = await start_server(settings, host, observability)
     try:
         yield server
     finally:
