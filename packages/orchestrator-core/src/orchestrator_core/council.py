@@ -60,6 +60,14 @@ class Breakers:
             )
         return self._by_endpoint[key]
 
+    def endpoints(self) -> list[tuple[str, str, CircuitBreaker]]:
+        """Every breaker made so far, as (backend, endpoint as configured, breaker).
+
+        A copy, so another thread (metrics read when scraped) may call it while the loop adds
+        a breaker. The endpoint is the configured one and may hold credentials: redact it
+        before showing it."""
+        return [(backend, endpoint, breaker) for (backend, endpoint), breaker in list(self._by_endpoint.items())]
+
 
 class Council:
     """One role's council. Agents are made per deliberation: they are cheap, backends are shared."""
@@ -84,6 +92,11 @@ class Council:
     @property
     def ready(self) -> bool:
         return self._backend is not None and not self.problem
+
+    @property
+    def breakers(self) -> Breakers:
+        """The circuit breakers of its endpoints (shared with every council on the same ones)."""
+        return self._breakers
 
     @property
     def size(self) -> int:
