@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import math
 
+from orchestrator_core.check_runs import runs_off_loop
 from orchestrator_core.conformance_support import (
     DEFAULT_LIMITS,
     HOSTILE_TEXTS,
@@ -61,15 +62,9 @@ def _check_result(check: Check, result: object, what: str) -> CheckResult:
     return result
 
 
-def _runs_off_loop(check: Check) -> bool:
-    """As the engine decides: ``blocking = True``, or a ``run`` that is a plain def, runs in a
-    worker thread (:class:`~orchestrator_core.hookspecs.BlockingCheck`)."""
-    return getattr(check, "blocking", False) is True or not inspect.iscoroutinefunction(check.run)
-
-
 async def _invoke(check: Check, task: Task, proposal: Proposal) -> object:
     """One run of the check, where the engine would run it: on the loop, or in a thread."""
-    if not _runs_off_loop(check):
+    if not runs_off_loop(check):
         return await check.run(task, proposal)
 
     def in_thread() -> object:

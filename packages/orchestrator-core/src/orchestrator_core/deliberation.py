@@ -14,16 +14,7 @@ Once the failures of a phase leave fewer agents than the quorum, the phase's oth
 are cancelled at once and :class:`~orchestrator_core.errors.QuorumLost` is raised: the
 deliberation cannot go on, so nothing waits on calls whose answers could not be used.
 
-Checks run concurrently, each within its own budget: its ``timeout_seconds`` when it declares
-one (a positive number), else ``check_timeout_seconds`` (ORCH_CHECK_TIMEOUT_SECONDS), measured
-without the loop stalls other tasks caused (:class:`~orchestrator_core.plugin_calls.Budget`).
-A check that declares ``blocking = True``, or whose ``run`` is not a coroutine function, runs
-in a daemon thread of its own, off the event loop. A check's result is identified by the
-check's name: the engine gives it the check's declared name and kind, whatever the check
-wrote. A check that raises, returns something other than a CheckResult or a score outside
-[0, 1] has a bug: the proposal fails that check, and the bug is logged with its traceback and
-counted against the check; a check that times out fails that proposal's check, naming the
-bound.
+Checks run concurrently, each within its own budget (:mod:`orchestrator_core.check_runs`).
 
 Tokens are counted as each call returns, in a :class:`UsageMeter` the caller may pass in:
 a deliberation that fails, is cancelled or times out has still spent them, and the caller
@@ -33,14 +24,12 @@ reads them there (a call cut short by a timeout or a cancellation reported nothi
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -51,6 +40,7 @@ from orchestrator_core.agent_calls import (
     backend_of,
     call_agent,
 )
+from orchestrator_core.check_runs import run_check
 from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
     AgentCallFinished,
@@ -77,15 +67,9 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.plugin_calls import (
-    CHECK,
-    Budget,
     OffLoopRunner,
-    PluginCall,
     PluginFailureCounters,
-    count_failure,
     counting_failures,
-    log_plugin_bug,
-    plugin_call,
 )
 from orchestrator_core.scoring import Scorer, rank
 from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, CheckScope, PhaseScope, Telemetry
@@ -95,7 +79,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-CHECK_TIMEOUT_SETTING = "ORCH_CHECK_TIMEOUT_SECONDS"
 
 
 async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
@@ -354,75 +337,12 @@ class _Run:
         no usable result or times out fails the proposal (that check only)."""
         scope = CheckScope(self.deliberation_id, self.task.role, check.name, check.kind, proposal.proposal_id)
         with self.telemetry.check(scope):
-            result, started_at = await self._timed_check(check, proposal, scope)
+            result, started_at = await run_check(
+                check, self.task, proposal, scope, timeout_seconds=self.engine.check_timeout_seconds,
+                heavy_slots=self.engine.heavy_check_slots, off_loop=self.engine.off_loop,
+            )
         self.emit(CheckCompleted(proposal.proposal_id, result, started_at, time.time()))
         return result
-
-    async def _timed_check(self, check: Check, proposal: Proposal, scope: CheckScope) -> tuple[CheckResult, float]:
-        """The check's result and when it began to run (after any wait for a heavy-check
-        slot, which ``scope`` records)."""
-        named = PluginCall(CHECK, check.name, "run")
-        seconds, setting = check_bound(check, self.engine.check_timeout_seconds)
-        started, started_at = time.monotonic(), time.time()
-        try:
-            if getattr(check, "heavy", False):
-                async with self.engine.heavy_check_slots:
-                    scope.waited_seconds = time.monotonic() - started
-                    started, started_at = time.monotonic(), time.time()
-                    result = await self._run_check(check, proposal, named, seconds)
-            else:
-                result = await self._run_check(check, proposal, named, seconds)
-            scope.outcome = "passed" if result.passed else "failed"
-        except _CheckTimedOut:
-            message = f"timed out: {named} did not finish within {seconds:g}s ({setting})"
-            log.warning("%s (proposal %s)", message, proposal.proposal_id)
-            count_failure(named, "timeouts")
-            result = self._failed_check(check, message, started)
-            scope.outcome = "timeout"
-        except Exception as exc:
-            log_plugin_bug(named, exc, f"proposal {proposal.proposal_id}")
-            result = self._failed_check(
-                check,
-                f"check error: {type(exc).__name__}: {exc} {named.bug_note}",
-                started,
-            )
-            scope.outcome = "error"
-        return result, started_at
-
-    async def _run_check(self, check: Check, proposal: Proposal, named: PluginCall, seconds: float) -> CheckResult:
-        budget = Budget(seconds, strict=True)
-        result: object
-        try:
-            with plugin_call(named):
-                async with budget:
-                    if runs_off_loop(check):
-                        result = await self.engine.off_loop.run(named, partial(check.run, self.task, proposal))
-                    else:
-                        result = await check.run(self.task, proposal)
-        except TimeoutError:
-            if budget.expired:
-                raise _CheckTimedOut from None
-            raise
-        if not isinstance(result, CheckResult):
-            raise TypeError(f"returned {type(result).__name__}, not a CheckResult")
-        if not (isinstance(result.score, int | float) and math.isfinite(result.score) and 0 <= result.score <= 1):
-            raise ValueError(f"returned score {result.score!r}, outside [0, 1]")
-        if (result.name, result.kind) != (check.name, check.kind):
-            log.warning("%s returned a result named %r of kind %r; it is the check's own, %r of kind %r",
-                        named, result.name, result.kind, check.name, check.kind)
-            result = replace(result, name=check.name, kind=check.kind)
-        return result
-
-    @staticmethod
-    def _failed_check(check: Check, reason: str, started: float) -> CheckResult:
-        return CheckResult(
-            name=check.name,
-            kind=check.kind,
-            passed=False,
-            score=0.0,
-            diagnostics=(reason,),
-            duration_seconds=time.monotonic() - started,
-        )
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -461,27 +381,6 @@ class _Run:
             raise QuorumLost(f"{cause} ({summary})", cause=cause)
         details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
         raise QuorumLost(f"{summary}: {details}")
-
-
-class _CheckTimedOut(Exception):
-    """A check's budget ran out (not a TimeoutError the check raised itself)."""
-
-
-def check_bound(check: Check, default_seconds: float) -> tuple[float, str]:
-    """A check's timeout and what sets it: its own ``timeout_seconds`` when that is a positive
-    number, else the server's (ORCH_CHECK_TIMEOUT_SECONDS)."""
-    own = getattr(check, "timeout_seconds", None)
-    if isinstance(own, int | float) and not isinstance(own, bool) and math.isfinite(own) and own > 0:
-        return float(own), "the check's timeout_seconds"
-    return default_seconds, CHECK_TIMEOUT_SETTING
-
-
-def runs_off_loop(check: Check) -> bool:
-    """True for a check that blocks: it declares ``blocking = True``, or its ``run`` is not a
-    coroutine function."""
-    if getattr(check, "blocking", False) is True:
-        return True
-    return not inspect.iscoroutinefunction(check.run)
 
 
 def _proposal_of(member: _Member) -> Proposal:

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from orchestrator_core import __version__
-from orchestrator_core.agent_calls import backend_of
 from orchestrator_core.breaker import GuardedAgent
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
@@ -27,29 +26,27 @@ from orchestrator_core.errors import (
     NoViableProposal,
 )
 from orchestrator_core.events import AgentCallFinished, DeliberationStarted, EventSink, RankingReady, discard_event
-from orchestrator_core.hookspecs import Agent, SelectingAgent, identity_of
-from orchestrator_core.models import DeliberationOutcome, Phase, Selection, Task, TokenUsage
+from orchestrator_core.hookspecs import Agent, SelectingAgent
+from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
 from orchestrator_core.plugin_calls import PluginFailureCounters, counting_failures
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
 from orchestrator_core.reachability import Prober
-from orchestrator_core.records.idempotency import claim, request_fingerprint
+from orchestrator_core.records.idempotency import claim
 from orchestrator_core.records.model import (
-    CouncilSeat,
     DeliberationRecord,
     RecordPage,
     RecordQuery,
     RecordStatus,
 )
-from orchestrator_core.records.redaction import redacted_options
+from orchestrator_core.records.opening import new_record
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.records.upkeep import RecordUpkeep
 from orchestrator_core.records.writer import RecordWriter
-from orchestrator_core.redaction import redact_url
 from orchestrator_core.scoring import Scorer, no_viable_message
-from orchestrator_core.selection import select_winner
+from orchestrator_core.selection import select_winner, selector_scope
 from orchestrator_core.settings import Settings
 from orchestrator_core.statistics import Statistics, StatisticsRecorder
-from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, DeliberationScope, PhaseScope, Telemetry
+from orchestrator_core.telemetry import NO_TELEMETRY, DeliberationScope, PhaseScope, Telemetry
 from orchestrator_core.validation import (
     DeliberationRequest,
     Plan,
@@ -205,7 +202,7 @@ class Orchestrator:
         agents = _named_backend(council.agents(checked.num_agents), council.settings.backend)
         budget = self._budget(checked.task, timeout)
         with self._slot():
-            record = self._new_record(checked, council, agents, top_k)
+            record = new_record(checked, council, agents, top_k, self.owner)
             started = time.monotonic()
             answered = await self._create(record, budget)
             if answered is not None:
@@ -242,31 +239,6 @@ class Orchestrator:
                     self._finish(writer, scope, RecordStatus.SUCCEEDED, started, meter.total, selection=selection)
                 )
                 return outcome, selection
-
-    def _new_record(
-        self, checked: Plan, council: Council, agents: Sequence[Agent], top_k: int | None
-    ) -> DeliberationRecord:
-        kind = "deliberate" if top_k is None else "orchestrate"
-        now = time.time()
-        fingerprint = request_fingerprint(
-            kind, checked.task, num_agents=checked.num_agents, rounds=checked.rounds, top_k=top_k or 0
-        )
-        return DeliberationRecord(
-            deliberation_id=uuid.uuid4().hex,
-            kind=kind,
-            role=checked.task.role,
-            task=checked.task,
-            status=RecordStatus.RUNNING,
-            created_at=now,
-            updated_at=now,
-            request_id=checked.request_id,
-            request_fingerprint=fingerprint if checked.request_id else "",
-            owner=self.owner,
-            num_agents=checked.num_agents,
-            rounds=checked.rounds,
-            top_k=top_k or 0,
-            council=tuple(_seat(agent, council, i) for i, agent in enumerate(agents)),
-        )
 
     async def _create(self, record: DeliberationRecord, budget: float) -> DeliberationRecord | None:
         """Store the new RUNNING record; or, for a request_id already answered, the record
@@ -318,7 +290,7 @@ class Orchestrator:
             selection = await select_winner(
                 checked.task, outcome.results, selector, top_k=top_k,
                 timeout_seconds=agent_timeout(checked.task, self.settings.agent_timeout_seconds),
-                telemetry=self.telemetry, scope=_selection_scope(record, selector, checked.task),
+                telemetry=self.telemetry, scope=selector_scope(record.deliberation_id, checked.task, selector),
                 on_call=lambda call: writer.observe(AgentCallFinished(call)),
             )
         meter.add(selection.usage)
@@ -482,26 +454,3 @@ def _named_backend(agents: list[GuardedAgent], backend: str) -> list[GuardedAgen
         if not agent.backend:
             agent.backend = backend
     return agents
-
-
-def _seat(agent: Agent, council: Council, index: int) -> CouncilSeat:
-    """A council seat as the record keeps it: options and endpoint without secrets."""
-    identity = identity_of(agent)
-    return CouncilSeat(
-        agent.agent_id,
-        council.settings.backend,
-        redacted_options(council.settings.options_for(index)),
-        model=identity.model,
-        endpoint=redact_url(identity.endpoint) if identity.endpoint else "",
-        source=identity.source,
-    )
-
-
-def _selection_scope(record: DeliberationRecord, selector: SelectingAgent | None, task: Task) -> AgentCallScope | None:
-    """The telemetry scope of the selector's call (None without a selector)."""
-    if selector is None:
-        return None
-    return AgentCallScope(
-        record.deliberation_id, record.role, selector.agent_id, backend_of(selector), identity_of(selector).model,
-        Phase.SELECT, 0, task=task.description,
-    )

@@ -21,9 +21,9 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from orchestrator_core.agent_calls import AgentCallFailed, call_agent
+from orchestrator_core.agent_calls import AgentCallFailed, backend_of, call_agent
 from orchestrator_core.errors import NoViableProposal
-from orchestrator_core.hookspecs import SelectingAgent
+from orchestrator_core.hookspecs import SelectingAgent, identity_of
 from orchestrator_core.models import AgentCall, Phase, RankedProposal, Selection, Task
 from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, Telemetry
 
@@ -151,4 +151,14 @@ async def select_winner(
         rationale=rationale or f"chosen by {selector.agent_id}",
         selected_by=selector.agent_id,
         usage=reply.usage,
+    )
+
+
+def selector_scope(deliberation_id: str, task: Task, selector: SelectingAgent | None) -> AgentCallScope | None:
+    """The telemetry scope of the selector's call (None without a selector)."""
+    if selector is None:
+        return None
+    return AgentCallScope(
+        deliberation_id, task.role, selector.agent_id, backend_of(selector), identity_of(selector).model,
+        Phase.SELECT, 0, task=task.description,
     )
