@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import sys
 from typing import Any
 
@@ -18,6 +17,7 @@ from orchestrator_core.plugins import load_plugins
 from orchestrator_core.settings import Settings, SettingsFileError
 from orchestrator_grpc.auth import TokensUnavailable
 from orchestrator_grpc.cli.output import print_json
+from orchestrator_grpc.observability.log_format import configure_logging
 from orchestrator_grpc.server import AddressUnavailable
 from orchestrator_grpc.server import serve as serve_forever
 from orchestrator_grpc.tls import TLSFilesUnavailable
@@ -51,11 +51,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = _read_settings(**overrides)
     except _SettingsUnusable as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings, sys.stderr)
     try:
         plugins = load_plugins(settings)
         asyncio.run(serve_forever(settings, plugins))

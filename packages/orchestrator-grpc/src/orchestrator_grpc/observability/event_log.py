@@ -1,9 +1,187 @@
-"""One structured log line per event that matters in a deliberation."""
+"""One structured log line per event that matters in a deliberation, on the
+``orchestrator.events`` logger.
+
+Each line has a readable message and its fields as ``extra`` (the JSON format shows them as
+keys; see :mod:`.log_format`), ``event`` naming what happened:
+
+========================  ==========================================================  =====================
+event                     fields                                                      level
+========================  ==========================================================  =====================
+``deliberation_started``  kind, agents, rounds                                        INFO
+``deliberation_finished`` kind, status, error_kind, duration_seconds, rounds_run,     INFO when succeeded,
+                          viable_proposals, input_tokens, output_tokens               else WARNING
+``agent_call_finished``   agent_id, backend, model, response_model, phase, round,     DEBUG when ok, INFO
+                          outcome, duration_seconds, input_tokens, output_tokens,     when ok but truncated
+                          truncated                                                   or cancelled, else
+                                                                                      WARNING
+``check_finished``        check, check_kind, proposal_id, outcome, duration_seconds,  DEBUG when passed,
+                          waited_seconds                                              failed or cancelled,
+                                                                                      WARNING on a timeout
+                                                                                      or an error
+``phase_finished``        phase, round, duration_seconds                              DEBUG
+========================  ==========================================================  =====================
+
+Every line also has ``deliberation_id`` and ``role``. The levels: an operator at INFO sees
+one line as each deliberation starts and one as it ends, and every call or check that went
+wrong; a call that answered is one of (agents x (1 + 2 x rounds)) per deliberation, which
+metrics and traces already count and time, so it is DEBUG. A check that *fails* a proposal
+is the checks doing their job (DEBUG); one that times out or errs is not (WARNING). A call
+cancelled because its deliberation ended is INFO: the deliberation's own WARNING says why,
+and these lines say which calls were still running.
+
+The scopes also bind their ids (:func:`.log_fields`) for the lines logged inside them, so
+the core's own warnings (an agent that timed out, a check's bug) carry the deliberation id,
+and within an agent call its agent id and phase.
+
+Nothing of the task's text, of a reply or of an error message is logged here.
+"""
 
 from __future__ import annotations
 
-from orchestrator_core.telemetry import Telemetry
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from orchestrator_core.models import CallOutcome
+from orchestrator_core.telemetry import AgentCallScope, CheckScope, DeliberationScope, PhaseScope, Telemetry
+from orchestrator_grpc.observability.log_format import log_fields
+
+EVENTS_LOGGER = "orchestrator.events"
+
+_CHECK_PROBLEMS = frozenset({"timeout", "error"})
 
 
 class EventLog(Telemetry):
-    """Logs each deliberation, agent call and check as it ends (skeleton: logs nothing yet)."""
+    """Logs each deliberation as it starts and ends, and each agent call, check and phase as
+    it ends, on ``logger`` (``orchestrator.events``)."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.log = logger if logger is not None else logging.getLogger(EVENTS_LOGGER)
+
+    def deliberation(self, scope: DeliberationScope) -> AbstractContextManager[None]:
+        return self._deliberation(scope)
+
+    def phase(self, scope: PhaseScope) -> AbstractContextManager[None]:
+        return self._phase(scope)
+
+    def agent_call(self, scope: AgentCallScope) -> AbstractContextManager[None]:
+        return self._agent_call(scope)
+
+    def check(self, scope: CheckScope) -> AbstractContextManager[None]:
+        return self._check(scope)
+
+    @contextmanager
+    def _deliberation(self, scope: DeliberationScope) -> Iterator[None]:
+        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role):
+            ids = {"deliberation_id": scope.deliberation_id, "role": scope.role}
+            self.log.info(
+                "%s started: role %s, %d agents, %d rounds", scope.kind, scope.role, scope.num_agents, scope.rounds,
+                extra={
+                    "event": "deliberation_started", **ids, "kind": scope.kind, "agents": scope.num_agents,
+                    "rounds": scope.rounds,
+                },
+            )
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                seconds = time.monotonic() - started
+                succeeded = scope.status == "succeeded"
+                self.log.log(
+                    logging.INFO if succeeded else logging.WARNING,
+                    "%s %s%s in %.3fs: %d rounds run, %d viable proposals, %d+%d tokens",
+                    scope.kind, scope.status, f" ({scope.error_kind})" if scope.error_kind else "", seconds,
+                    scope.rounds_run, scope.viable_proposals, scope.usage.prompt_tokens,
+                    scope.usage.completion_tokens,
+                    extra={
+                        "event": "deliberation_finished", **ids, "kind": scope.kind, "status": scope.status,
+                        "error_kind": scope.error_kind, "duration_seconds": seconds, "rounds_run": scope.rounds_run,
+                        "viable_proposals": scope.viable_proposals, "input_tokens": scope.usage.prompt_tokens,
+                        "output_tokens": scope.usage.completion_tokens,
+                    },
+                )
+
+    @contextmanager
+    def _phase(self, scope: PhaseScope) -> Iterator[None]:
+        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase):
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                if self.log.isEnabledFor(logging.DEBUG):
+                    seconds = time.monotonic() - started
+                    self.log.debug(
+                        "phase %s%s ended in %.3fs", scope.phase, _round(scope.round), seconds,
+                        extra={
+                            "event": "phase_finished", "deliberation_id": scope.deliberation_id,
+                            "role": scope.role, "phase": scope.phase, "round": scope.round,
+                            "duration_seconds": seconds,
+                        },
+                    )
+
+    @contextmanager
+    def _agent_call(self, scope: AgentCallScope) -> Iterator[None]:
+        with log_fields(
+            deliberation_id=scope.deliberation_id, role=scope.role, agent_id=scope.agent_id, phase=scope.phase.value
+        ):
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                level = _call_level(scope)
+                if self.log.isEnabledFor(level):
+                    self._call_finished(scope, level, time.monotonic() - started)
+
+    def _call_finished(self, scope: AgentCallScope, level: int, seconds: float) -> None:
+        model = scope.response_model or scope.model
+        self.log.log(
+            level,
+            "agent %s %s%s %s in %.3fs (%s%s): %d+%d tokens%s",
+            scope.agent_id, scope.phase.value, _round(scope.round), scope.outcome.value, seconds, scope.backend,
+            f", {model}" if model else "", scope.usage.prompt_tokens, scope.usage.completion_tokens,
+            ", truncated" if scope.truncated else "",
+            extra={
+                "event": "agent_call_finished", "deliberation_id": scope.deliberation_id, "role": scope.role,
+                "agent_id": scope.agent_id, "backend": scope.backend, "model": scope.model,
+                "response_model": scope.response_model, "phase": scope.phase.value, "round": scope.round,
+                "outcome": scope.outcome.value, "duration_seconds": seconds,
+                "input_tokens": scope.usage.prompt_tokens, "output_tokens": scope.usage.completion_tokens,
+                "truncated": scope.truncated,
+            },
+        )
+
+    @contextmanager
+    def _check(self, scope: CheckScope) -> Iterator[None]:
+        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role):
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                level = logging.WARNING if scope.outcome in _CHECK_PROBLEMS else logging.DEBUG
+                if self.log.isEnabledFor(level):
+                    seconds = max(0.0, time.monotonic() - started - scope.waited_seconds)
+                    self.log.log(
+                        level,
+                        "check %s of proposal %s %s in %.3fs%s",
+                        scope.check, scope.proposal_id, scope.outcome, seconds,
+                        f" (after {scope.waited_seconds:.3f}s waiting for a slot)" if scope.waited_seconds else "",
+                        extra={
+                            "event": "check_finished", "deliberation_id": scope.deliberation_id,
+                            "role": scope.role, "check": scope.check, "check_kind": scope.kind,
+                            "proposal_id": scope.proposal_id, "outcome": scope.outcome,
+                            "duration_seconds": seconds, "waited_seconds": scope.waited_seconds,
+                        },
+                    )
+
+
+def _call_level(scope: AgentCallScope) -> int:
+    if scope.outcome is CallOutcome.OK:
+        return logging.INFO if scope.truncated else logging.DEBUG
+    if scope.outcome is CallOutcome.CANCELLED:
+        return logging.INFO
+    return logging.WARNING
+
+
+def _round(number: int) -> str:
+    return f" round {number}" if number else ""
