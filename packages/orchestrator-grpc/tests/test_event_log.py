@@ -15,11 +15,16 @@ from typing import Any
 import grpc
 import pytest
 from grpc_test_support import HANG_GUARD, ServerFactory, request
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator_core.settings import Settings
 from orchestrator_grpc.observability.event_log import EVENTS_LOGGER
 from orchestrator_grpc.observability.log_format import LogFormat, log_handler
+from orchestrator_grpc.observability.tracing import Tracing
 
 TASK = "Write a function that adds two numbers, marker 7f3c1e"
 FAULTY_TASK = "Sum a list of integers, marker 0b9d42"
@@ -191,3 +196,53 @@ async def test_text_lines_of_a_deliberation_name_it(serve_with: ServerFactory, t
     serving = [line for line in lines if " INFO orchestrator_grpc.server: serving " in line]
     assert serving
     assert all("[deliberation " not in line for line in serving)
+
+
+# -- with tracing on ------------------------------------------------------------------------
+
+CALLER_TRACE_ID = "5c0e1d4f3b2a49e8a7d6c5b4a3928170"
+
+
+async def test_with_tracing_each_line_carries_the_trace_and_the_span_it_was_logged_in(
+    serve_with: ServerFactory, json_lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+
+    def in_memory(cls: type[Tracing], settings: Settings) -> Tracing:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return cls(provider, settings)
+
+    monkeypatch.setattr(Tracing, "from_environment", classmethod(in_memory))
+    faulty = request(
+        role="FAULTY", task=FAULTY_TASK, rounds=0, constraints=pb.TaskConstraints(agent_timeout_seconds=0.5)
+    )
+    traceparent = (("traceparent", f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"),)
+    async with serve_with() as server, grpc.aio.insecure_channel(server.address) as channel:
+        response = await pb_grpc.OrchestratorServiceStub(channel).Deliberate(
+            faulty, metadata=traceparent, timeout=HANG_GUARD
+        )
+    lines = json_lines()
+    spans = exporter.get_finished_spans()
+
+    [rpc] = [span for span in spans if span.name == "orchestrator.v1.OrchestratorService/Deliberate"]
+    assert format(rpc.context.trace_id, "032x") == CALLER_TRACE_ID
+    ours = [line for line in lines if line.get("deliberation_id") == response.deliberation_id]
+    assert {line["trace_id"] for line in ours} == {CALLER_TRACE_ID}
+
+    [deliberation] = [span for span in spans if span.name == "deliberate FAULTY"]
+    for event in ("deliberation_started", "deliberation_finished"):
+        [line] = events(lines, event)
+        assert line["span_id"] == format(deliberation.context.span_id, "016x")
+    call_spans = {
+        (span.attributes or {}).get("gen_ai.agent.id"): format(span.context.span_id, "016x")
+        for span in spans if (span.attributes or {}).get("gen_ai.operation.name") == "chat"
+    }
+    calls = events(lines, "agent_call_finished")
+    assert len(calls) == 6
+    assert {call["agent_id"]: call["span_id"] for call in calls} == call_spans
+    [timed_out] = [line for line in lines if "timed out after" in line["message"]]
+    assert timed_out["span_id"] == call_spans["faulty-3"]  # the core's warning, in the call's span
+    serving = [line for line in lines if line["message"].startswith("serving ")]
+    assert serving
+    assert all("trace_id" not in line for line in serving)  # no span is current at startup
