@@ -85,9 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print JSON instead of a table (a table on a terminal, else tab-separated values)",
     )
     listing.set_defaults(run=LazyCommand("client_commands", "list_deliberations"), client_timeout=None)
-    show = records_commands.add_parser("show", help="one record as JSON (a plain summary on stderr)")
+    show = records_commands.add_parser(
+        "show", help="one record as JSON (a plain summary on stderr), and with --timeline its picture"
+    )
     add_client_options(show)
     show.add_argument("deliberation_id")
+    show.add_argument(
+        "--timeline", type=arguments.timeline_file, metavar="FILE",
+        help="also draw the deliberation's calls and checks on a time axis to FILE (.png or .svg; "
+        "needs the timeline extra: pip install 'orchestrator-grpc[timeline]')",
+    )
     show.set_defaults(run=LazyCommand("client_commands", "show_deliberation"), client_timeout=None)
     return parser
 

@@ -36,6 +36,17 @@ def point_in_time(text: str) -> float:
     return moment.timestamp()
 
 
+TIMELINE_SUFFIXES = (".png", ".svg")
+
+
+def timeline_file(text: str) -> Path:
+    """``deliberations show --timeline``: a .png or .svg file, the format chosen by the suffix."""
+    path = Path(text)
+    if path.suffix.lower() not in TIMELINE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeline is drawn as a .png or an .svg file")
+    return path
+
+
 def add_task_options(parser: argparse.ArgumentParser) -> None:
     """What ``deliberate`` and ``orchestrate`` share: the task and how the council works on it."""
     parser.add_argument("--role", required=True, help="DEV, QA, ARCHITECT, DEVOPS, DATA, ...")

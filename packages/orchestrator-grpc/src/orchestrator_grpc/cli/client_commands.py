@@ -33,6 +33,8 @@ HEALTH_CONNECTION_FAILURE = 2
 HEALTH_RPC_FAILURE = 3
 HEALTH_UNHEALTHY = 4
 
+USAGE_ERROR = 2
+
 RECORD_COLUMNS = ("id", "kind", "role", "status", "created", "task")
 
 
@@ -113,6 +115,16 @@ def list_deliberations(args: argparse.Namespace) -> int:
 
 
 def show_deliberation(args: argparse.Namespace) -> int:
+    """The record as JSON on stdout, a summary on stderr; with ``--timeline``, its picture
+    too (matplotlib is looked for before the server is called: without it nothing is done)."""
+    if args.timeline is not None:
+        from orchestrator_grpc.timeline import TimelineUnavailable, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except TimelineUnavailable as exc:
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            return USAGE_ERROR
     connection = Connection.from_args(args)
 
     async def call() -> pb.DeliberationRecord:
@@ -126,6 +138,16 @@ def show_deliberation(args: argparse.Namespace) -> int:
     print_json(to_dict(record))
     for line in record_summary(record):
         print(inert(line), file=sys.stderr)
+    if args.timeline is not None:
+        from orchestrator_grpc.convert import record_from_proto
+        from orchestrator_grpc.timeline import draw_timeline
+
+        try:
+            draw_timeline(record_from_proto(record), args.timeline)
+        except OSError as exc:
+            print(f"orchestrator: cannot write the timeline: {exc}", file=sys.stderr)
+            return 1
+        print(f"timeline: {args.timeline}", file=sys.stderr)
     return 0
 
 
@@ -146,6 +168,26 @@ def record_summary(record: pb.DeliberationRecord) -> list[str]:
         ran = " ".join(part for part in (seat.model, f"at {seat.endpoint}" if seat.endpoint else "") if part)
         origin = f" (from {seat.source})" if seat.source else ""
         lines.append(f"{seat.agent_id}: {seat.backend} {ran or '(the backend does not say what it runs)'}{origin}")
+    return lines + calls_summary(record)
+
+
+def calls_summary(record: pb.DeliberationRecord) -> list[str]:
+    """Each agent call on a line: its start (seconds after the deliberation's), duration, agent,
+    phase and round, outcome and tokens; then how many checks ran and failed."""
+    lines = []
+    if record.calls:
+        lines.append(f"{len(record.calls)} agent call(s): start, duration (s), agent, phase, outcome, tokens")
+    for call in record.calls:
+        phase = f"{call.phase} {call.round}" if call.round else call.phase
+        marks = ", truncated" if call.truncated else ""
+        tokens = call.usage.prompt_tokens + call.usage.completion_tokens
+        lines.append(
+            f"  {call.started_at - record.created_at:+8.3f} {call.finished_at - call.started_at:7.3f}  "
+            f"{call.agent_id}  {phase}  {call.outcome}{marks}  {tokens}"
+        )
+    if record.checks:
+        failed = sum(not check.result.passed for check in record.checks)
+        lines.append(f"{len(record.checks)} check run(s), {failed} not passed")
     return lines
 
 
