@@ -20,12 +20,12 @@ from grpc_test_support import make_settings, orchestrator_command, request
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.errors import BackendUnavailable
-from orchestrator_core.models import Phase, Proposal, Task
-from orchestrator_core.records import DeliberationRecord, RecordStatus
+from orchestrator_core.models import AgentCall, CallOutcome, CheckResult, Phase, Proposal, Task, TokenUsage
+from orchestrator_core.records import CouncilSeat, DeliberationRecord, RecordedCheck, RecordStatus
 from orchestrator_core.testing import PluginRegistrar, ScriptedBackend, ScriptedCheck, ScriptedPlugin
 from orchestrator_grpc.cli import main
 from orchestrator_grpc.server import running_server
-from orchestrator_grpc.timeline import INSTALL_HINT, NO_CALLS, draw_timeline
+from orchestrator_grpc.timeline import INSTALL_HINT, NO_CALLS, draw_timeline, lanes_of
 
 CLI_GUARD = 120.0
 """Seconds a CLI process may take (it imports matplotlib) before the test fails."""
@@ -172,6 +172,28 @@ def test_a_record_without_calls_draws_a_chart_that_says_so(tmp_path: Path) -> No
     text = svg_text(picture)
     assert NO_CALLS in text
     assert "deliberate dddddddd… · DEV · failed (QuorumLost) · 1.00 s" in text
+
+
+def test_lanes_follow_the_council_and_leave_out_checks_kept_without_times() -> None:
+    lint = CheckResult(name="lint", kind="lint", passed=True, score=1.0)
+    record = DeliberationRecord(
+        "d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.SUCCEEDED, 1000.0, 1004.0,
+        council=(CouncilSeat("dev-2", "scripted"), CouncilSeat("dev-1", "scripted")),
+        calls=(AgentCall("dev-1", Phase.GENERATE, 0, 1000.5, 1002.0, CallOutcome.TIMEOUT),
+               AgentCall("arch-1", Phase.SELECT, 0, 1003.0, 1003.5, CallOutcome.OK, TokenUsage(7, 3), truncated=True)),
+        checks=(RecordedCheck("dev-1-v0", lint), RecordedCheck("dev-2-v0", lint, 1002.5, 1002.75)),
+    )
+
+    lanes = lanes_of(record)
+
+    assert [lane.name for lane in lanes] == ["dev-2", "dev-1", "arch-1", "checks of dev-2-v0"]
+    assert lanes[0].bars == ()
+    [timed_out] = lanes[1].bars
+    assert (timed_out.start, timed_out.end, timed_out.failed, timed_out.label) == (0.5, 2.0, "timeout", "")
+    [selection] = lanes[2].bars
+    assert (selection.failed, selection.truncated, selection.label) == ("", True, "10 tok")
+    [check] = lanes[3].bars
+    assert (check.start, check.end, check.label, check.failed) == (2.5, 2.75, "lint", "")
 
 
 def test_without_matplotlib_the_cli_says_how_to_install_it_and_writes_nothing(tmp_path: Path) -> None:
