@@ -40,8 +40,8 @@ class ProposalRevised:
 @dataclass(frozen=True)
 class CheckCompleted:
     """One check of one proposal finished. ``started_at`` and ``finished_at`` are seconds since
-    the Unix epoch (0 when unknown, e.g. an event read back from a stream); ``started_at`` is
-    when the check began running, after any wait for a heavy-check slot."""
+    the Unix epoch (0 when unknown, e.g. an event from a server older than these fields);
+    ``started_at`` is when the check began running, after any wait for a heavy-check slot."""
 
     proposal_id: str
     result: CheckResult
