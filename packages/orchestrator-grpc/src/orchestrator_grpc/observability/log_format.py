@@ -72,11 +72,6 @@ def log_fields(**fields: str) -> Iterator[None]:
         _FIELDS.reset(token)
 
 
-def bound_fields() -> Mapping[str, str]:
-    """The ids bound to the current context."""
-    return _FIELDS.get()
-
-
 class CorrelationFilter(logging.Filter):
     """Puts the ids bound to the current context, and the current trace and span ids, on
     each record (a value the line was logged with wins). Filters nothing out."""
