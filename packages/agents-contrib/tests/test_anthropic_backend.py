@@ -84,6 +84,14 @@ async def test_text_blocks_are_joined_and_usage_returned(server: LLMServer) -> N
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (40, 12)
 
 
+async def test_the_reply_names_the_model_that_answered(server: LLMServer) -> None:
+    server.script(MESSAGES_PATH, Reply(anthropic_message(model="claude-test-20260115")))
+    reply = await agent_of(backend_for(server.url)).generate(TASK)
+
+    assert server.requests[0].json["model"] == "claude-test"
+    assert reply.model == "claude-test-20260115"
+
+
 def test_a_missing_key_is_reported_when_the_agent_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORCH_ANTHROPIC_API_KEY", raising=False)
     backend = AnthropicBackend(AnthropicSettings(), prompts_dir="")

@@ -23,7 +23,7 @@ from agents_contrib.embedded_server import packaged_model
 from agents_contrib.prompting import PromptBook
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_core.models import Critique, Phase, Proposal, Task, TaskConstraints, TaskTest
+from orchestrator_core.models import AgentConfig, Critique, Phase, Proposal, Task, TaskConstraints, TaskTest
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.server import RunningServer, running_server
 
@@ -151,6 +151,19 @@ async def test_replies_cut_off_at_max_tokens_are_flagged(tmp_path: Path, monkeyp
     assert response.usage.completion_tokens == 3 * 8 == counters["tokens_predicted_total"]
     # Eight tokens hold no working add(): nothing is viable, and the response says so.
     assert response.viable_proposals == 0
+
+
+async def test_a_reply_names_the_served_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(tmp_path, monkeypatch, max_tokens="8")
+    backend = EmbeddedBackend()
+    try:
+        agent = backend.create(AgentConfig("dev-1", "DEV", 0, 1, {}))
+        reply = await agent.generate(Task("DEV", TASK))
+    finally:
+        await backend.aclose()
+
+    assert reply.text
+    assert reply.model == MODEL
 
 
 def test_the_default_model_ships_in_a_wheel() -> None:

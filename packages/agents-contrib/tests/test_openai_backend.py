@@ -137,6 +137,21 @@ async def test_reply_content_quirks_are_read(server: LLMServer, content: Any, ex
     assert (await agent_of(backend_for(server.base_url)).generate(TASK)).text == expected
 
 
+async def test_the_reply_names_the_model_that_answered(server: LLMServer) -> None:
+    server.script(CHAT_PATH, Reply(chat_completion("fine", model="test-model-2026-01-15")))
+    reply = await agent_of(backend_for(server.base_url)).generate(TASK)
+
+    assert server.requests[0].json["model"] == "test-model"
+    assert reply.model == "test-model-2026-01-15"
+
+
+async def test_a_reply_that_names_no_model_names_none(server: LLMServer) -> None:
+    body = chat_completion("fine")
+    del body["model"]
+    server.script(CHAT_PATH, Reply(body))
+    assert (await agent_of(backend_for(server.base_url)).generate(TASK)).model == ""
+
+
 async def test_a_reply_without_usage_counts_zero_tokens(server: LLMServer) -> None:
     body = chat_completion("fine")
     del body["usage"]

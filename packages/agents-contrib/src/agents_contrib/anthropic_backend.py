@@ -231,10 +231,12 @@ class AnthropicAgent(ModelAgent[AnthropicOptions, AnthropicBackend]):
         truncated = _field(message, "stop_reason") in TRUNCATING_STOPS
         if truncated:
             log.warning("%s: reply cut off at max_tokens %d", self.agent_id, self.options.max_tokens)
+        answered_by = _field(message, "model")
         return AgentReply(
             text=joined,
             usage=TokenUsage(_count(_field(usage, "input_tokens")), _count(_field(usage, "output_tokens"))),
             truncated=truncated,
+            model=self._server_text.clean(answered_by) if isinstance(answered_by, str) else "",
         )
 
 

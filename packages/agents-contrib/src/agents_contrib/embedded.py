@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ class EmbeddedAgent(OpenAIAgent):
         base_url = await self._embedded.server.base_url(self._embedded.parameters(self._model_path))
         if self.options.base_url != base_url:
             self.point_at(base_url)
-        return await super().complete(prompt, phase)
+        reply = await super().complete(prompt, phase)
+        # The model that answered is the one served, named by its alias: llama.cpp's server
+        # names it otherwise ("-", in the build xllamacpp ships).
+        return replace(reply, model=self.options.model)
 
 
 def _alias(model_path: Path) -> str:

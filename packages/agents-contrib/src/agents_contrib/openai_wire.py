@@ -12,9 +12,10 @@ Request (``POST {base_url}/chat/completions``, JSON)::
 LM Studio all read it, and OpenAI still accepts it for chat models.
 
 Reply: ``choices[0].message.content`` (a string, or a list of ``{"type": "text"}`` parts
-on some servers) and ``usage.prompt_tokens`` / ``usage.completion_tokens`` (absent on
-some servers: then zero). ``choices[0].finish_reason`` ``"length"`` means the reply stopped
-at ``max_tokens``: it is kept, flagged ``truncated``. Anything else is a
+on some servers), ``usage.prompt_tokens`` / ``usage.completion_tokens`` (absent on
+some servers: then zero) and ``model``, the model that answered (empty when absent).
+``choices[0].finish_reason`` ``"length"`` means the reply stopped at ``max_tokens``: it is
+kept, flagged ``truncated``. Anything else is a
 :class:`MalformedReply`, never a crash.
 """
 
@@ -90,7 +91,11 @@ def parse_reply(raw: bytes, *, endpoint: str, model: str, text: ServerText) -> A
         why = f" (finish_reason {finish!r})" if isinstance(finish, str) else ""
         raise MalformedReply(f"the server at {endpoint} answered with no content{why}")
     truncated = choice.get("finish_reason") == "length"
-    return AgentReply(text=content, usage=_usage(data.get("usage")), truncated=truncated)
+    answered_by = data.get("model")
+    return AgentReply(
+        text=content, usage=_usage(data.get("usage")), truncated=truncated,
+        model=text.clean(answered_by) if isinstance(answered_by, str) else "",
+    )
 
 
 def _content_text(content: Any) -> str:
