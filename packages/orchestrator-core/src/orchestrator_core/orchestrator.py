@@ -209,11 +209,11 @@ class Orchestrator:
                 return self._replay(answered, on_event)
             on_event(DeliberationStarted(record.deliberation_id))
             writer = RecordWriter(self.store, record, on_event)
-            writer.start()
             meter = UsageMeter()
             scope = DeliberationScope(record.deliberation_id, record.kind, record.role, record.num_agents,
                                       record.rounds)
             with self.telemetry.deliberation(scope):
+                writer.start()  # its task runs in the scope: its log lines name the deliberation
                 try:
                     remaining = budget - (time.monotonic() - started)
                     with call_deadline(remaining), counting_failures(self.plugin_failures):
