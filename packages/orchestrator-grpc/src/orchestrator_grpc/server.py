@@ -194,6 +194,8 @@ async def serve(settings: Settings, plugins: PluginHost) -> None:
         # A line that scripts (and tests using port 0) read the address to dial from; the
         # log line above names the address bound as well.
         print(f"orchestrator serving on {server.address}", flush=True)
+        if server.observability.metrics is not None:
+            print(f"orchestrator metrics on {server.observability.metrics.url}", flush=True)
         try:
             await stop.wait()
             log.info("signal received")

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port to bind, 0 for any free one (default: ORCH_PORT or 50055)"
     )
+    serve.add_argument(
+        "--metrics-port", type=int,
+        help="serve Prometheus metrics over HTTP at /metrics on this port, 0 for any free one "
+        "(default: ORCH_METRICS_PORT; off when unset)",
+    )
     serve.set_defaults(run=LazyCommand("commands", "serve"))
 
     plugins = commands_.add_parser("plugins", help="list loaded and failed plugins as JSON")

@@ -45,7 +45,9 @@ def _read_settings(**overrides: Any) -> Settings:
 
 def serve(args: argparse.Namespace) -> int:
     overrides = {
-        name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+        if value is not None
     }
     try:
         settings = _read_settings(**overrides)

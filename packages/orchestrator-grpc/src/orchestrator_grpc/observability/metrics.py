@@ -72,7 +72,7 @@ class ServiceMetrics:
         )
         self.registry.register(OrchestratorState(orchestrator))
         self._http.start()
-        log.info("serving Prometheus metrics on %s (plain HTTP, no token)", self.url)
+        log.info("serving Prometheus metrics on %s, bound to %s (plain HTTP, no token)", self.url, self._http.bound)
 
     async def close(self) -> None:
         """Stop serving /metrics."""

@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, start_http_server
 
 METRICS_PORT_SETTING = "ORCH_METRICS_PORT"
+WILDCARDS = ("0.0.0.0", "::")
 
 
 class MetricsAddressUnavailable(OSError):
@@ -34,8 +35,13 @@ class MetricsHttpServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        """Where a client on this machine scrapes: a wildcard host on the loopback address."""
+        host = "127.0.0.1" if self.host in WILDCARDS else self.host
+        return f"http://{_bracketed(host)}:{self.port}/metrics"
+
+    @property
+    def bound(self) -> str:
+        return f"{_bracketed(self.host)}:{self.port}"
 
     def start(self) -> int:
         """Listen and serve; the port bound (the one picked, for port 0)."""
@@ -43,7 +49,7 @@ class MetricsHttpServer:
             self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self.registry)
         except OSError as exc:
             raise MetricsAddressUnavailable(
-                f"cannot serve metrics on {self.host}:{self.port}: {(exc.strerror or str(exc)).lower()} "
+                f"cannot serve metrics on {self.bound}: {(exc.strerror or str(exc)).lower()} "
                 f"({METRICS_PORT_SETTING}, or serve --metrics-port; the host is ORCH_HOST's)"
             ) from exc
         self.port = self._server.server_port
@@ -56,6 +62,10 @@ class MetricsHttpServer:
         if server is None:
             return
         await asyncio.to_thread(_stop, server, thread)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _stop(server: WSGIServer, thread: threading.Thread | None) -> None:
