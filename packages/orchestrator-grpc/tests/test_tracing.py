@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_test_support import HANG_GUARD, make_settings, request
+from grpc_test_support import HANG_GUARD, eventually, make_settings, request
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,7 +35,7 @@ from orchestrator_core.errors import BackendUnavailable
 from orchestrator_core.models import Phase
 from orchestrator_core.plugins import PluginHost
 from orchestrator_core.settings import Settings
-from orchestrator_core.testing import PluginRegistrar, ScriptedCheck, ScriptedPlugin
+from orchestrator_core.testing import ConcurrencyProbe, PluginRegistrar, ScriptedCheck, ScriptedPlugin
 from orchestrator_grpc.observability import tracing
 from orchestrator_grpc.observability.tracing import Tracing, current_trace_ids
 from orchestrator_grpc.server import RunningServer, running_server
@@ -54,11 +54,18 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def traced_host(orchestrator_plugins: PluginRegistrar) -> PluginHost:
+def stalling() -> ConcurrencyProbe:
+    """Counts the calls in flight of the STALL council, whose critiques never finish."""
+    return ConcurrencyProbe()
+
+
+@pytest.fixture
+def traced_host(orchestrator_plugins: PluginRegistrar, stalling: ConcurrencyProbe) -> PluginHost:
     orchestrator_plugins.register(
         ScriptedPlugin(
             ModelBackend(),
             ModelBackend(name="anthropic", agents={2: {"fail_in": {Phase.GENERATE: BackendUnavailable(DOWN)}}}),
+            ModelBackend(name="stalling", defaults={"hang_in": frozenset({Phase.CRITIQUE}), "probe": stalling}),
             ScriptedCheck(name="lint", kind="lint"),
         ),
         name="tracing-test-doubles",
@@ -88,6 +95,7 @@ def serve(
                 "DEV": {"backend": "openai", "agents": 3},
                 "ARCHITECT": {"backend": "openai", "agents": 1},
                 "OPS": {"backend": "anthropic", "agents": 3},
+                "STALL": {"backend": "stalling", "agents": 2},
             },
             check_weights={"lint": 1.0},
             **overrides,
@@ -284,6 +292,31 @@ async def test_stream_deliberation_spans_nest_under_the_streaming_rpc(
     assert parent_of(deliberation, spans) is rpc
     assert len(agent_calls(spans)) == 9
     assert all(parent_of(call, spans) in named(spans, call_phase(call)) for call in agent_calls(spans))
+
+
+async def test_a_stream_the_client_cancels_ends_its_spans_as_cancelled(
+    stub: Served, exporter: InMemorySpanExporter, stalling: ConcurrencyProbe
+) -> None:
+    _, client = stub
+    call = client.StreamDeliberation(request(role="STALL", task=TASK_TEXT, rounds=1), timeout=HANG_GUARD)
+    await eventually(lambda: stalling.in_flight[Phase.CRITIQUE] == 2, "both critiques to be under way")
+    call.cancel()
+    rpc_name = f"{SERVICE}/StreamDeliberation"
+    await eventually(lambda: bool(named(finished(exporter), rpc_name)), "the RPC's span to end")
+    await eventually(lambda: bool(named(finished(exporter), "deliberate STALL")), "the deliberation's span to end")
+    spans = finished(exporter)
+
+    rpc = one(spans, rpc_name)
+    assert (rpc.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.CANCELLED.value[0]
+    assert rpc.status.status_code is StatusCode.ERROR
+    deliberation = one(spans, "deliberate STALL")
+    assert parent_of(deliberation, spans) is rpc
+    assert (deliberation.attributes or {})["orchestrator.status"] == "cancelled"
+    assert deliberation.status.status_code is StatusCode.ERROR
+    critiques = [call for call in agent_calls(spans) if call_phase(call) == "critique"]
+    assert len(critiques) == 2
+    assert {(c.attributes or {})["error.type"] for c in critiques} == {"cancelled"}
+    assert one(spans, "critique").status.status_code is StatusCode.ERROR
 
 
 def call_phase(span: ReadableSpan) -> str:

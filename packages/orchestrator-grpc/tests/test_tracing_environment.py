@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_test_support import HANG_GUARD
+from grpc_test_support import HANG_GUARD, orchestrator_command
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -195,6 +195,26 @@ def test_spans_reach_an_otlp_grpc_collector_by_default_named_orchestrator(
 
     assert results["traced"] is True
     assert_one_deliberation_traced(collector, results["deliberation_id"], "orchestrator")
+
+
+def test_serve_stops_at_startup_naming_the_exporter_package_to_install(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("OTEL_", "ORCH_"))}
+    env.update(
+        OTEL_TRACES_EXPORTER="zipkin", ORCH_PORT="0", ORCH_HOST="127.0.0.1",
+        ORCH_DATABASE_PATH=str(tmp_path / "records.sqlite3"),
+    )
+    finished = subprocess.run(
+        [orchestrator_command(), "serve"], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3,
+        check=False,
+    )
+
+    assert finished.returncode == 1
+    assert finished.stdout == ""  # it never served
+    assert finished.stderr.splitlines()[-1] == (
+        "orchestrator: traces are configured to go to the 'zipkin' exporter (OTEL_TRACES_EXPORTER, "
+        "OTEL_EXPORTER_OTLP_*), which is not installed: pip install opentelemetry-exporter-zipkin; "
+        "or unset OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT to trace nothing"
+    )
 
 
 def test_otel_sdk_disabled_turns_tracing_off(tmp_path: Path) -> None:

@@ -39,14 +39,18 @@ class ModelAgent(ScriptedAgent):
 
 @dataclass
 class ModelBackend:
-    """Builds :class:`ModelAgent` s, each with usage of its own (``agents`` overrides per index)."""
+    """Builds :class:`ModelAgent` s, each with usage of its own (``defaults`` for every agent,
+    ``agents`` per index)."""
 
     name: str = "openai"
     agents: dict[int, dict[str, Any]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
     created: list[ModelAgent] = field(default_factory=list)
 
     def create(self, config: AgentConfig) -> ModelAgent:
-        options: dict[str, Any] = {"usage": usage_of(config.index), **self.agents.get(config.index, {})}
+        options: dict[str, Any] = {
+            "usage": usage_of(config.index), **self.defaults, **self.agents.get(config.index, {})
+        }
         agent = ModelAgent(agent_id=config.agent_id, **options)
         self.created.append(agent)
         return agent
