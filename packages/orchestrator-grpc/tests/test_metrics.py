@@ -80,6 +80,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         host="127.0.0.1", port=0, metrics_port=0, database_url=database_url,
         auth_tokens=[TOKEN], grace_period_seconds=5.0, default_rounds=1, quorum=2,
+        breaker_failure_threshold=1,  # the failing council's endpoint opens its circuit at once
         check_weights={"lint": 1.0, "policy": 1.0, "dryrun": 1.0},
         councils={
             "DEV": {"backend": "remote", "agents": 3,
@@ -240,7 +241,7 @@ async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None
 
     # State read at scrape time.
     assert total(samples, "orchestrator_breaker_state", backend="remote", endpoint=DEV_ENDPOINT_SHOWN) == 0
-    assert total(samples, "orchestrator_breaker_state", backend="down", endpoint="default") == 0
+    assert total(samples, "orchestrator_breaker_state", backend="down", endpoint="default") == 2  # open
     assert total(samples, "orchestrator_council_ready", role="DEV") == 1
     assert total(samples, "orchestrator_plugin_failures_total", plugin_kind="backend", plugin="down",
                  failure="errors") == 1
