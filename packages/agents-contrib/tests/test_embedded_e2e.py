@@ -17,6 +17,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agents_contrib.embedded import EmbeddedBackend
 from agents_contrib.embedded_server import packaged_model
@@ -25,6 +28,7 @@ from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.models import AgentConfig, Critique, Phase, Proposal, Task, TaskConstraints, TaskTest
 from orchestrator_core.settings import Settings
+from orchestrator_grpc.observability.tracing import Tracing
 from orchestrator_grpc.server import RunningServer, running_server
 
 CONTEXT_TOKENS = 512
@@ -164,6 +168,35 @@ async def test_a_reply_names_the_served_model(tmp_path: Path, monkeypatch: pytes
 
     assert reply.text
     assert reply.model == MODEL
+
+
+async def test_a_trace_shows_each_call_with_the_served_model_its_tokens_and_its_truncation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+
+    def in_memory(cls: type[Tracing], settings: Settings) -> Tracing:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return cls(provider, settings)
+
+    monkeypatch.setattr(Tracing, "from_environment", classmethod(in_memory))
+    monkeypatch.setenv("ORCH_DEFAULT_ROUNDS", "0")
+    settings = configure(tmp_path, monkeypatch, max_tokens="8")
+    async with running_server(settings) as server, grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+        response = await stub.Deliberate(request(rounds=0), timeout=300)
+    calls = [span for span in exporter.get_finished_spans() if span.name.startswith("chat")]
+
+    assert len(calls) == 3
+    for call in calls:
+        attributes = dict(call.attributes or {})
+        assert call.name == f"chat {MODEL}"
+        assert attributes["gen_ai.provider.name"] == "llama.cpp"
+        assert attributes["gen_ai.request.model"] == attributes["gen_ai.response.model"] == MODEL
+        assert attributes["gen_ai.usage.output_tokens"] == 8
+        assert attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert sum(int((c.attributes or {})["gen_ai.usage.input_tokens"]) for c in calls) == response.usage.prompt_tokens
 
 
 def test_the_default_model_ships_in_a_wheel() -> None:
