@@ -51,7 +51,9 @@ def test_with_no_otel_variable_a_serving_process_loads_no_sdk_and_no_exporter(tm
 
 
 def test_the_console_exporter_prints_the_spans(tmp_path: Path) -> None:
-    results, stdout = run_traced(tmp_path, OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="console-test")
+    results, stdout = run_traced(
+        tmp_path, OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="console-test", TRACED_PROCESS_LIBRARY_SPAN="1"
+    )
 
     assert results["traced"] is True
     spans = console_spans(stdout)
@@ -60,7 +62,15 @@ def test_the_console_exporter_prints_the_spans(tmp_path: Path) -> None:
     assert by_name["deliberate DEV"]["attributes"]["orchestrator.deliberation.id"] == results["deliberation_id"]
     assert by_name["deliberate DEV"]["parent_id"] == by_name[RPC_SPAN]["context"]["span_id"]
     assert {span["resource"]["attributes"]["service.name"] for span in spans} == {"console-test"}
-    assert len([span for span in spans if span["attributes"].get("gen_ai.operation.name") == "chat"]) == 6
+    calls = [span for span in spans if span["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert len(calls) == 6
+    # A library's spans, made with the global API, land under the agent call that made them.
+    generate_calls = {
+        span["context"]["span_id"] for span in calls if span["attributes"]["orchestrator.phase"] == "generate"
+    }
+    library_spans = [span for span in spans if span["name"] == "library work"]
+    assert len(library_spans) == 2
+    assert {span["parent_id"] for span in library_spans} == generate_calls
 
 
 def console_spans(stdout: str) -> list[dict[str, Any]]:

@@ -9,25 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator_core.models import AgentConfig, AgentReply, Task
 from orchestrator_core.plugins import PluginHost
 from orchestrator_core.settings import Settings
-from orchestrator_core.testing import ScriptedBackend, ScriptedCheck, ScriptedPlugin
+from orchestrator_core.testing import ScriptedAgent, ScriptedBackend, ScriptedCheck, ScriptedPlugin
 from orchestrator_grpc.server import running_server
 
 TASK = "Write a function that adds two numbers"
+LIBRARY_SPAN = "TRACED_PROCESS_LIBRARY_SPAN"
+"""Set: each proposal is written inside a span of a library's own, made with OpenTelemetry's
+global API, as an instrumented library (e.g. httpx) would."""
+
+
+@dataclass
+class LibraryAgent(ScriptedAgent):
+    async def generate(self, task: Task) -> AgentReply:
+        if not os.environ.get(LIBRARY_SPAN):
+            return await super().generate(task)
+        from opentelemetry import trace
+
+        with trace.get_tracer("a-library").start_as_current_span("library work"):
+            return await super().generate(task)
+
+
+class LibraryBackend(ScriptedBackend):
+    def create(self, config: AgentConfig) -> ScriptedAgent:
+        return LibraryAgent(agent_id=config.agent_id)
 
 
 async def main(results: Path) -> None:
     host = PluginHost()
-    host.register(ScriptedPlugin(ScriptedBackend(), ScriptedCheck(name="lint")), name="traced-process-doubles")
+    host.register(ScriptedPlugin(LibraryBackend(), ScriptedCheck(name="lint")), name="traced-process-doubles")
     host.collect()
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
