@@ -4,8 +4,9 @@ An agent call is an inference span (``gen_ai.operation.name`` "chat", kind CLIEN
 ``chat {gen_ai.request.model}``): the provider (``gen_ai.provider.name``, and the older
 ``gen_ai.system`` beside it for the tools that still read it), the model configured and
 the one that answered, the tokens the server counted, why it stopped, and the agent's id.
-The prompt and the reply are opt-in (``ORCH_TRACE_CONTENT``); then they are the
-convention's ``gen_ai.input.messages`` and ``gen_ai.output.messages``, as JSON.
+The task's text and the reply are opt-in (``ORCH_TRACE_CONTENT``); then they are the
+convention's ``gen_ai.input.messages`` and ``gen_ai.output.messages``, as JSON (the core
+knows the task, not the prompt a backend renders from it).
 """
 
 from __future__ import annotations
