@@ -277,3 +277,16 @@ async def test_metrics_answer_without_a_token_while_grpc_wants_one(server: Runni
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await pb_grpc.OrchestratorServiceStub(channel).GetStatus(pb.GetStatusRequest())
     assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_call_past_its_deadline_is_counted_as_deadline_exceeded(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await stub.Deliberate(request("STALL"), metadata=AUTH, timeout=1.0)  # its agents hang critiquing
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    _, samples = await until_scraped(server, "grpc_server_handled_total", 1, grpc_method="Deliberate")
+    assert total(samples, "grpc_server_handled_total", grpc_method="Deliberate", grpc_code="DEADLINE_EXCEEDED") == 1
+    _, samples = await until_scraped(server, "orchestrator_deliberations_total", 1, role="STALL")
+    assert total(samples, "orchestrator_deliberations_total", role="STALL", status="succeeded") == 0
+    assert total(samples, "orchestrator_deliberations_in_flight", role="STALL") == 0
