@@ -124,6 +124,12 @@ def request(role: str = "DEV", **fields: Any) -> pb.DeliberateRequest:
     return pb.DeliberateRequest(role=role, task="Write a function that adds two numbers", **fields)
 
 
+async def collect(stream: AsyncIterator[pb.DeliberationEvent], into: list[pb.DeliberationEvent]) -> None:
+    """Read ``stream`` to its end into ``into`` (which keeps what came before an error)."""
+    async for event in stream:
+        into.append(event)
+
+
 async def run_calls(server: RunningServer) -> dict[str, Any]:
     """The calls whose metrics the tests check; what the client saw of them."""
     seen: dict[str, Any] = {}
@@ -142,6 +148,11 @@ async def run_calls(server: RunningServer) -> dict[str, Any]:
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await call
             seen["codes"].append(failed.value.code())
+        # A stream aborted by the core's error, after whatever events it sent.
+        seen["failing"] = []
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await collect(stub.StreamDeliberation(request("DEVOPS"), metadata=AUTH), seen["failing"])
+        seen["codes"].append(failed.value.code())
         # A stream the client cancels once both agents have proposed (they hang critiquing).
         stalled = stub.StreamDeliberation(request("STALL"), metadata=AUTH)
         seen["stalled"] = []
@@ -156,7 +167,8 @@ async def run_calls(server: RunningServer) -> dict[str, Any]:
 async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None:
     seen = await run_calls(server)
     assert seen["codes"] == [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND,
-                             grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNIMPLEMENTED]
+                             grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNIMPLEMENTED,
+                             grpc.StatusCode.UNAVAILABLE]
     _, samples = await until_scraped(
         server, "grpc_server_handled_total", 1, grpc_method="StreamDeliberation", grpc_code="CANCELLED"
     )
@@ -173,18 +185,19 @@ async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None
     assert grpc_calls(handled, "Deliberate", grpc_code="UNAVAILABLE") == 1
     assert grpc_calls("grpc_server_msg_received_total", "Deliberate") == 2
     assert grpc_calls("grpc_server_msg_sent_total", "Deliberate") == 1
-    assert grpc_calls("grpc_server_started_total", "StreamDeliberation", grpc_type="server_stream") == 2
+    assert grpc_calls("grpc_server_started_total", "StreamDeliberation", grpc_type="server_stream") == 3
     assert grpc_calls(handled, "StreamDeliberation", grpc_code="OK") == 1
+    assert grpc_calls(handled, "StreamDeliberation", grpc_code="UNAVAILABLE") == 1
     assert grpc_calls(handled, "StreamDeliberation", grpc_code="CANCELLED") == 1
-    assert grpc_calls("grpc_server_msg_sent_total", "StreamDeliberation") == len(seen["streamed"]) + len(
-        seen["stalled"]
+    assert grpc_calls("grpc_server_msg_sent_total", "StreamDeliberation") == (
+        len(seen["streamed"]) + len(seen["failing"]) + len(seen["stalled"])
     )
     assert grpc_calls(handled, "Orchestrate", grpc_code="OK") == 1
     assert grpc_calls(handled, "GetDeliberation", grpc_code="NOT_FOUND") == 1
     assert grpc_calls(handled, "GetStatus", grpc_code="UNAUTHENTICATED") == 1
     assert grpc_calls(handled, "unknown", grpc_type="unary", grpc_code="UNIMPLEMENTED") == 1
-    assert total(samples, handled) == 8
-    assert total(samples, "grpc_server_handling_seconds_count") == 8
+    assert total(samples, handled) == 9
+    assert total(samples, "grpc_server_handling_seconds_count") == 9
     assert label_values(samples, handled, "grpc_method") == {
         "Deliberate", "StreamDeliberation", "Orchestrate", "GetDeliberation", "GetStatus", "unknown"
     }
@@ -193,10 +206,10 @@ async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None
     deliberations = "orchestrator_deliberations_total"
     assert total(samples, deliberations, role="DEV", kind="deliberate", status="succeeded", error_kind="") == 2
     assert total(samples, deliberations, role="DEV", kind="orchestrate", status="succeeded", error_kind="") == 1
-    assert total(samples, deliberations, role="DEVOPS", status="failed", error_kind="QuorumLost") == 1
+    assert total(samples, deliberations, role="DEVOPS", status="failed", error_kind="QuorumLost") == 2
     assert total(samples, deliberations, role="STALL", status="cancelled", error_kind="Cancelled") == 1
-    assert total(samples, deliberations) == 5
-    assert total(samples, "orchestrator_deliberation_duration_seconds_count") == 5
+    assert total(samples, deliberations) == 6
+    assert total(samples, "orchestrator_deliberation_duration_seconds_count") == 6
     assert total(samples, "orchestrator_deliberations_in_flight") == 0
     dev_outcomes = [seen["deliberate"], seen["streamed"][-1].ranking, seen["orchestrate"].deliberation]
     assert total(samples, "orchestrator_deliberation_rounds_count", role="DEV") == 3
@@ -207,17 +220,18 @@ async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None
     assert total(samples, "orchestrator_deliberation_rounds_count") == 3  # failed runs ranked nothing
 
     # Agent calls: three deliberations of 3 generate, 3 critique and 3 revise calls, one
-    # selection; the failed council's call; the stalled council's proposals and the
+    # selection; the failed council's two calls (the second refused by its open circuit);
+    # the stalled council's proposals and the
     # critiques its cancellation cut short.
     calls = "orchestrator_agent_calls_total"
     for phase in ("generate", "critique", "revise"):
         assert total(samples, calls, role="DEV", backend="remote", model="dev-model", phase=phase, outcome="ok") == 9
     assert total(samples, calls, role="DEV", backend="remote", model="arch-model", phase="select", outcome="ok") == 1
-    assert total(samples, calls, role="DEVOPS", backend="down", model="ops-model", outcome="error") == 1
+    assert total(samples, calls, role="DEVOPS", backend="down", model="ops-model", outcome="error") == 2
     assert total(samples, calls, role="STALL", model="stall-model", phase="generate", outcome="ok") == 2
     assert total(samples, calls, role="STALL", model="stall-model", phase="critique", outcome="cancelled") == 2
-    assert total(samples, calls) == 28 + 1 + 4
-    assert total(samples, "orchestrator_agent_call_duration_seconds_count") == 33
+    assert total(samples, calls) == 28 + 2 + 4
+    assert total(samples, "orchestrator_agent_call_duration_seconds_count") == 34
 
     # Tokens: what the agents reported, as the responses add them up.
     tokens = "orchestrator_agent_tokens_total"
@@ -244,7 +258,7 @@ async def test_metrics_move_by_what_the_calls_did(server: RunningServer) -> None
     assert total(samples, "orchestrator_breaker_state", backend="down", endpoint="default") == 2  # open
     assert total(samples, "orchestrator_council_ready", role="DEV") == 1
     assert total(samples, "orchestrator_plugin_failures_total", plugin_kind="backend", plugin="down",
-                 failure="errors") == 1
+                 failure="errors") == 2
     assert total(samples, "orchestrator_loop_stalls_total") == 0
     assert total(samples, "orchestrator_abandoned_plugin_threads") == 0
     assert total(samples, "orchestrator_build_info") == 1
@@ -254,7 +268,7 @@ async def test_metrics_carry_no_id_and_no_secret(server: RunningServer) -> None:
     seen = await run_calls(server)
     text, samples = await until_scraped(server, "orchestrator_deliberations_total", 1, status="cancelled")
     ids = {seen["deliberate"].deliberation_id, seen["orchestrate"].execution_id, REQUEST_ID}
-    ids |= {event.deliberation_id for event in seen["streamed"] + seen["stalled"]}
+    ids |= {event.deliberation_id for event in seen["streamed"] + seen["failing"] + seen["stalled"]}
     ids |= {result.proposal.proposal_id for result in seen["deliberate"].results}
     assert all(len(i) >= 8 for i in ids)
     assert [i for i in ids if i in text] == []
