@@ -70,6 +70,19 @@ async def test_a_watch_counts_each_message_written_and_its_cancellation(server: 
     assert total(samples, "grpc_server_msg_sent_total", **labels) == 1
 
 
+async def test_each_configured_role_starts_at_zero(tmp_path: Path) -> None:
+    settings = Settings(host="127.0.0.1", port=0, metrics_port=0, database_path=tmp_path / "records.sqlite3",
+                        councils={"DEV": {"backend": "scripted"}, "QA": {"backend": "scripted"}})
+    async with running_server(settings, plugins=PluginHost()) as running:
+        samples = parse(await scrape_text(port_of(running)))
+    for role in ("DEV", "QA"):
+        for kind in ("deliberate", "orchestrate"):
+            assert [value for name, labels, value in samples if name == "orchestrator_deliberations_total"
+                    and labels == {"role": role, "kind": kind, "status": "succeeded", "error_kind": ""}] == [0]
+            assert total(samples, "orchestrator_deliberations_in_flight", role=role, kind=kind) == 0
+    assert label_values(samples, "orchestrator_deliberations_total", "role") == set(settings.councils)
+
+
 def test_methods_beyond_the_cap_are_other() -> None:
     metrics = GrpcServerMetrics(CollectorRegistry())
     names = [metrics._name(f"/svc.S{i}/M") for i in range(MAX_METHODS + 5)]

@@ -162,6 +162,13 @@ class MetricsTelemetry(Telemetry):
             ("check",), buckets=SLOT_WAIT_BUCKETS,
         )
 
+        # Each configured role's series start at 0, so the first deliberation is an increase
+        # (a series that first appears at 1 shows none to rate() and increase()).
+        for role in configured_roles(settings):
+            for kind in sorted(KINDS):
+                self._in_flight(self.roles(role), kind)
+                self._deliberations(self.roles(role), kind, "succeeded", "")
+
     def know_checks(self, names: list[str], heavy: list[str]) -> None:
         """The installed checks (once the plugins are loaded): their names come first."""
         self.checks.allow(names)
