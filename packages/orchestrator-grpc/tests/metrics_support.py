@@ -45,12 +45,8 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     )
 
 
-def label_values(samples: Samples, name: str, label: str, *, counted: bool = False) -> set[str]:
-    """The values ``label`` takes in ``name``'s samples (``counted``: in those above 0 only)."""
-    return {
-        found[label] for sample, found, value in samples
-        if sample == name and label in found and (value > 0 or not counted)
-    }
+def label_values(samples: Samples, name: str, label: str) -> set[str]:
+    return {found[label] for sample, found, _ in samples if sample == name and label in found}
 
 
 @dataclass

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from orchestrator_grpc.interceptors import Continuation, Handler, ServerInterceptor
@@ -59,14 +58,11 @@ class _MethodMetrics:
         self._by_code: dict[grpc.StatusCode, Any] = {}
 
     def handled(self, code: grpc.StatusCode, started: float) -> None:
-        self.handled_child(code).inc()
-        self.seconds.observe(time.perf_counter() - started)
-
-    def handled_child(self, code: grpc.StatusCode) -> Any:
         child = self._by_code.get(code)
         if child is None:
             child = self._by_code[code] = self._handled.labels(*self._labels, code.name)
-        return child
+        child.inc()
+        self.seconds.observe(time.perf_counter() - started)
 
 
 class GrpcServerMetrics(ServerInterceptor):
@@ -92,17 +88,6 @@ class GrpcServerMetrics(ServerInterceptor):
         )
         self._methods: dict[tuple[str, str, str], _MethodMetrics] = {}
         self._names: set[tuple[str, str]] = set()
-
-    def know_service(self, service: ServiceDescriptor) -> None:
-        """Start the series of each of ``service``'s methods at 0 (handled: with code OK), as
-        go-grpc-prometheus's InitializeMetrics does, so rate() sees each method's first call."""
-        for method in service.methods:
-            grpc_type = (
-                (BIDI_STREAM if method.server_streaming else CLIENT_STREAM) if method.client_streaming
-                else SERVER_STREAM if method.server_streaming else UNARY
-            )
-            service_name, method_name = self._name(f"/{service.full_name}/{method.name}")
-            self._method(grpc_type, service_name, method_name).handled_child(grpc.StatusCode.OK)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails

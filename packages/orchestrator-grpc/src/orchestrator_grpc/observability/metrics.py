@@ -64,10 +64,8 @@ class ServiceMetrics:
     async def start(self, orchestrator: Orchestrator) -> None:
         """Read the orchestrator's state at each scrape, and serve /metrics on the settings'
         host and metrics_port."""
-        from orchestrator.v1 import orchestrator_pb2
         from orchestrator_grpc.observability.state_collector import OrchestratorState
 
-        self.interceptor.know_service(orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"])
         checks = orchestrator.plugins.checks
         self.telemetry.know_checks(
             [check.name for check in checks], [check.name for check in checks if getattr(check, "heavy", False)]
