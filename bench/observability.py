@@ -24,6 +24,7 @@ gRPC is the default text lines.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import statistics
@@ -223,6 +224,21 @@ async def measure_engine(repetitions: int, deliberations: int) -> dict[str, list
 # -- figures and their section -----------------------------------------------------------------
 
 
+async def spans_per_deliberation() -> int:
+    """The spans one engine deliberation makes (with its own scope), counted by the SDK."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider, Settings())
+    engine = DeliberationEngine(checks=(), scorer=Scorer(), quorum=2, telemetry=tracing.telemetry)
+    await _engine_batch(engine, 1)
+    tracing.close()
+    return len(exporter.get_finished_spans())
+
+
 def run(repetitions: int = 9, calls: int = 100, deliberations: int = 200) -> dict[str, Any]:
     for name in [name for name in os.environ if name.startswith("OTEL_")]:
         del os.environ[name]  # tracing here is the bench's own, never the environment's
@@ -236,6 +252,7 @@ def run(repetitions: int = 9, calls: int = 100, deliberations: int = 200) -> dic
         "grpc_ratio": _paired_ratios(over_grpc["batches"]),
         "engine_ms": {v: 1e3 * statistics.median(b) for v, b in engine.items()},
         "engine_ratio": _paired_ratios(engine),
+        "spans": asyncio.run(spans_per_deliberation()),
     }
 
 
@@ -247,28 +264,47 @@ def markdown(f: dict[str, Any]) -> list[str]:
         f"Instant deliberations ({AGENTS} scripted agents, {ROUNDS} round, no checks) with metrics, traces",
         "(an SDK `TracerProvider`, `BatchSpanProcessor`, an exporter that drops the spans), JSON logs",
         "(to /dev/null, INFO) and all three on, against the same with them off, interleaved batch by",
-        f"batch in a rotating order, {f['repetitions']} repetitions; a ratio is the median of each batch",
-        "over the \"off\" batch beside it. `python bench/run.py --only-observability`.",
+        f"batch in a rotating order, {f['repetitions']} repetitions; \"mean / off\" is the median of each",
+        "batch's mean over the \"off\" batch beside it. Measured "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by",
+        "`python bench/run.py --only-observability` (`nox -s bench -- --only-observability`).",
         "",
         f"Over gRPC: `Deliberate` ({f['calls']} calls a batch, one server per variant, text logs when",
         "off: the service always logs its events).",
         "",
-        "| variant | p50 | mean | mean / off |",
-        "| --- | --- | --- | --- |",
+        "| variant | p50 | p50 / off | mean | mean / off | extra per call (mean) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for variant in GRPC_VARIANTS:
-        lines.append(f"| {variant} | {grpc_p50[variant]:.2f} ms | {grpc_mean[variant]:.2f} ms | "
-                     f"{grpc_ratio[variant]:.3f} |")
+        lines.append(
+            f"| {variant} | {grpc_p50[variant]:.2f} ms | {grpc_p50[variant] / grpc_p50['off']:.3f} | "
+            f"{grpc_mean[variant]:.2f} ms | {grpc_ratio[variant]:.3f} | "
+            f"{grpc_mean[variant] - grpc_mean['off']:+.2f} ms |"
+        )
     lines += [
         "",
         f"In-process: the engine alone ({f['deliberations']} deliberations a batch), its telemetry",
         "hooks off (nothing observes) or on.",
         "",
-        "| variant | per deliberation | / off |",
-        "| --- | --- | --- |",
+        "| variant | per deliberation | / off | extra per deliberation |",
+        "| --- | --- | --- | --- |",
     ]
+    engine_ms = f["engine_ms"]
     for variant in ENGINE_VARIANTS:
-        lines.append(f"| {variant} | {f['engine_ms'][variant]:.3f} ms | {f['engine_ratio'][variant]:.3f} |")
+        lines.append(f"| {variant} | {engine_ms[variant]:.3f} ms | {f['engine_ratio'][variant]:.3f} | "
+                     f"{engine_ms[variant] - engine_ms['off']:+.3f} ms |")
+    lines += [
+        "",
+        "The agents here answer at once, so the ratios are of almost nothing: one deliberation makes",
+        f"{f['spans']} spans in the engine (itself, its phases, {AGENTS * (1 + 2 * ROUNDS)} agent calls) and one more",
+        "per RPC, and the extra milliseconds above are what observability adds to a deliberation",
+        "whatever its agents cost; against model calls of a second or more it is well under 1 %.",
+        "Tracing costs most: making, filling in and ending each span in the SDK. Over gRPC it adds",
+        "more than in the engine alone; the difference is the RPC's own span, the interceptor's",
+        "work and the batch processor's thread beside the loop, not separated here. Metrics cost a",
+        "few label lookups and increments per call; JSON lines a little more than the text lines",
+        "the service writes anyway (over gRPC the two are within the noise).",
+    ]
     return lines
 
 
