@@ -3,8 +3,9 @@ the example queries of deploy/README.md's "Operating it".
 
 The dashboard is well-formed: every panel has the Prometheus data source variable, queries,
 a unique id and a place on the grid. Every query of both runs against a real Prometheus
-scraping a running service after a few deliberations, one of them failed (its agents time
-out, which also opens its endpoint's circuit breaker), and returns data. NEEDS_AN_EVENT
+scraping a running service after two rounds of deliberations, each with a failed one (its
+agents time out, which in the second round opens their endpoint's circuit breaker), and
+returns data. NEEDS_AN_EVENT
 would name a query whose series only exist after an event the test cannot cause; it is
 empty: the test causes each (timeouts, an open breaker, a heavy check's slot wait), and the
 loop-stall and abandoned-thread series exist from the start.
