@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from orchestrator_grpc.handlers import shaped_like
+
 if TYPE_CHECKING:  # the stubs' classes are generic; grpc's own are not subscriptable
     Handler = grpc.RpcMethodHandler[Any, Any]
     ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -48,7 +50,7 @@ def rejecting(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
         await context.abort(code, message)
         yield  # pragma: no cover - abort raises; this makes the function a generator
 
-    return _shaped(handler, handler.request_deserializer, unary, streaming)
+    return shaped_like(handler, streaming if handler.response_streaming else unary)
 
 
 class _Undecodable:
@@ -104,7 +106,8 @@ class DecodeGuard(ServerInterceptor):
             await inner_stream(request, context)
 
         respond = streaming if inspect.isasyncgenfunction(inner_stream) else writing
-        return _shaped(handler, _tolerant(handler.request_deserializer, method), unary, respond)
+        behaviour = respond if handler.response_streaming else unary
+        return shaped_like(handler, behaviour, _tolerant(handler.request_deserializer, method))
 
 
 class DrainGate(ServerInterceptor):
@@ -120,23 +123,3 @@ class DrainGate(ServerInterceptor):
         if handler is None or not self.closed or method_of(handler_call_details).startswith(HEALTH_METHODS):
             return handler
         return rejecting(handler, grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-
-
-def _shaped(
-    handler: Handler,
-    deserializer: Callable[[bytes], Any] | None,
-    unary: Callable[..., Awaitable[Any]],
-    streaming: Callable[..., AsyncIterator[Any]] | Callable[..., Awaitable[None]],
-) -> Handler:
-    """A handler with ``handler``'s shape and serializer; ``unary`` or ``streaming`` answers.
-
-    Request-streaming methods get the behaviour with the request iterator as ``request``.
-    """
-    serializer = handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(streaming, deserializer, serializer)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary, deserializer, serializer)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(streaming, deserializer, serializer)
-    return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)

@@ -19,7 +19,6 @@ path a client sends.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from orchestrator_grpc.handlers import behaviour_of, call_status, shaped_like
 from orchestrator_grpc.interceptors import Continuation, Handler, ServerInterceptor
 from orchestrator_grpc.observability.labels import OTHER, UNKNOWN
 
@@ -129,26 +129,6 @@ def _type_of(handler: Handler) -> str:
     return SERVER_STREAM if handler.response_streaming else UNARY
 
 
-def _code(context: _Context) -> grpc.StatusCode | None:
-    code: Any = context.code()
-    if code is None or isinstance(code, grpc.StatusCode):
-        return code
-    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-
-
-def _ended_with(error: BaseException, context: _Context) -> grpc.StatusCode:
-    """The status a call ends with when its handler raised ``error``: CANCELLED (or
-    DEADLINE_EXCEEDED, past the deadline) when it was cut short, the code an abort set, or
-    UNKNOWN, gRPC's answer to an unexpected exception."""
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            return grpc.StatusCode.DEADLINE_EXCEEDED
-        return grpc.StatusCode.CANCELLED
-    code = _code(context)
-    return code if code is not None and code is not grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN
-
-
 class _CountingWrites:
     """A servicer context whose ``write`` counts each message sent (for a streaming handler
     that writes with ``context.write`` rather than yielding, e.g. health's Watch)."""
@@ -174,12 +154,7 @@ async def _counted(requests: AsyncIterator[Any], received: Any) -> AsyncIterator
 def _monitored(handler: Handler, metrics: _MethodMetrics) -> Handler:
     """``handler`` with the same shape, counting and timing each call."""
     request_streaming = handler.request_streaming
-    inner: Any = (
-        handler.stream_stream if request_streaming and handler.response_streaming
-        else handler.stream_unary if request_streaming
-        else handler.unary_stream if handler.response_streaming
-        else handler.unary_unary
-    )
+    inner = behaviour_of(handler)
 
     def begin(request: Any) -> tuple[float, Any]:
         metrics.started.inc()
@@ -193,9 +168,9 @@ def _monitored(handler: Handler, metrics: _MethodMetrics) -> Handler:
         try:
             response = await inner(request, context)
         except BaseException as error:
-            metrics.handled(_ended_with(error, context), started)
+            metrics.handled(call_status(context, error), started)
             raise
-        code = _code(context) or grpc.StatusCode.OK
+        code = call_status(context)
         if code is grpc.StatusCode.OK:
             metrics.sent.inc()
         metrics.handled(code, started)
@@ -208,27 +183,20 @@ def _monitored(handler: Handler, metrics: _MethodMetrics) -> Handler:
                 metrics.sent.inc()
                 yield response
         except BaseException as error:
-            metrics.handled(_ended_with(error, context), started)
+            metrics.handled(call_status(context, error), started)
             raise
-        metrics.handled(_code(context) or grpc.StatusCode.OK, started)
+        metrics.handled(call_status(context), started)
 
     async def writing(request: Any, context: _Context) -> None:
         started, request = begin(request)
         try:
             await inner(request, _CountingWrites(context, metrics.sent))
         except BaseException as error:
-            metrics.handled(_ended_with(error, context), started)
+            metrics.handled(call_status(context, error), started)
             raise
-        metrics.handled(_code(context) or grpc.StatusCode.OK, started)
+        metrics.handled(call_status(context), started)
 
     behaviour: Callable[..., Any] = unary
     if handler.response_streaming:
         behaviour = streaming if inspect.isasyncgenfunction(inner) else writing
-    deserializer, serializer = handler.request_deserializer, handler.response_serializer
-    if request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(behaviour, deserializer, serializer)
-    if request_streaming:
-        return grpc.stream_unary_rpc_method_handler(behaviour, deserializer, serializer)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(behaviour, deserializer, serializer)
-    return grpc.unary_unary_rpc_method_handler(behaviour, deserializer, serializer)
+    return shaped_like(handler, behaviour)

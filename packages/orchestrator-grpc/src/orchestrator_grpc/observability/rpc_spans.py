@@ -15,7 +15,6 @@ wrap and no span.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -26,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from orchestrator_grpc.handlers import behaviour_of, call_status, shaped_like
 from orchestrator_grpc.interceptors import (
     HEALTH_METHODS,
     REFLECTION_METHODS,
@@ -64,13 +64,10 @@ class TracingInterceptor(ServerInterceptor):
                 attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
             )
 
-        if handler.response_streaming:
-            inner_stream: Any = handler.unary_stream or handler.stream_stream
-            if inspect.isasyncgenfunction(inner_stream):
-                return _with_behaviour(handler, _streaming(start, inner_stream))
-            return _with_behaviour(handler, _unary(start, inner_stream))  # writes with context.write
-        inner_unary: Any = handler.unary_unary or handler.stream_unary  # async in grpc.aio
-        return _with_behaviour(handler, _unary(start, inner_unary))
+        inner = behaviour_of(handler)
+        if handler.response_streaming and inspect.isasyncgenfunction(inner):
+            return shaped_like(handler, _streaming(start, inner))
+        return shaped_like(handler, _unary(start, inner))  # a unary call, or a stream written with context.write
 
 
 def _unary(start: Callable[[], trace.Span], inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -111,40 +108,13 @@ def _streaming(
 
 
 def _end(span: trace.Span, context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> None:
-    code = _status_code(context, error)
+    code = call_status(context, error)
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code is not grpc.StatusCode.OK:
         span.set_status(Status(StatusCode.ERROR, f"{code.name}: {context.details() or ''}".rstrip(": ")))
     span.end()
 
 
-def _status_code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> grpc.StatusCode:
-    """The code the call ends with: the one the handler set or aborted with; else CANCELLED
-    for a cancelled handler, UNKNOWN for any other exception (as gRPC answers), OK."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):
-        return next((known for known in grpc.StatusCode if known.value[0] == code), grpc.StatusCode.UNKNOWN)
-    if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    if error is not None:
-        return grpc.StatusCode.UNKNOWN
-    return grpc.StatusCode.OK
-
-
 def _carrier(metadata: Any) -> dict[str, str]:
     """The call's text metadata as a mapping the propagator reads (keys are lower case)."""
     return {str(key).lower(): value for key, value in metadata or () if isinstance(value, str)}
-
-
-def _with_behaviour(handler: Handler, behaviour: Callable[..., Any]) -> Handler:
-    """A handler of ``handler``'s shape, serializers and deserializer, answered by ``behaviour``."""
-    deserializer, serializer = handler.request_deserializer, handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(behaviour, deserializer, serializer)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(behaviour, deserializer, serializer)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(behaviour, deserializer, serializer)
-    return grpc.unary_unary_rpc_method_handler(behaviour, deserializer, serializer)
