@@ -54,6 +54,7 @@ from orchestrator_core.events import (
     discard_event,
 )
 from orchestrator_core.hookspecs import Agent, Check, identity_of
+from orchestrator_core.journal import Journal
 from orchestrator_core.models import (
     AgentCall,
     AgentFailure,
@@ -143,11 +144,14 @@ class DeliberationEngine:
         deliberation_id: str = "",
         on_event: EventSink = discard_event,
         usage: UsageMeter | None = None,
+        journal: Journal | None = None,
     ) -> DeliberationOutcome:
         """Run one deliberation to its ranking. Raises QuorumLost when too few agents remain.
 
         ``usage``, when given (a fresh meter per deliberation), counts the tokens spent as
-        calls return, so they are known even when this raises or is cancelled.
+        calls return, so they are known even when this raises or is cancelled. ``journal``,
+        when given, holds what an earlier run of the same deliberation completed: those agent
+        calls and checks are not made again.
         """
         run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event, usage or UsageMeter())
         with counting_failures(self.failures):
