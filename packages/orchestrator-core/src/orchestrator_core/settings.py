@@ -150,6 +150,19 @@ class Settings(BaseSettings):
     """Finished records older than this are deleted; 0 keeps them for ever."""
     record_retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # Work queue
+    nats_url: SecretStr | None = None
+    """``nats://user:password@host:4222`` (comma-separated for a cluster): submitted
+    deliberations go through NATS JetStream, run by any worker sharing the record store; unset
+    means the in-process queue. May carry credentials: never logged unredacted."""
+    queue_workers: int = Field(default=1, ge=0)
+    """Deliberations ``serve`` runs from the queue at once; 0 makes a pure front (``orchestrator
+    worker`` processes run them)."""
+    queue_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    """A worker silent this long (no in-progress ack) has lost its delivery: it is delivered again."""
+    queue_max_deliver: int = Field(default=5, ge=1)
+    """Deliveries of one deliberation at most; past them its record fails (WorkerLost)."""
+
     # Event-loop watchdog
     loop_stall_seconds: float = Field(default=0.5, ge=0)
     """The event loop answering its watchdog this many seconds late is a stall: logged with the
