@@ -7,6 +7,8 @@
     python llm_cli.py noread         print without reading stdin
     python llm_cli.py hang PORT      start a child, send the agent id and both pids to 127.0.0.1:PORT,
                                      then wait forever
+    python llm_cli.py pidfile DIR    start a child, write both pids to the file DIR/<own pid>, then
+                                     wait forever
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def main() -> int:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as connection:
             connection.sendall(f"{os.environ['ORCHESTRATOR_AGENT_ID']} {os.getpid()} {child.pid}".encode())
+        time.sleep(600)
+        return 0
+    if mode == "pidfile":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        written = os.path.join(sys.argv[2], str(os.getpid()))
+        with open(written + ".part", "w") as pids:
+            pids.write(f"{os.getpid()} {child.pid}")
+        os.rename(written + ".part", written)  # whole, or not there
         time.sleep(600)
         return 0
     raise SystemExit(f"unknown mode {mode}")

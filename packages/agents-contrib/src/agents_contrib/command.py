@@ -4,8 +4,13 @@ The prompt goes to the program's standard input, the reply comes from its standa
 output, so any command-line model runner (``llm``, ``ollama run``, ``llama-cli``, a
 script) can sit on a council. The program runs in its own process group, under a time
 limit; on timeout or cancellation the whole group is killed, so no runner outlives the
-call that started it. The program's exit status and the tail of its standard error say
-what went wrong when it fails.
+call that started it. On Linux the program is also killed (SIGKILL) when the service that
+started it dies, even by SIGKILL, when nothing could kill its group (``PR_SET_PDEATHSIG``,
+set in the child before the program starts). That signal reaches the program only, not
+processes it started itself: a wrapper script should ``exec`` its runner, so the runner
+is the program. Where ``prctl`` is not available (not Linux) a program outlives a service
+that is killed outright; cancellation and timeouts still kill its group. The program's
+exit status and the tail of its standard error say what went wrong when it fails.
 
 The program gets the parent's environment without ``ORCH_*`` variables (they may hold
 other backends' keys), plus the council's ``env`` option and:
@@ -23,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shlex
 import shutil
 import signal
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -189,6 +197,7 @@ class CommandAgent(PromptedAgent):
                 env=dict(env),
                 cwd=self.options.cwd,
                 start_new_session=True,  # its own process group, so a kill reaches its children
+                preexec_fn=_die_with(os.getpid()),
             )
         except OSError as exc:
             raise BackendRejected(
@@ -233,6 +242,46 @@ class CommandAgent(PromptedAgent):
                 raise MalformedReply(f"the command {self._name!r} wrote more than {limit} bytes on {what}")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once in the service; None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _find_prctl()
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """What the forked child runs before the program starts: the kernel is to send it SIGKILL
+    when ``parent`` (the service) dies; None where ``prctl`` is unavailable.
+
+    The child of a process with threads should do little between fork and exec: ``prctl``
+    was looked up in the service, so the child makes one foreign call and no imports. Had
+    the service died between the fork and that call, the signal could no longer come: the
+    child sees its parent is not ``parent`` any more and exits."""
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    kill = int(signal.SIGKILL)
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
 
 
 async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
