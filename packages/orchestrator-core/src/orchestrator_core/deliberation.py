@@ -19,45 +19,41 @@ Checks run concurrently, each within its own budget (:mod:`orchestrator_core.che
 Tokens are counted as each call returns, in a :class:`UsageMeter` the caller may pass in:
 a deliberation that fails, is cancelled or times out has still spent them, and the caller
 reads them there (a call cut short by a timeout or a cancellation reported nothing).
+
+The calls of each phase are made by :class:`~orchestrator_core.phase_calls.PhaseCalls`: each
+call's product is emitted as the call ends, so the record holds every completed call even when
+the run stops mid-phase; a ``checkpoint`` the caller gives is awaited after each completed call
+and check, before its result is used, to make that record durable. A run given a
+:class:`~orchestrator_core.journal.Journal` (what an earlier run of the same deliberation
+completed, read back from its record) takes each journaled reply, failure and check result
+as if it had just been made, without making it or emitting it again (the record has it), so
+a resumed deliberation ends as it would have without the interruption.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
 
-from orchestrator_core.agent_calls import (
-    AGENT_TIMEOUT_SETTING,
-    TASK_AGENT_TIMEOUT,
-    AgentCallFailed,
-    backend_of,
-    call_agent,
-)
 from orchestrator_core.check_runs import run_check
-from orchestrator_core.errors import AgentError, BackendRejected, BackendUnavailable, QuorumLost
 from orchestrator_core.events import (
-    AgentCallFinished,
-    AgentFailed,
     CheckCompleted,
     CritiqueWritten,
+    DeliberationEvent,
     EventSink,
     ProposalGenerated,
     ProposalRevised,
     RankingReady,
     discard_event,
 )
-from orchestrator_core.hookspecs import Agent, Check, identity_of
+from orchestrator_core.hookspecs import Agent, Check
 from orchestrator_core.journal import Journal
 from orchestrator_core.models import (
-    AgentCall,
-    AgentFailure,
     AgentReply,
     CheckResult,
     Critique,
@@ -65,59 +61,19 @@ from orchestrator_core.models import (
     Phase,
     Proposal,
     Task,
-    TokenUsage,
 )
+from orchestrator_core.phase_calls import Checkpoint, Member, PhaseCalls, Step, UsageMeter, run_concurrently
 from orchestrator_core.plugin_calls import (
     OffLoopRunner,
     PluginFailureCounters,
     counting_failures,
 )
 from orchestrator_core.scoring import Scorer, rank
-from orchestrator_core.telemetry import NO_TELEMETRY, AgentCallScope, CheckScope, PhaseScope, Telemetry
-from orchestrator_core.validation import agent_timeout
+from orchestrator_core.telemetry import NO_TELEMETRY, CheckScope, PhaseScope, Telemetry
 
-T = TypeVar("T")
+__all__ = ["Checkpoint", "DeliberationEngine", "UsageMeter", "run_concurrently"]
 
-log = logging.getLogger(__name__)
-
-
-
-async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await every call at once; cancelling the caller cancels them all."""
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_as_coroutine(call)) for call in calls]
-    return [task.result() for task in tasks]
-
-
-async def _as_coroutine(call: Awaitable[T]) -> T:
-    return await call
-
-
-class UsageMeter:
-    """The tokens one deliberation has spent so far, for the caller to read however it ends."""
-
-    def __init__(self) -> None:
-        self.total = TokenUsage()
-
-    def add(self, usage: TokenUsage) -> None:
-        self.total += usage
-
-
-class _QuorumGone(Exception):
-    """Raised inside a phase by the call whose failure lost the quorum; cancels the rest."""
-
-
-@dataclass
-class _Member:
-    agent: Agent
-    model: str = ""
-    """The model the agent was configured with, for its calls' records and telemetry."""
-    proposal: Proposal | None = None
-    active: bool = True
-
-    @property
-    def agent_id(self) -> str:
-        return self.agent.agent_id
+NO_JOURNAL = Journal()
 
 
 @dataclass(frozen=True)
@@ -145,52 +101,37 @@ class DeliberationEngine:
         on_event: EventSink = discard_event,
         usage: UsageMeter | None = None,
         journal: Journal | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> DeliberationOutcome:
         """Run one deliberation to its ranking. Raises QuorumLost when too few agents remain.
 
         ``usage``, when given (a fresh meter per deliberation), counts the tokens spent as
-        calls return, so they are known even when this raises or is cancelled. ``journal``,
-        when given, holds what an earlier run of the same deliberation completed: those agent
-        calls and checks are not made again.
+        calls return, so they are known even when this raises or is cancelled; a journaled
+        call counts what it cost when it was made. ``journal``, when given, holds what an
+        earlier run of the same deliberation completed: those agent calls and checks are not
+        made again, nor their events emitted. ``checkpoint``, when given, is awaited after
+        each completed agent call and check (its events emitted), before its result is used;
+        an error it raises ends the run with that error.
         """
-        run = _Run(self, task, agents, deliberation_id or uuid.uuid4().hex, on_event, usage or UsageMeter())
+        deliberation_id = deliberation_id or uuid.uuid4().hex
+        calls = PhaseCalls(
+            deliberation_id, task, agents, quorum=self.quorum, timeout_seconds=self.agent_timeout_seconds,
+            telemetry=self.telemetry, emit=on_event, meter=usage or UsageMeter(), journal=journal or NO_JOURNAL,
+            checkpoint=checkpoint,
+        )
         with counting_failures(self.failures):
-            return await run.execute(rounds)
+            return await _Run(self, calls).execute(rounds)
 
 
 class _Run:
-    """The state of one deliberation while it runs."""
+    """One deliberation while it runs: its phases in order, and what each reply makes."""
 
-    def __init__(
-        self,
-        engine: DeliberationEngine,
-        task: Task,
-        agents: Sequence[Agent],
-        deliberation_id: str,
-        on_event: EventSink,
-        meter: UsageMeter,
-    ) -> None:
-        if not agents:
-            raise ValueError("a deliberation needs at least one agent")
+    def __init__(self, engine: DeliberationEngine, calls: PhaseCalls) -> None:
         self.engine = engine
-        self.task = task
-        self.deliberation_id = deliberation_id
-        self.emit = on_event
-        self.members = [_Member(agent, identity_of(agent).model) for agent in agents]
-        self.quorum = min(engine.quorum, len(agents))
-        self.agent_timeout = agent_timeout(task, engine.agent_timeout_seconds)
-        self.agent_timeout_setting = (
-            AGENT_TIMEOUT_SETTING if self.agent_timeout >= engine.agent_timeout_seconds else TASK_AGENT_TIMEOUT
-        )
-        self.bugs: list[str] = []
-        """The backends whose bug failed an agent."""
-        self.failures: list[AgentFailure] = []
-        self.causes: list[AgentError | None] = []
-        self.meter = meter
+        self.calls = calls
+        self.task = calls.task
+        self.deliberation_id = calls.deliberation_id
         self.telemetry = engine.telemetry
-
-    def _phase(self, phase: str, round_number: int = 0) -> AbstractContextManager[None]:
-        return self.telemetry.phase(PhaseScope(self.deliberation_id, self.task.role, phase, round_number))
 
     async def execute(self, rounds: int) -> DeliberationOutcome:
         started = time.monotonic()
@@ -198,7 +139,7 @@ class _Run:
             await self._generate()
         rounds_run = 0
         for round_number in range(1, rounds + 1):
-            if len(self._active()) < 2:
+            if len(self.calls.active()) < 2:
                 break  # nobody left to critique a peer
             with self._phase("critique", round_number):
                 feedback = await self._critique(round_number)
@@ -211,149 +152,105 @@ class _Run:
             deliberation_id=self.deliberation_id,
             task=self.task,
             results=rank(judged, self.engine.scorer),
-            failures=tuple(self.failures),
-            usage=self.meter.total,
+            failures=tuple(self.calls.failures),
+            usage=self.calls.meter.total,
             duration_seconds=time.monotonic() - started,
             rounds=rounds_run,
         )
-        self.emit(RankingReady(outcome))
+        self.calls.emit(RankingReady(outcome))
         return outcome
+
+    def _phase(self, phase: str, round_number: int = 0) -> AbstractContextManager[None]:
+        return self.telemetry.phase(PhaseScope(self.deliberation_id, self.task.role, phase, round_number))
 
     # -- phases ---------------------------------------------------------------
 
     async def _generate(self) -> None:
-        members = self._active()
-        replies = await self._run_phase(
-            [self._call(m, Phase.GENERATE, 0, partial(m.agent.generate, self.task)) for m in members]
+        def generated(member: Member, reply: AgentReply) -> DeliberationEvent:
+            member.proposal = self._proposal(member, reply, revision=0)
+            return ProposalGenerated(member.proposal)
+
+        await self.calls.run(
+            Phase.GENERATE, 0,
+            [Step(m, partial(m.agent.generate, self.task), partial(generated, m)) for m in self.calls.active()],
         )
-        for member, reply in zip(members, replies, strict=True):
-            if reply is not None:
-                member.proposal = self._proposal(member, reply, revision=0)
-                self.emit(ProposalGenerated(member.proposal))
-        self._require_quorum()
+        self.calls.require_quorum()
 
     async def _critique(self, round_number: int) -> dict[str, list[Critique]]:
-        ring = self._active()
+        ring = self.calls.active()
         pairs = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
-        replies = await self._run_phase(
-            [
-                self._call(critic, Phase.CRITIQUE, round_number,
-                           partial(critic.agent.critique, self.task, _proposal_of(author)))
-                for critic, author in pairs
-            ]
-        )
-        feedback: dict[str, list[Critique]] = {}
-        for (critic, author), reply in zip(pairs, replies, strict=True):
-            if reply is None:
-                continue
+        written: dict[str, Critique] = {}
+
+        def critiqued(critic: Member, author: Member, reply: AgentReply) -> DeliberationEvent:
             critique = Critique(
                 critic_id=critic.agent_id,
-                proposal_id=_proposal_of(author).proposal_id,
+                proposal_id=author.latest.proposal_id,
                 author_id=author.agent_id,
                 content=reply.text,
                 round=round_number,
             )
-            feedback.setdefault(author.agent_id, []).append(critique)
-            self.emit(CritiqueWritten(critique))
-        self._require_quorum()
+            written[critic.agent_id] = critique
+            return CritiqueWritten(critique)
+
+        await self.calls.run(
+            Phase.CRITIQUE, round_number,
+            [
+                Step(critic, partial(critic.agent.critique, self.task, author.latest),
+                     partial(critiqued, critic, author))
+                for critic, author in pairs
+            ],
+        )
+        feedback: dict[str, list[Critique]] = {}
+        for critic, author in pairs:  # in the ring's order, whatever order the critiques came in
+            if critic.agent_id in written:
+                feedback.setdefault(author.agent_id, []).append(written[critic.agent_id])
+        self.calls.require_quorum()
         return feedback
 
     async def _revise(self, round_number: int, feedback: dict[str, list[Critique]]) -> None:
-        authors = [m for m in self._active() if feedback.get(m.agent_id)]
-        replies = await self._run_phase(
-            [
-                self._call(m, Phase.REVISE, round_number,
-                           partial(m.agent.revise, self.task, _proposal_of(m), tuple(feedback[m.agent_id])))
-                for m in authors
-            ]
-        )
-        for member, reply in zip(authors, replies, strict=True):
-            if reply is not None:
-                member.proposal = self._proposal(
-                    member, reply, revision=_proposal_of(member).revision + 1
-                )
-                self.emit(ProposalRevised(member.proposal))
-        self._require_quorum()
+        def revised(member: Member, reply: AgentReply) -> DeliberationEvent:
+            member.proposal = self._proposal(member, reply, revision=member.latest.revision + 1)
+            return ProposalRevised(member.proposal)
 
-    async def _run_phase(self, calls: Sequence[Awaitable[AgentReply | None]]) -> list[AgentReply | None]:
-        """All of one phase's calls at once; when a failure loses the quorum, the rest are
-        cancelled and QuorumLost is raised."""
-        lost = False
-        try:
-            replies = await run_concurrently(calls)
-        except* _QuorumGone:
-            lost = True
-        if lost:
-            self._require_quorum()
-            raise AssertionError("unreachable: the quorum was lost")  # pragma: no cover
-        return replies
+        authors = [m for m in self.calls.active() if feedback.get(m.agent_id)]
+        await self.calls.run(
+            Phase.REVISE, round_number,
+            [
+                Step(m, partial(m.agent.revise, self.task, m.latest, tuple(feedback[m.agent_id])),
+                     partial(revised, m))
+                for m in authors
+            ],
+        )
+        self.calls.require_quorum()
 
     async def _check_all(self) -> list[tuple[Proposal, tuple[CheckResult, ...]]]:
-        proposals = [m.proposal for m in self.members if m.proposal is not None]
-        calls = [self._check(check, proposal) for proposal in proposals for check in self.engine.checks]
-        results = await run_concurrently(calls)
+        proposals = [m.proposal for m in self.calls.members if m.proposal is not None]
+        checks = [self._check(check, proposal) for proposal in proposals for check in self.engine.checks]
+        results = await self.calls.concurrently(checks)
         per_proposal = len(self.engine.checks)
         return [
             (proposal, tuple(results[i * per_proposal:(i + 1) * per_proposal]))
             for i, proposal in enumerate(proposals)
         ]
 
-    # -- one call -------------------------------------------------------------
-
-    async def _call(
-        self,
-        member: _Member,
-        phase: Phase,
-        round_number: int,
-        call: Callable[[], Awaitable[AgentReply]],
-    ) -> AgentReply | None:
-        """One agent call (see :func:`~orchestrator_core.agent_calls.call_agent`); a failure
-        is recorded, never raised, unless it loses the quorum."""
-        scope = AgentCallScope(
-            self.deliberation_id, self.task.role, member.agent_id, backend_of(member.agent), member.model,
-            phase, round_number, task=self.task.description,
-        )
-        try:
-            reply = await call_agent(
-                member.agent, phase, call, timeout_seconds=self.agent_timeout, round_number=round_number,
-                timeout_setting=self.agent_timeout_setting, telemetry=self.telemetry, scope=scope,
-                on_call=self._call_finished,
-            )
-        except AgentCallFailed as failed:
-            self.meter.add(failed.usage)  # spent, even though the reply was unusable
-            member.active = False
-            if failed.plugin_bug:
-                self.bugs.append(backend_of(member.agent))
-            self.failures.append(failed.failure)
-            self.causes.append(failed.cause)
-            self.emit(AgentFailed(failed.failure))
-            if len(self._active()) < self.quorum:
-                raise _QuorumGone from None
-            return None
-        self.meter.add(reply.usage)
-        return reply
-
-    def _call_finished(self, call: AgentCall) -> None:
-        self.emit(AgentCallFinished(call))
-
     async def _check(self, check: Check, proposal: Proposal) -> CheckResult:
         """One check of one proposal, within its own budget; a check that raises, returns
-        no usable result or times out fails the proposal (that check only)."""
+        no usable result or times out fails the proposal (that check only). A journaled
+        result is taken as it is."""
+        journaled = self.calls.journal.check(proposal.proposal_id, check.name)
+        if journaled is not None:
+            return journaled  # its event is in the record already
         scope = CheckScope(self.deliberation_id, self.task.role, check.name, check.kind, proposal.proposal_id)
         with self.telemetry.check(scope):
             result, started_at = await run_check(
                 check, self.task, proposal, scope, timeout_seconds=self.engine.check_timeout_seconds,
                 heavy_slots=self.engine.heavy_check_slots, off_loop=self.engine.off_loop,
             )
-        self.emit(CheckCompleted(proposal.proposal_id, result, started_at, time.time()))
+        self.calls.emit(CheckCompleted(proposal.proposal_id, result, started_at, time.time()))
+        await self.calls.checkpoint_reached()
         return result
 
-    # -- bookkeeping ----------------------------------------------------------
-
-    def _active(self) -> list[_Member]:
-        return [m for m in self.members if m.active]
-
-    def _proposal(self, member: _Member, reply: AgentReply, revision: int) -> Proposal:
+    def _proposal(self, member: Member, reply: AgentReply, revision: int) -> Proposal:
         return Proposal(
             proposal_id=f"{member.agent_id}-v{revision}",
             author_id=member.agent_id,
@@ -362,42 +259,3 @@ class _Run:
             revision=revision,
             truncated=reply.truncated,
         )
-
-    def _require_quorum(self) -> None:
-        active = len(self._active())
-        if active >= self.quorum:
-            return
-        total = len(self.members)
-        summary = (
-            f"{total - active} of {total} agents failed, leaving {active}, "
-            f"below the quorum of {self.quorum}"
-        )
-        if self.bugs:
-            details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
-            backends = ", ".join(repr(b) for b in sorted(set(self.bugs)))
-            raise QuorumLost(
-                f"{summary}, because of a bug in the code of backend {backends}; see the service log: "
-                f"{details}",
-                plugin_bug=True,
-            )
-        cause = _common_cause(self.causes)
-        if cause is not None:
-            raise QuorumLost(f"{cause} ({summary})", cause=cause)
-        details = "; ".join(f"{f.agent_id} in {f.phase.value}: {f.error}" for f in self.failures)
-        raise QuorumLost(f"{summary}: {details}")
-
-
-def _proposal_of(member: _Member) -> Proposal:
-    if member.proposal is None:  # pragma: no cover - active members always have one
-        raise RuntimeError(f"{member.agent_id} has no proposal")
-    return member.proposal
-
-
-def _common_cause(causes: Sequence[AgentError | None]) -> AgentError | None:
-    """The error every failure shares in kind (e.g. the backend is down), if there is one."""
-    if not causes or any(c is None for c in causes):
-        return None
-    for family in (BackendUnavailable, BackendRejected):
-        if all(isinstance(c, family) for c in causes):
-            return causes[0]
-    return None

@@ -1,0 +1,238 @@
+"""The agent calls of a deliberation's phases: made at once, each product emitted as its call
+ends, failures taking their agent out while a quorum remains; journaled calls taken instead
+of made; a checkpoint awaited after each completed call.
+
+A phase's calls start together; the one whose failure leaves fewer agents than the quorum
+cancels the others and :class:`~orchestrator_core.errors.QuorumLost` is raised. Each call's
+product (what :attr:`Step.made` takes into the deliberation: a proposal, a critique) or its
+failure is emitted right after the call itself, so a record following the events holds every
+completed call even when the run stops mid-phase, and the checkpoint (e.g.
+:meth:`~orchestrator_core.records.writer.RecordWriter.flush`) makes it durable before the
+result is used. A call in the :class:`~orchestrator_core.journal.Journal` is not made: its
+reply or failure is taken as the original was, and nothing is emitted (the record has it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from orchestrator_core.agent_calls import (
+    AGENT_TIMEOUT_SETTING,
+    TASK_AGENT_TIMEOUT,
+    AgentCallFailed,
+    backend_of,
+    call_agent,
+)
+from orchestrator_core.errors import AgentError
+from orchestrator_core.events import AgentCallFinished, AgentFailed, DeliberationEvent, EventSink
+from orchestrator_core.hookspecs import Agent, identity_of
+from orchestrator_core.journal import Journal, JournaledCall
+from orchestrator_core.models import AgentCall, AgentFailure, AgentReply, Phase, Proposal, Task, TokenUsage
+from orchestrator_core.quorum import quorum_lost
+from orchestrator_core.telemetry import AgentCallScope, Telemetry
+from orchestrator_core.validation import agent_timeout
+
+T = TypeVar("T")
+
+Checkpoint = Callable[[], Awaitable[None]]
+"""Makes what the events so far told durable (e.g. :meth:`RecordWriter.flush`)."""
+
+
+async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every call at once; cancelling the caller cancels them all."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_as_coroutine(call)) for call in calls]
+    return [task.result() for task in tasks]
+
+
+async def _as_coroutine(call: Awaitable[T]) -> T:
+    return await call
+
+
+class UsageMeter:
+    """The tokens one deliberation has spent so far, for the caller to read however it ends."""
+
+    def __init__(self) -> None:
+        self.total = TokenUsage()
+
+    def add(self, usage: TokenUsage) -> None:
+        self.total += usage
+
+
+@dataclass
+class Member:
+    """One agent of the council, its latest proposal, and whether it still takes part."""
+
+    agent: Agent
+    model: str = ""
+    """The model the agent was configured with, for its calls' records and telemetry."""
+    proposal: Proposal | None = None
+    active: bool = True
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.agent_id
+
+    @property
+    def latest(self) -> Proposal:
+        if self.proposal is None:  # pragma: no cover - active members always have one
+            raise RuntimeError(f"{self.agent_id} has no proposal")
+        return self.proposal
+
+
+@dataclass(frozen=True)
+class Step:
+    """One agent call of a phase: whose, the call, and ``made``, which takes the reply into
+    the deliberation (the member's proposal, the feedback) and returns the event saying so."""
+
+    member: Member
+    call: Callable[[], Awaitable[AgentReply]]
+    made: Callable[[AgentReply], DeliberationEvent]
+
+
+class _QuorumGone(Exception):
+    """Raised inside a phase by the call whose failure lost the quorum; cancels the rest."""
+
+
+class _CheckpointFailed(Exception):
+    """Raised inside a phase when the checkpoint failed (its error is the cause); cancels the
+    rest, and the checkpoint's own error leaves the run."""
+
+
+class PhaseCalls:
+    """The council of one deliberation and the calls its phases make."""
+
+    def __init__(
+        self,
+        deliberation_id: str,
+        task: Task,
+        agents: Sequence[Agent],
+        *,
+        quorum: int,
+        timeout_seconds: float,
+        telemetry: Telemetry,
+        emit: EventSink,
+        meter: UsageMeter,
+        journal: Journal,
+        checkpoint: Checkpoint | None,
+    ) -> None:
+        if not agents:
+            raise ValueError("a deliberation needs at least one agent")
+        self.deliberation_id = deliberation_id
+        self.task = task
+        self.members = [Member(agent, identity_of(agent).model) for agent in agents]
+        self.quorum = min(quorum, len(agents))
+        self.timeout = agent_timeout(task, timeout_seconds)
+        self.timeout_setting = AGENT_TIMEOUT_SETTING if self.timeout >= timeout_seconds else TASK_AGENT_TIMEOUT
+        self.telemetry = telemetry
+        self.emit = emit
+        self.meter = meter
+        self.journal = journal
+        self.checkpoint = checkpoint
+        self.failures: list[AgentFailure] = []
+        self.causes: list[AgentError | None] = []
+        self.bugs: list[str] = []
+        """The backends whose bug failed an agent."""
+
+    def active(self) -> list[Member]:
+        return [m for m in self.members if m.active]
+
+    def require_quorum(self) -> None:
+        active = len(self.active())
+        if active < self.quorum:
+            raise quorum_lost(
+                self.failures, self.causes, self.bugs, total=len(self.members), active=active, quorum=self.quorum
+            )
+
+    async def run(self, phase: Phase, round_number: int, steps: Sequence[Step]) -> None:
+        """All of one phase's calls at once; when a failure loses the quorum, the rest are
+        cancelled and QuorumLost is raised. Journaled calls are taken first, in the order
+        they ended, as they ended before the calls still to make."""
+        entries = [(self.journal.call(s.member.agent_id, phase, round_number), s) for s in steps]
+        done = sorted(((e, s) for e, s in entries if e is not None), key=lambda pair: pair[0].position)
+        for entry, step in done:
+            self._replay(step, entry)
+        await self.concurrently([self._call(s, phase, round_number) for e, s in entries if e is None])
+
+    async def concurrently(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """:func:`run_concurrently`, with a lost quorum raised as QuorumLost and a failed
+        checkpoint as its own error."""
+        try:
+            return await run_concurrently(calls)
+        except BaseExceptionGroup as group:
+            checkpoint, _ = group.split(_CheckpointFailed)
+            if checkpoint is not None:
+                failed = _first(checkpoint)
+                raise (failed.__cause__ or failed) from None
+            _, rest = group.split(_QuorumGone)
+            if rest is not None:
+                raise rest from None
+            self.require_quorum()
+            raise AssertionError("unreachable: the quorum was lost") from None  # pragma: no cover
+
+    async def checkpoint_reached(self) -> None:
+        """Await the checkpoint, if there is one; its failure ends the phase."""
+        if self.checkpoint is None:
+            return
+        try:
+            await self.checkpoint()
+        except Exception as exc:
+            raise _CheckpointFailed from exc
+
+    async def _call(self, step: Step, phase: Phase, round_number: int) -> None:
+        """One agent call (see :func:`~orchestrator_core.agent_calls.call_agent`), its
+        product emitted as it ends; a failure is recorded, never raised, unless it loses the
+        quorum."""
+        member = step.member
+        scope = AgentCallScope(
+            self.deliberation_id, self.task.role, member.agent_id, backend_of(member.agent), member.model,
+            phase, round_number, task=self.task.description,
+        )
+        try:
+            reply = await call_agent(
+                member.agent, phase, step.call, timeout_seconds=self.timeout, round_number=round_number,
+                timeout_setting=self.timeout_setting, telemetry=self.telemetry, scope=scope,
+                on_call=self._call_finished,
+            )
+        except AgentCallFailed as failed:
+            self.meter.add(failed.usage)  # spent, even though the reply was unusable
+            self._take_out(member, failed.failure, failed.cause, plugin_bug=failed.plugin_bug)
+            self.emit(AgentFailed(failed.failure))
+            await self.checkpoint_reached()
+            if len(self.active()) < self.quorum:
+                raise _QuorumGone from None
+            return
+        self.meter.add(reply.usage)
+        self.emit(step.made(reply))
+        await self.checkpoint_reached()
+
+    def _replay(self, step: Step, entry: JournaledCall) -> None:
+        """A journaled call, taken as the original was: its reply used, or its failure taking
+        the agent out (QuorumLost when that loses the quorum, as it did then)."""
+        self.meter.add(entry.call.usage)
+        if isinstance(entry.result, AgentFailure):
+            self._take_out(step.member, entry.result, None, plugin_bug=entry.plugin_bug)
+            self.require_quorum()
+            return
+        step.made(entry.result)  # its event is in the record already
+
+    def _take_out(self, member: Member, failure: AgentFailure, cause: AgentError | None, *, plugin_bug: bool) -> None:
+        member.active = False
+        if plugin_bug:
+            self.bugs.append(backend_of(member.agent))
+        self.failures.append(failure)
+        self.causes.append(cause)
+
+    def _call_finished(self, call: AgentCall) -> None:
+        self.emit(AgentCallFinished(call))
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception a (possibly nested) group holds."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
