@@ -77,10 +77,11 @@ class WatchedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def update(self, record: DeliberationRecord) -> None:
-        await self._store.update(record)
+    async def update(self, record: DeliberationRecord) -> bool:
+        written = await self._store.update(record)
         if self._wanted(record):
             self.written.set()
+        return written
 
     async def get_by_request(self, request_id: str) -> DeliberationRecord | None:
         holder = await self._store.get_by_request(request_id)

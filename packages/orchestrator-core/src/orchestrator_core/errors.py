@@ -30,6 +30,10 @@ class NotFound(OrchestratorError):
     """A record the request names does not exist."""
 
 
+class AlreadyFinished(OrchestratorError):
+    """The request needs a deliberation still queued or running, and the one named is final."""
+
+
 class NoCouncil(OrchestratorError):
     """No council can serve the requested role; the message says what to configure."""
 

@@ -66,6 +66,17 @@ class RankingReady:
     outcome: DeliberationOutcome
 
 
+@dataclass(frozen=True)
+class DeliberationFinished:
+    """The record is final: the last event a watch of the deliberation sees. ``status`` is
+    the record's (a :class:`~orchestrator_core.records.model.RecordStatus` value), with its
+    error and error kind when it did not succeed."""
+
+    status: str
+    error: str = ""
+    error_kind: str = ""
+
+
 DeliberationEvent = (
     DeliberationStarted
     | ProposalGenerated
@@ -75,6 +86,7 @@ DeliberationEvent = (
     | AgentFailed
     | AgentCallFinished
     | RankingReady
+    | DeliberationFinished
 )
 
 EventSink = Callable[[DeliberationEvent], None]

@@ -8,12 +8,11 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from orchestrator_core import __version__
-from orchestrator_core.breaker import GuardedAgent
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
@@ -25,11 +24,22 @@ from orchestrator_core.errors import (
     NotFound,
     NoViableProposal,
 )
-from orchestrator_core.events import AgentCallFinished, DeliberationStarted, EventSink, RankingReady, discard_event
+from orchestrator_core.events import (
+    AgentCallFinished,
+    DeliberationEvent,
+    DeliberationStarted,
+    EventSink,
+    RankingReady,
+    discard_event,
+)
+from orchestrator_core.finishing import finish, finish_failed, named_backend
 from orchestrator_core.hookspecs import Agent, SelectingAgent
-from orchestrator_core.models import DeliberationOutcome, Selection, Task, TokenUsage
+from orchestrator_core.journal import Journal
+from orchestrator_core.local_queue import LocalQueue
+from orchestrator_core.models import DeliberationOutcome, Selection, Task
 from orchestrator_core.plugin_calls import PluginFailureCounters, counting_failures
 from orchestrator_core.plugins import FailedPlugin, PluginHost, PluginInfo
+from orchestrator_core.queued import QueuedRuns
 from orchestrator_core.reachability import Prober
 from orchestrator_core.records.idempotency import claim
 from orchestrator_core.records.model import (
@@ -51,12 +61,14 @@ from orchestrator_core.validation import (
     DeliberationRequest,
     Plan,
     agent_timeout,
+    check_time_range,
     checked_record_id,
     checked_role,
     normalised_task,
     plan,
 )
 from orchestrator_core.watchdog import LoopWatchdog
+from orchestrator_core.work_queue import Delivery, QueueDepth, WorkQueue
 
 CLOSE_WAIT_SECONDS = 5.0
 
@@ -81,6 +93,7 @@ class StatusSnapshot:
     councils: tuple[CouncilInfo, ...]
     plugins: tuple[PluginInfo, ...]
     failed_plugins: tuple[FailedPlugin, ...]
+    queue: QueueDepth = field(default_factory=QueueDepth)
 
 
 class Orchestrator:
@@ -90,6 +103,7 @@ class Orchestrator:
         plugins: PluginHost,
         store: DeliberationStore,
         telemetry: Telemetry = NO_TELEMETRY,
+        queue: WorkQueue | None = None,
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
@@ -118,9 +132,13 @@ class Orchestrator:
         self._idle.set()
         self.owner = uuid.uuid4().hex
         """This process's id on the records it runs (and its lease, with a shared database)."""
-        self.upkeep = RecordUpkeep(store, settings, self.owner)
+        self.queue: WorkQueue = queue if queue is not None else LocalQueue(settings.queue_max_deliver)
+        """Carries submitted deliberations to the workers; the in-process queue unless given."""
+        self.queued = QueuedRuns(self, self.queue)
+        self.upkeep = RecordUpkeep(store, settings, self.owner, queue_redelivers=not isinstance(self.queue, LocalQueue))
         self.prober = Prober(lambda: [c for c in self.councils.values() if c.ready], settings.endpoint_probe_seconds)
         self._started = time.monotonic()
+        self._queue_depth = QueueDepth()
 
     @property
     def ready(self) -> bool:
@@ -128,11 +146,13 @@ class Orchestrator:
 
     async def start(self) -> None:
         """Open the records, start their upkeep (leases, interrupted records, retention), the
-        endpoint probes and the loop watchdog."""
+        work queue, the endpoint probes and the loop watchdog."""
         await self.store.open()
         try:
             await self.upkeep.start()
+            await self.queue.start()
         except BaseException:
+            await self.upkeep.stop()
             await self.store.close()
             raise
         self.prober.start()
@@ -141,10 +161,13 @@ class Orchestrator:
 
     async def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
         """Close the records, once the deliberations still unwinding (e.g. cancelled at the end
-        of a shutdown's grace period) have written their final state, or after ``wait_seconds``."""
+        of a shutdown's grace period) have written their final state, or after ``wait_seconds``;
+        queued runs still going then hand their deliveries back (nak) for another worker."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_seconds):
                 await self._idle.wait()
+        await self.queued.hand_back_all()
+        await self.queue.close()
         await self.prober.stop()
         await self.upkeep.stop()
         await self.store.close()
@@ -199,7 +222,7 @@ class Orchestrator:
         task = normalised_task(request.task, self.settings)
         council = self._council_for(task.role)
         checked = plan(request, task, self.settings, council.size)
-        agents = _named_backend(council.agents(checked.num_agents), council.settings.backend)
+        agents = named_backend(council.agents(checked.num_agents), council.settings.backend)
         budget = self._budget(checked.task, timeout)
         with self._slot():
             record = new_record(checked, council, agents, top_k, self.owner)
@@ -220,24 +243,25 @@ class Orchestrator:
                         async with asyncio.timeout(remaining):
                             outcome, selection = await self._deliberate(writer, checked, agents, top_k, meter)
                 except TimeoutError:
-                    await self._finish_failed(
-                        writer, scope, RecordStatus.FAILED, started, meter, "deadline exceeded",
+                    await finish_failed(
+                        self.statistics, writer, scope, RecordStatus.FAILED, started, meter, "deadline exceeded",
                         DeadlineExceeded.__name__,
                     )
                     raise DeadlineExceeded(f"the deliberation did not finish within {budget:g}s") from None
                 except asyncio.CancelledError:
-                    await self._finish_failed(
-                        writer, scope, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled"
+                    await finish_failed(
+                        self.statistics, writer, scope, RecordStatus.CANCELLED, started, meter, "cancelled", "Cancelled"
                     )
                     raise
                 except Exception as exc:  # NoViableProposal's ranking is in the record already
-                    await self._finish_failed(
-                        writer, scope, RecordStatus.FAILED, started, meter, str(exc), type(exc).__name__
+                    await finish_failed(
+                        self.statistics, writer, scope, RecordStatus.FAILED, started, meter, str(exc),
+                        type(exc).__name__,
                     )
                     raise
-                await asyncio.shield(
-                    self._finish(writer, scope, RecordStatus.SUCCEEDED, started, meter.total, selection=selection)
-                )
+                await asyncio.shield(finish(
+                    self.statistics, writer, scope, RecordStatus.SUCCEEDED, started, meter.total, selection=selection
+                ))
                 return outcome, selection
 
     async def _create(self, record: DeliberationRecord, budget: float) -> DeliberationRecord | None:
@@ -270,6 +294,7 @@ class Orchestrator:
         agents: Sequence[Agent],
         top_k: int | None,
         meter: UsageMeter,
+        journal: Journal | None = None,
     ) -> tuple[DeliberationOutcome, Selection | None]:
         """Deliberate, then (for an orchestration) select among the viable proposals.
 
@@ -278,7 +303,7 @@ class Orchestrator:
         """
         outcome = await self.engine.deliberate(
             checked.task, agents, checked.rounds,
-            deliberation_id=writer.record.deliberation_id, on_event=writer.observe, usage=meter,
+            deliberation_id=writer.record.deliberation_id, on_event=writer.observe, usage=meter, journal=journal,
         )
         if top_k is None:
             return outcome, None
@@ -297,57 +322,6 @@ class Orchestrator:
         writer.mark_phase("select")
         return outcome, selection
 
-    async def _finish(
-        self,
-        writer: RecordWriter,
-        scope: DeliberationScope,
-        status: RecordStatus,
-        started: float,
-        usage: TokenUsage,
-        *,
-        selection: Selection | None = None,
-        error: str = "",
-        error_kind: str = "",
-    ) -> None:
-        """Count the run and the tokens it spent, then write its finished record (durable
-        when this returns). The record has the outcome already, from the ranking event."""
-        record = writer.record
-        scope.status, scope.error_kind, scope.usage = status.value, error_kind, usage
-        if record.outcome is not None:
-            scope.rounds_run, scope.viable_proposals = record.outcome.rounds, record.outcome.viable_proposals
-        self.statistics.record(
-            role=record.role,
-            orchestration=record.kind == "orchestrate",
-            seconds=time.monotonic() - started,
-            failed=status is not RecordStatus.SUCCEEDED,
-            usage=usage,
-        )
-        await writer.finish(status, usage=usage, selection=selection, error=error, error_kind=error_kind)
-
-    async def _finish_failed(
-        self,
-        writer: RecordWriter,
-        scope: DeliberationScope,
-        status: RecordStatus,
-        started: float,
-        meter: UsageMeter,
-        error: str,
-        error_kind: str,
-    ) -> None:
-        """Like :meth:`_finish`, for a run that failed: a failure to write the record is
-        logged, and the run's own error is what the caller gets.
-
-        The write is shielded: the caller's cancellation (a client's deadline passing just as
-        the run's own timeout fired) must not leave the record running for ever."""
-
-        async def write() -> None:
-            try:
-                await self._finish(writer, scope, status, started, meter.total, error=error, error_kind=error_kind)
-            except Exception as exc:
-                log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
-
-        await asyncio.shield(write())
-
     def _council_for(self, role: str) -> Council:
         council = self.councils.get(role)
         if council is None:
@@ -363,7 +337,7 @@ class Orchestrator:
             return None
         selector = council.selector()
         if selector is not None:
-            _named_backend([selector], council.settings.backend)
+            named_backend([selector], council.settings.backend)
         return selector
 
     def _budget(self, task: Task, timeout: float | None) -> float:
@@ -383,6 +357,12 @@ class Orchestrator:
                 f"the service is running {self.statistics.in_flight} deliberations, its limit "
                 "(ORCH_MAX_CONCURRENT_DELIBERATIONS); retry later"
             )
+        with self._counted():
+            yield
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """One deliberation in flight (a queued run's bound is the queue's concurrency)."""
         self.statistics.in_flight += 1
         self._idle.clear()
         try:
@@ -391,6 +371,30 @@ class Orchestrator:
             self.statistics.in_flight -= 1
             if self.statistics.in_flight == 0:
                 self._idle.set()
+
+    # -- queued deliberations (see orchestrator_core.queued) ------------------
+
+    async def submit(
+        self, request: DeliberationRequest, *, top_k: int | None = None, timeout: float | None = None
+    ) -> DeliberationRecord:
+        """Validate and queue ``request`` (an orchestration when ``top_k`` is given, 0 meaning
+        ORCH_SELECTION_TOP_K); returns its QUEUED record at once, or a request_id's holder."""
+        return await self.queued.submit(request, top_k=top_k, timeout=timeout)
+
+    async def run_queued(self, delivery: Delivery) -> None:
+        await self.queued.run_queued(delivery)
+
+    async def cancel(self, deliberation_id: str) -> DeliberationRecord:
+        """Cancel now if queued, else ask its runner to stop (NotFound, AlreadyFinished)."""
+        return await self.queued.cancel(deliberation_id)
+
+    def watch(self, deliberation_id: str, after_sequence: int = 0) -> AsyncIterator[tuple[int, DeliberationEvent]]:
+        """Numbered events after ``after_sequence``, then live ones, then DeliberationFinished."""
+        return self.queued.watch(deliberation_id, after_sequence)
+
+    async def consume(self, concurrency: int) -> None:
+        """Run deliveries of the work queue, ``concurrency`` at once, until cancelled."""
+        await self.queued.consume(concurrency)
 
     # -- records and status ---------------------------------------------------
 
@@ -413,24 +417,20 @@ class Orchestrator:
     ) -> RecordPage:
         """Records newest first. ``created_after`` (inclusive) and ``created_before``
         (exclusive) bound their creation time, in seconds since the Unix epoch."""
-        for name, value in (("created_after", created_after), ("created_before", created_before)):
-            if value is not None and not math.isfinite(value):
-                raise InvalidRequest(f"{name} must be a finite number of seconds since the Unix epoch")
-        if created_after is not None and created_before is not None and created_after > created_before:
-            raise InvalidRequest(
-                f"created_after ({created_after:g}) is later than created_before ({created_before:g})"
-            )
+        check_time_range(created_after, created_before)
         query = RecordQuery(
-            role=checked_role(role),
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-            page_size=page_size,
-            page_token=page_token,
+            role=checked_role(role), status=status, created_after=created_after, created_before=created_before,
+            page_size=page_size, page_token=page_token,
         )
         return await self.store.list(query)
 
+    async def status_with_queue(self) -> StatusSnapshot:
+        """:meth:`status` with the work queue's depth read now."""
+        self._queue_depth = await self.queue.depth()
+        return self.status()
+
     def status(self) -> StatusSnapshot:
+        """The service's state; ``queue`` is the depth last read (see :meth:`status_with_queue`)."""
         return StatusSnapshot(
             version=__version__,
             serving=self.ready,
@@ -445,12 +445,6 @@ class Orchestrator:
             councils=tuple(council.info() for council in self.councils.values()),
             plugins=self.plugins.plugins,
             failed_plugins=self.plugins.failed,
+            queue=self._queue_depth,
         )
 
-
-def _named_backend(agents: list[GuardedAgent], backend: str) -> list[GuardedAgent]:
-    """The council's agents, each naming its backend (for errors and failure counts)."""
-    for agent in agents:
-        if not agent.backend:
-            agent.backend = backend
-    return agents

@@ -148,3 +148,12 @@ def _check_test_path(path: str) -> None:
             f"constraints.tests path {path!r} must be a relative path to a .py file inside the task, "
             "without '..'"
         )
+
+
+def check_time_range(created_after: float | None, created_before: float | None) -> None:
+    """A listing's creation-time bounds: finite, and not the wrong way round."""
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and not math.isfinite(value):
+            raise InvalidRequest(f"{name} must be a finite number of seconds since the Unix epoch")
+    if created_after is not None and created_before is not None and created_after > created_before:
+        raise InvalidRequest(f"created_after ({created_after:g}) is later than created_before ({created_before:g})")

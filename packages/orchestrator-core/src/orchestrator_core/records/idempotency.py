@@ -6,7 +6,8 @@ every replica sharing it. A call that finds the id held:
 - by a record of a different request (role, task, constraints, size, rounds, kind or
   top_k differ) is refused as an invalid request, and nothing changes;
 - by a succeeded record gets that record: the first call's outcome, same deliberation id;
-- by a running record waits for it, polling with backoff within its own deadline;
+- by a queued or running record waits for it, polling with backoff within its own deadline
+  (a submit, :func:`hold`, returns that record at once instead);
 - by a failed, cancelled or interrupted record of the same request takes the id over
   and runs the deliberation itself (the failed record stays, for the audit trail).
 """
@@ -59,7 +60,7 @@ async def claim(store: DeliberationStore, record: DeliberationRecord) -> Deliber
             )
         if holder.status is RecordStatus.SUCCEEDED:
             return holder
-        if holder.status is not RecordStatus.RUNNING:
+        if holder.status not in (RecordStatus.QUEUED, RecordStatus.RUNNING):
             holder = await store.create(record)
             continue
         await asyncio.sleep(delay)
@@ -70,3 +71,22 @@ async def claim(store: DeliberationStore, record: DeliberationRecord) -> Deliber
         else:
             holder = current
     return None
+
+
+async def hold(store: DeliberationStore, record: DeliberationRecord) -> DeliberationRecord | None:
+    """Store ``record`` as the holder of its request_id and return None, or return the record
+    that holds it already (queued, running or succeeded: a submit answers with it at once).
+
+    Raises InvalidRequest when the id belongs to a different request."""
+    while True:
+        holder = await store.create(record)
+        if holder is None:
+            return None
+        if holder.request_fingerprint != record.request_fingerprint:
+            raise InvalidRequest(
+                f"request_id {record.request_id!r} was already used for a different request "
+                f"(deliberation {holder.deliberation_id}); use a new request_id"
+            )
+        if holder.status not in RETRYABLE_STATUSES:
+            return holder
+        # it finished as a retryable failure between the release and the read: take it over

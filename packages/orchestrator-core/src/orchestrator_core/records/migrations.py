@@ -48,6 +48,16 @@ def _v1(real: str) -> tuple[str, ...]:
     )
 
 
+def _v2() -> tuple[str, ...]:
+    """Queued deliberations: ``queued`` marks a record a work queue carries (its lapsed owner
+    is left for the queue to deliver again); ``cancel_requested`` is a cancel asked while it
+    runs, a column of its own so the runner's writes of the document never clear it."""
+    return (
+        "ALTER TABLE deliberations ADD COLUMN queued INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE deliberations ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+    )
+
+
 _REAL: dict[Dialect, str] = {"sqlite": "REAL", "postgresql": "DOUBLE PRECISION"}
 
 
@@ -58,7 +68,7 @@ def version_table(dialect: Dialect) -> str:
 def migrations(dialect: Dialect) -> Sequence[tuple[int, tuple[str, ...]]]:
     """``(version, statements)`` in the order they apply."""
     real = _REAL[dialect]
-    return ((1, _v1(real)),)
+    return ((1, _v1(real)), (2, _v2()))
 
 
 LATEST_VERSION = max(version for version, _ in migrations("sqlite"))

@@ -20,6 +20,8 @@ from orchestrator_core.models import (
 
 
 class RecordStatus(StrEnum):
+    QUEUED = "queued"
+    """Submitted and waiting for a worker (see :mod:`orchestrator_core.queued`)."""
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -28,7 +30,7 @@ class RecordStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self is not RecordStatus.RUNNING
+        return self not in (RecordStatus.QUEUED, RecordStatus.RUNNING)
 
 
 RETRYABLE_STATUSES = (RecordStatus.FAILED, RecordStatus.CANCELLED, RecordStatus.INTERRUPTED)
@@ -113,6 +115,13 @@ class DeliberationRecord:
     usage: TokenUsage = field(default_factory=TokenUsage)
     calls: tuple[AgentCall, ...] = ()
     """Every agent call, the selection's included, in the order they ended."""
+    queued: bool = False
+    """Submitted through the work queue (a worker runs it), not run by the call that made it."""
+    deadline_at: float = 0.0
+    """When the run's budget ends, in seconds since the Unix epoch (0: none recorded); a
+    queued record's budget counts from its submission, the wait in the queue included."""
+    cancel_requested: bool = False
+    """A cancel was asked while it ran; the process running it stops it (CANCELLED)."""
 
     def finished(
         self,

@@ -113,9 +113,12 @@ class PostgresStore(sql.SQLRecordStore):
             (owner,),
         )
 
-    async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
+    async def interrupt_orphans(
+        self, owner: str, lease_seconds: float | None, *, queue_redelivers: bool = False
+    ) -> tuple[str, ...]:
         sweep = sql.orphan_sweep(
-            owner, lease_seconds, now=time.time(), lease_cutoff=f"{_NOW} - ?", cutoff_value=lease_seconds or 0.0
+            owner, lease_seconds, now=time.time(), lease_cutoff=f"{_NOW} - ?", cutoff_value=lease_seconds or 0.0,
+            queue_redelivers=queue_redelivers,
         )
         async with self._connection() as connection, connection.transaction():
             cursor = await connection.execute(_pg(sweep.interrupt), sweep.interrupt_params)

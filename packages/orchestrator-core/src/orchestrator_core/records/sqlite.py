@@ -92,10 +92,13 @@ class SQLiteStore(sql.SQLRecordStore):
             )
         )
 
-    async def interrupt_orphans(self, owner: str, lease_seconds: float | None) -> tuple[str, ...]:
+    async def interrupt_orphans(
+        self, owner: str, lease_seconds: float | None, *, queue_redelivers: bool = False
+    ) -> tuple[str, ...]:
         now = time.time()
         sweep = sql.orphan_sweep(
-            owner, lease_seconds, now=now, lease_cutoff="?", cutoff_value=now - (lease_seconds or 0.0)
+            owner, lease_seconds, now=now, lease_cutoff="?", cutoff_value=now - (lease_seconds or 0.0),
+            queue_redelivers=queue_redelivers,
         )
 
         def run(c: sqlite3.Connection) -> list[tuple[str]]:

@@ -7,6 +7,12 @@ beat, marks INTERRUPTED the running records of owners whose lease is older than
 process, so at startup every record another process left running is interrupted. When
 ``record_retention_days`` is set, finished records older than that are deleted every
 ``record_retention_interval_seconds``.
+
+Queued deliberations (a work queue carries them): with a durable queue (JetStream,
+``queue_redelivers``) the records of a lost worker are the queue's, delivered again once its
+ack wait lapses and taken over by the next worker, so the sweep leaves them alone; with the
+in-process queue they died with their process and are interrupted like any other, the
+QUEUED ones included.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ SECONDS_PER_DAY = 86_400.0
 
 
 class RecordUpkeep:
-    def __init__(self, store: DeliberationStore, settings: Settings, owner: str) -> None:
+    def __init__(
+        self, store: DeliberationStore, settings: Settings, owner: str, *, queue_redelivers: bool = False
+    ) -> None:
         self.store = store
         self.settings = settings
         self.owner = owner
+        self.queue_redelivers = queue_redelivers
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -65,7 +74,9 @@ class RecordUpkeep:
             log.info("deleted %d deliberation record(s) older than %g days", deleted, days)
 
     async def _interrupt(self, lease_seconds: float | None) -> None:
-        interrupted = await self.store.interrupt_orphans(self.owner, lease_seconds)
+        interrupted = await self.store.interrupt_orphans(
+            self.owner, lease_seconds, queue_redelivers=self.queue_redelivers
+        )
         if interrupted:
             log.warning(
                 "marked %d deliberation record(s) interrupted; the process running them stopped: %s",
