@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=50055, ge=0, le=65535)
     grace_period_seconds: float = Field(default=10.0, ge=0)
+    drain_delay_seconds: float = Field(default=0.0, ge=0)
+    """On SIGTERM, how long the server keeps its port open while health says NOT_SERVING and
+    new calls are refused (UNAVAILABLE), so probes and load balancers see the drain before the
+    port closes; the grace period for in-flight calls starts after it."""
     max_concurrent_deliberations: int = Field(default=64, ge=1)
     log_level: str = "INFO"
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)

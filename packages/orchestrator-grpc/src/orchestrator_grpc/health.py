@@ -11,12 +11,18 @@ Three kinds of name are published:
   council cannot run (e.g. its backend is not installed) or while its endpoint's circuit
   breaker is open, SERVING otherwise (a half-open circuit lets a trial call through).
   Refreshed every ``ORCH_HEALTH_REFRESH_SECONDS``.
+
+On SIGTERM every name turns NOT_SERVING at once and stays so (:meth:`HealthPublisher.drain`);
+Watch streams are sent NOT_SERVING then, and end when the server stops listening
+(:meth:`HealthPublisher.end_watches`), so a watcher does not hold the shutdown for the
+whole grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
@@ -42,6 +48,34 @@ def council_service_name(role: str) -> str:
 
 def council_serving(council: Council) -> bool:
     return council.ready and council.circuit is not CircuitState.OPEN
+
+
+class DrainingHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
+    """grpc's asyncio health servicer whose Watch streams can be ended from the server's side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ending = asyncio.Event()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        """Stream the status of ``request.service`` as it changes, until :meth:`end_watches`.
+
+        A stream ended that way ends with the status at that moment (NOT_SERVING, once the
+        server drains), sent again if the watcher already had it: the status changed just
+        before the end may not have been written yet when the watch was stopped."""
+        if not self._ending.is_set():
+            watch = asyncio.ensure_future(super().Watch(request, context))
+            ending = asyncio.ensure_future(self._ending.wait())
+            try:
+                await asyncio.wait((watch, ending), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait([watch, ending])  # raises what the watch itself raised
+        status = self._server_status.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+        await context.write(health_pb2.HealthCheckResponse(status=status))
+
+    def end_watches(self) -> None:
+        """End every Watch stream (status OK), now and as soon as any new one starts."""
+        self._ending.set()
 
 
 class HealthPublisher:
@@ -72,6 +106,17 @@ class HealthPublisher:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def drain(self) -> None:
+        """Every name NOT_SERVING, for good: watchers are told at once, refreshing stops."""
+        await self.stop()
+        await self.servicer.enter_graceful_shutdown()
+        self._published = {name: False for name in self._published}
+
+    def end_watches(self) -> None:
+        """End the Watch streams, if the servicer can (see :class:`DrainingHealthServicer`)."""
+        if isinstance(self.servicer, DrainingHealthServicer):
+            self.servicer.end_watches()
 
     async def stop(self) -> None:
         await cancel_and_wait([self._task])

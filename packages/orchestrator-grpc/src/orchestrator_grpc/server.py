@@ -32,7 +32,7 @@ from orchestrator_core.plugins import PluginHost, load_plugins
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.auth import BearerAuth, configured_tokens
-from orchestrator_grpc.health import OVERALL_HEALTH, HealthPublisher
+from orchestrator_grpc.health import OVERALL_HEALTH, DrainingHealthServicer, HealthPublisher
 from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterceptor
 from orchestrator_grpc.observability import Observability, observability_for
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
@@ -78,21 +78,32 @@ class RunningServer:
     def address(self) -> str:
         """``host:port`` to dial; a wildcard host is dialled on the loopback address."""
         return dial_address(self.settings.host, self.port)
-    async def shutdown(self, grace: float | None = None) -> None:
-        """Health -> NOT_SERVING and new calls -> UNAVAILABLE at once, let in-flight calls
-        finish within ``grace`` seconds (default: the settings' grace period; calls still
-        running then are cancelled), then close the core.
+    async def shutdown(self, grace: float | None = None, drain_delay: float | None = None) -> None:
+        """Health -> NOT_SERVING (every name, Watch streams told) and new calls -> UNAVAILABLE
+        at once; keep the port open for ``drain_delay`` seconds (default: the settings'
+        drain delay), so that probes and load balancers see it; then stop listening and let
+        in-flight calls finish within ``grace`` seconds (default: the settings' grace period;
+        calls still running then are cancelled), then close the core.
         """
         if self._stopped:
             return
         self._stopped = True
         grace = self.settings.grace_period_seconds if grace is None else grace
+        drain_delay = self.settings.drain_delay_seconds if drain_delay is None else drain_delay
         self._gate.closed = True
         self.servicer.draining = True
-        await self.health_publisher.stop()
-        await self.health.enter_graceful_shutdown()
+        await self.health_publisher.drain()
+        if drain_delay > 0:
+            log.info("draining: health is NOT_SERVING and new calls are refused; the port closes in %gs",
+                     drain_delay)
+            await asyncio.sleep(drain_delay)
         log.info("shutting down; letting in-flight calls finish within %gs", grace)
-        await self.server.stop(grace)
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)  # the stop closes the port before it first waits
+        # Health watchers have been told; their streams would otherwise hold the stop for
+        # the whole grace period.
+        self.health_publisher.end_watches()
+        await stopping
         await self.orchestrator.close()
         await self.observability.close()
         log.info("stopped")
@@ -138,7 +149,7 @@ async def start_server(
         )
         servicer = OrchestratorServicer(orchestrator, settings.max_message_bytes)
         pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        health = HealthPublisher(health_aio.HealthServicer(), orchestrator, settings.health_refresh_seconds)
+        health = HealthPublisher(DrainingHealthServicer(), orchestrator, settings.health_refresh_seconds)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
