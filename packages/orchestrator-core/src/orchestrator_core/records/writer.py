@@ -6,9 +6,18 @@ only mark the record dirty, so a burst of events costs one write, not one each, 
 deliberation never waits on the database. :meth:`RecordWriter.finish` waits for that task,
 then writes the finished record and returns once it is durable.
 
+A run that must not lose a completed call (a queued deliberation, which another worker may
+resume) awaits :meth:`RecordWriter.flush` after each one: it returns once the record as it
+is then is stored (one write at a time; a write in flight is waited for, and covers the
+flushes that came while it ran). A write the store refuses (the record is final, or another
+worker took it over) sets :attr:`RecordWriter.lost`, and a flush then raises
+:class:`RecordLost`, so the run stops.
+
 Phase timings come from the events: a phase's events arrive as its calls return, and
 phases run one after another, so a phase runs from the end of the one before (the record's
-creation, for the first) to its last event.
+creation, or ``started_at``, for the first) to its last event. A writer built from a record
+that already has phases (a resumed run) keeps them: the phase that was running goes on from
+where it started, and a new phase starts when the resumed run does.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from orchestrator_core.events import (
@@ -37,25 +47,53 @@ from orchestrator_core.records.store import DeliberationStore
 log = logging.getLogger(__name__)
 
 
+class RecordLost(Exception):
+    """The store refused to write the record: it is final already, or another worker took it
+    over. The run writing it must stop."""
+
+
 class RecordWriter:
-    """The record of one running deliberation. Only the event loop's thread touches it."""
+    """The record of one running deliberation. Only the event loop's thread touches it.
+
+    ``on_write``, when given, is called with the record after each write the store accepted
+    (progress, flushes and the finished record), e.g. to tell watchers it changed; an error it
+    raises is logged. ``started_at`` is when the run began (the first phase starts then);
+    by default the record's creation, or now for a record that already has phases.
+    """
 
     def __init__(
-        self, store: DeliberationStore, record: DeliberationRecord, forward: EventSink = discard_event
+        self,
+        store: DeliberationStore,
+        record: DeliberationRecord,
+        forward: EventSink = discard_event,
+        *,
+        on_write: Callable[[DeliberationRecord], None] | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.record = record
         self._store = store
         self._forward = forward
+        self._on_write = on_write
         self._dirty = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._phases: list[PhaseTiming] = []
+        self._lock = asyncio.Lock()
+        self._version = 0
+        """Changes made to the record so far; ``_written`` is the latest one stored."""
+        self._written = 0
+        self._phases: list[PhaseTiming] = list(record.phases)
+        self._resumed = list(record.phases)
+        """The phases of an earlier run: the last one goes on if the next event is of it."""
         self._phase: tuple[str, int] | None = None
-        self._phase_started = record.created_at
-        self._phase_last = record.created_at
-        self._round = 0
+        if started_at is None:
+            started_at = time.time() if record.phases else record.created_at
+        self._phase_started = started_at
+        self._phase_last = started_at
+        self._round = max((p.round for p in record.phases), default=0)
         self.writes = 0
         """Progress writes made so far (finishing not counted)."""
+        self.lost = asyncio.Event()
+        """Set once the store refused a write: the record is final, or another worker has it."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -91,6 +129,22 @@ class RecordWriter:
         self._changed(record)
         self._forward(event)
 
+    async def flush(self) -> None:
+        """Return once the record as it is now is stored: wait for the write in flight, then
+        write the latest state unless that write covered it. Raises :class:`RecordLost` once
+        the store refused a write, and the store's own error when the write fails. A flush
+        that is cancelled lets its write finish."""
+        target = self._version
+        if self._written < target and not self.lost.is_set():
+            write = asyncio.ensure_future(self._write())
+            write.add_done_callback(_retrieved)
+            await asyncio.shield(write)
+        if self.lost.is_set():
+            raise RecordLost(
+                f"the store refused to write deliberation {self.record.deliberation_id}: it is final or "
+                "another worker took it over"
+            )
+
     def mark_phase(self, phase: str, round_number: int = 0) -> None:
         """A phase the engine's events do not show (the selection) ended now."""
         self._at(phase, round_number)
@@ -116,7 +170,9 @@ class RecordWriter:
             error=error, error_kind=error_kind,
         )
         self.record = final
-        await self._store.update(final)
+        async with self._lock:  # after the write in flight, if any
+            stored = await self._store.update(final)
+        self._accepted(final, stored)
         return final
 
     # -- internals ----------------------------------------------------------------
@@ -128,6 +184,10 @@ class RecordWriter:
             if self._phase is not None:
                 self._close_phase()
                 self._phase_started = self._phase_last
+            elif self._resumed and (self._resumed[-1].phase, self._resumed[-1].round) == key:
+                going_on = self._phases.pop()  # the phase the earlier run was in goes on
+                self._phase_started = going_on.started_at
+            self._resumed = []
             self._phase = key
         self._phase_last = max(now, self._phase_started)
 
@@ -145,6 +205,7 @@ class RecordWriter:
 
     def _changed(self, record: DeliberationRecord) -> None:
         self.record = replace(record, phases=self._current_phases(), updated_at=time.time())
+        self._version += 1
         self._dirty.set()
 
     async def _flush_loop(self) -> None:
@@ -152,15 +213,47 @@ class RecordWriter:
             await self._dirty.wait()
             if self._closing:
                 return
-            self._dirty.clear()
             try:
-                await self._store.update(self.record)
-                self.writes += 1
+                await self._write()
             except Exception as exc:  # progress is best effort; the final write is not
                 log.warning("could not write the progress of deliberation %s: %s", self.record.deliberation_id, exc)
+
+    async def _write(self) -> None:
+        """Write the latest state unless it is stored already; one write at a time."""
+        async with self._lock:
+            self._dirty.clear()
+            if self._written >= self._version or self._closing or self.lost.is_set():
+                return
+            version, record = self._version, self.record
+            stored = await self._store.update(record)
+            if self._accepted(record, stored):
+                self._written = version
+                self.writes += 1
+
+    def _accepted(self, record: DeliberationRecord, stored: object) -> bool:
+        """Whether the store took ``record`` (its ``update`` returns False when it refused);
+        tells ``on_write`` when it did, sets :attr:`lost` when not."""
+        if stored is False:
+            if not self.lost.is_set():
+                log.warning("the store refused to write deliberation %s: it is final or another worker took "
+                            "it over", record.deliberation_id)
+            self.lost.set()
+            return False
+        if self._on_write is not None:
+            try:
+                self._on_write(record)
+            except Exception:
+                log.exception("on_write failed for deliberation %s", record.deliberation_id)
+        return True
 
     async def _stop(self) -> None:
         self._closing = True
         self._dirty.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+
+
+def _retrieved(write: asyncio.Future[None]) -> None:
+    """Consume the outcome of a flush's write, which may end after the flush was cancelled."""
+    if not write.cancelled():
+        write.exception()
