@@ -156,6 +156,47 @@ class OrchestratorClient:
         )
         return response
 
+    async def submit(
+        self,
+        task: Task,
+        *,
+        top_k: int | None = None,
+        deadline: float | None = None,
+        **options: Unpack[DeliberationOptions],
+    ) -> pb.SubmitDeliberationResponse:
+        """Queue a deliberation (``top_k`` None) or an orchestration among ``top_k``
+        candidates (0: the server's default); the answer names it at once. ``deadline``
+        bounds this call, not the run (the task's ``timeout_seconds`` bounds that)."""
+        from orchestrator_grpc import convert
+
+        request = convert.submit_request_to_proto(_deliberate_request(task, options), top_k)
+        response: pb.SubmitDeliberationResponse = await self._stub.SubmitDeliberation(
+            request, timeout=deadline, metadata=self._metadata
+        )
+        return response
+
+    async def watch_messages(
+        self, deliberation_id: str, *, after_sequence: int = 0, deadline: float | None = None
+    ) -> AsyncGenerator[pb.DeliberationEvent, None]:
+        """A deliberation's events after ``after_sequence`` as the server sent them, from
+        what its record already holds to the last one, ``finished``. Leaving the loop early
+        ends the watch, not the deliberation."""
+        request = pb.WatchDeliberationRequest(deliberation_id=deliberation_id, after_sequence=after_sequence)
+        call = self._stub.WatchDeliberation(request, timeout=deadline, metadata=self._metadata)
+        try:
+            async for message in call:
+                yield message
+        finally:
+            call.cancel()
+
+    async def cancel(self, deliberation_id: str, *, deadline: float | None = None) -> pb.CancelDeliberationResponse:
+        """Cancel a queued or running deliberation; FAILED_PRECONDITION once it finished."""
+        request = pb.CancelDeliberationRequest(deliberation_id=deliberation_id)
+        response: pb.CancelDeliberationResponse = await self._stub.CancelDeliberation(
+            request, timeout=deadline, metadata=self._metadata
+        )
+        return response
+
     async def get_deliberation(
         self, deliberation_id: str, *, deadline: float | None = None
     ) -> pb.DeliberationRecord:

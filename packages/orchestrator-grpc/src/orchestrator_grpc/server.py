@@ -15,9 +15,11 @@ Tests and embedders use :func:`running_server`::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,7 +29,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator_core.orchestrator import Orchestrator
+from orchestrator_core.orchestrator import CLOSE_WAIT_SECONDS, Orchestrator
 from orchestrator_core.plugins import PluginHost, load_plugins
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
@@ -73,6 +75,23 @@ class RunningServer:
         self._gate = gate
         self.observability = observability
         self._stopped = False
+        self._workers: asyncio.Task[None] | None = None
+
+    def start_workers(self) -> None:
+        """Run ORCH_QUEUE_WORKERS deliberations from the work queue at once, in this process,
+        until shutdown (none with 0: a pure front, other processes run them)."""
+        if self.settings.queue_workers > 0 and self._workers is None:
+            self._workers = asyncio.create_task(
+                self.orchestrator.consume(self.settings.queue_workers), name="queue-workers"
+            )
+
+    async def _stop_workers(self) -> None:
+        """Stop taking deliberations from the queue; those running go on (the grace period)."""
+        if self._workers is not None:
+            self._workers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._workers
+            self._workers = None
 
     @property
     def address(self) -> str:
@@ -92,19 +111,23 @@ class RunningServer:
         drain_delay = self.settings.drain_delay_seconds if drain_delay is None else drain_delay
         self._gate.closed = True
         self.servicer.draining = True
+        await self._stop_workers()
         await self.health_publisher.drain()
         if drain_delay > 0:
             log.info("draining: health is NOT_SERVING and new calls are refused; the port closes in %gs",
                      drain_delay)
             await asyncio.sleep(drain_delay)
         log.info("shutting down; letting in-flight calls finish within %gs", grace)
+        started = time.monotonic()
         stopping = asyncio.ensure_future(self.server.stop(grace))
         await asyncio.sleep(0)  # the stop closes the port before it first waits
         # Health watchers have been told; their streams would otherwise hold the stop for
         # the whole grace period.
         self.health_publisher.end_watches()
         await stopping
-        await self.orchestrator.close()
+        # Queued runs of this process's workers get what is left of the grace period too;
+        # those still running then hand their deliveries back.
+        await self.orchestrator.close(max(grace - (time.monotonic() - started), CLOSE_WAIT_SECONDS))
         await self.observability.close()
         log.info("stopped")
 
@@ -171,7 +194,9 @@ async def start_server(
         "plaintext" if credentials is None else "TLS" if settings.tls_client_ca_file is None else "mutual TLS",
         f", {len(tokens)} bearer token(s)" if tokens else "",
     )
-    return RunningServer(settings, server, port, orchestrator, servicer, health, gate, observability)
+    running = RunningServer(settings, server, port, orchestrator, servicer, health, gate, observability)
+    running.start_workers()
+    return running
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ import grpc
 
 from orchestrator_core.errors import (
     AgentError,
+    AlreadyFinished,
     AtCapacity,
     BackendRejected,
     BackendUnavailable,
@@ -37,6 +38,7 @@ from orchestrator_core.errors import (
     QuorumLost,
     RecordsUnavailable,
 )
+from orchestrator_grpc.queued import DeliberationCancelled, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NoCouncil, grpc.StatusCode.FAILED_PRECONDITION),
     (NoViableProposal, grpc.StatusCode.FAILED_PRECONDITION),
+    (AlreadyFinished, grpc.StatusCode.FAILED_PRECONDITION),
+    (DeliberationCancelled, grpc.StatusCode.CANCELLED),
+    (WorkerLost, grpc.StatusCode.UNAVAILABLE),
     (AtCapacity, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BackendUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BackendRejected, grpc.StatusCode.FAILED_PRECONDITION),

@@ -1,5 +1,6 @@
 """The ``orchestrator`` command: serve, plugins, status, health, deliberate, orchestrate,
-deliberations, eval (a benchmark through the service) and plugin (a new plugin package).
+submit, watch, cancel, deliberations, eval (a benchmark through the service) and plugin (a
+new plugin package).
 
 Plugins are loaded by the commands that need them (``serve``, ``plugins``), never at
 import time, so a broken plugin cannot break ``orchestrator --help``. Nothing heavy is
@@ -62,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--service", default="", help='service to check (default: "", the whole server)')
     health.set_defaults(run=LazyCommand("client_commands", "health"), client_timeout=5.0)
 
-    for add_command in (arguments.add_deliberate, arguments.add_orchestrate):
+    for add_command in (
+        arguments.add_deliberate, arguments.add_orchestrate,
+        arguments.add_submit, arguments.add_watch, arguments.add_cancel,
+    ):
         command = add_command(commands_)
         add_client_options(command)
         command.set_defaults(client_timeout=None)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RECORD_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+RECORD_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted", "queued")
 """``deliberations list --status``: the record statuses, as DeliberationStatus names end."""
 
 
@@ -97,8 +97,49 @@ def add_orchestrate(commands: Any) -> argparse.ArgumentParser:
 
 
 def misplaced_top_k(args: argparse.Namespace) -> bool:
-    """``deliberate --top-k`` without ``--orchestrate``: a ranking selects nothing."""
-    return getattr(args, "command", "") == "deliberate" and args.top_k is not None and not args.orchestrate
+    """``deliberate --top-k`` (or ``submit --top-k``) without ``--orchestrate``: a ranking
+    selects nothing."""
+    command = getattr(args, "command", "")
+    return command in ("deliberate", "submit") and args.top_k is not None and not args.orchestrate
+
+
+def add_submit(commands: Any) -> argparse.ArgumentParser:
+    """``submit``: the task options of ``deliberate``; prints the id at once."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "submit", help="queue a deliberation and print its id at once (then: watch ID, cancel ID)"
+    )
+    add_task_options(parser)
+    parser.add_argument("--orchestrate", action="store_true", help="also select a winner")
+    parser.add_argument("--top-k", type=int, default=None, help=TOP_K_HELP + "; needs --orchestrate")
+    parser.add_argument(
+        "--request-id", default="",
+        help="an id of your choosing: submitting it again returns the same deliberation",
+    )
+    parser.set_defaults(run=LazyCommand("queued", "submit"))
+    return parser
+
+
+def add_watch(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "watch", help="follow a deliberation to its end (exit 1 unless it succeeded)"
+    )
+    parser.add_argument("deliberation_id")
+    parser.add_argument(
+        "--after", type=int, default=0, metavar="N", help="only the events after the N-th (default: all)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print each event as a line of JSON, no display"
+    )
+    parser.set_defaults(run=LazyCommand("queued", "watch"))
+    return parser
+
+
+def add_cancel(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser("cancel", help="cancel a queued or running deliberation")
+    parser.add_argument("deliberation_id")
+    parser.add_argument("--json", action="store_true", help="print the response as JSON")
+    parser.set_defaults(run=LazyCommand("queued", "cancel"))
+    return parser
 
 
 def add_eval(commands: Any) -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ _STATUS_FILTERS = {
     "failed": pb.DELIBERATION_STATUS_FAILED,
     "cancelled": pb.DELIBERATION_STATUS_CANCELLED,
     "interrupted": pb.DELIBERATION_STATUS_INTERRUPTED,
+    "queued": pb.DELIBERATION_STATUS_QUEUED,
 }
 assert tuple(_STATUS_FILTERS) == RECORD_STATUSES  # the parser offers what is filtered on
 

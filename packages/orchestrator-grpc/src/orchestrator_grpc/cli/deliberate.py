@@ -46,18 +46,23 @@ class StreamEndedEarly(Exception):
     """The server closed the stream without sending the ranking."""
 
 
+def task_of(args: argparse.Namespace) -> Task:
+    """The task the command line describes (its test files read: OSError when one cannot be)."""
+    return Task(
+        role=args.role,
+        description=args.task,
+        constraints=TaskConstraints(
+            rubric=args.rubric,
+            requirements=tuple(args.requirement),
+            tests=tuple(_read_test(path) for path in args.tests),
+            agent_timeout_seconds=args.agent_timeout,
+        ),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        task = Task(
-            role=args.role,
-            description=args.task,
-            constraints=TaskConstraints(
-                rubric=args.rubric,
-                requirements=tuple(args.requirement),
-                tests=tuple(_read_test(path) for path in args.tests),
-                agent_timeout_seconds=args.agent_timeout,
-            ),
-        )
+        task = task_of(args)
     except OSError as exc:
         print(f"orchestrator: cannot read test file: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -68,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(to_dict(response))
             else:
-                _print_orchestration(convert.orchestration_from_proto(response, task))
+                print_orchestration(convert.orchestration_from_proto(response, task))
         else:
             ranking, outcome = asyncio.run(_stream(args, task, connection))
             if args.json:
                 print_json(to_dict(ranking))
             else:
-                _print_outcome(outcome)
+                print_outcome(outcome)
     except grpc.aio.AioRpcError as error:
         return fail_rpc(error, connection)
     except StreamEndedEarly as exc:
@@ -131,7 +136,7 @@ async def _orchestrate(args: argparse.Namespace, task: Task, connection: Connect
             return await call
 
 
-def _print_outcome(outcome: DeliberationOutcome) -> None:
+def print_outcome(outcome: DeliberationOutcome) -> None:
     console = CLIConsole()
     console.print(_results_table(outcome.results))
     for failure in outcome.failures:
@@ -149,7 +154,7 @@ def _print_outcome(outcome: DeliberationOutcome) -> None:
         console.print(Panel(plain(best.proposal.content), title=title))
 
 
-def _print_orchestration(orchestration: Orchestration) -> None:
+def print_orchestration(orchestration: Orchestration) -> None:
     console = CLIConsole()
     selection = orchestration.selection
     console.print(_results_table(selection.candidates))

@@ -8,7 +8,7 @@ The names below are the package's public API, what the servicer, the client, the
 the evaluation use; the submodules' other functions are their building blocks.
 """
 
-from orchestrator_grpc.convert._common import NOT_SERVING, SERVING
+from orchestrator_grpc.convert._common import NOT_SERVING, SERVING, STATUS_TO_PROTO
 from orchestrator_grpc.convert.client_records import record_from_proto
 from orchestrator_grpc.convert.client_results import (
     event_from_proto,
@@ -18,9 +18,12 @@ from orchestrator_grpc.convert.client_results import (
 )
 from orchestrator_grpc.convert.records import page_to_proto, record_to_proto
 from orchestrator_grpc.convert.requests import (
+    after_sequence_from_proto,
     deliberate_request_to_proto,
     deliberation_request_from_proto,
     record_status_from_proto,
+    submission_from_proto,
+    submit_request_to_proto,
     time_bound_from_proto,
 )
 from orchestrator_grpc.convert.results import (
@@ -34,6 +37,8 @@ from orchestrator_grpc.convert.status import status_to_proto
 __all__ = [
     "NOT_SERVING",
     "SERVING",
+    "STATUS_TO_PROTO",
+    "after_sequence_from_proto",
     "check_suite_to_proto",
     "deliberate_request_to_proto",
     "deliberation_request_from_proto",
@@ -48,6 +53,8 @@ __all__ = [
     "record_status_from_proto",
     "record_to_proto",
     "status_to_proto",
+    "submission_from_proto",
+    "submit_request_to_proto",
     "time_bound_from_proto",
     "usage_from_proto",
 ]

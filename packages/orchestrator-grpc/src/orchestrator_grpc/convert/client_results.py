@@ -8,6 +8,7 @@ from orchestrator_core.events import (
     CheckCompleted,
     CritiqueWritten,
     DeliberationEvent,
+    DeliberationFinished,
     ProposalGenerated,
     ProposalRevised,
     RankingReady,
@@ -25,7 +26,7 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES
+from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES, STATUS_FROM_PROTO
 
 
 def usage_from_proto(usage: pb.TokenUsage) -> TokenUsage:
@@ -136,4 +137,10 @@ def event_from_proto(message: pb.DeliberationEvent, task: Task) -> DeliberationE
         return AgentFailed(failure_from_proto(message.agent_failure))
     if which == "ranking":
         return RankingReady(outcome_from_proto(message.ranking, task))
+    if which == "finished":
+        finished = message.finished
+        status = STATUS_FROM_PROTO.get(finished.status)
+        if status is None:
+            return None  # a status this client does not know
+        return DeliberationFinished(status, finished.error, finished.error_kind)
     return None

@@ -42,6 +42,25 @@ def deliberation_request_from_proto(request: pb.DeliberateRequest) -> Deliberati
     )
 
 
+def submission_from_proto(request: pb.SubmitDeliberationRequest) -> tuple[DeliberationRequest, int | None]:
+    """What a SubmitDeliberation asks to run, and for an orchestration its top_k (0: the
+    server's default); None for a deliberation."""
+    match request.WhichOneof("request"):
+        case "deliberate":
+            return deliberation_request_from_proto(request.deliberate), None
+        case "orchestrate":
+            if request.orchestrate.top_k < 0:
+                raise InvalidRequest(f"top_k must not be negative; got {request.orchestrate.top_k}")
+            return deliberation_request_from_proto(request.orchestrate.deliberation), request.orchestrate.top_k
+    raise InvalidRequest("request is required: a deliberate or an orchestrate request")
+
+
+def after_sequence_from_proto(request: pb.WatchDeliberationRequest) -> int:
+    if request.after_sequence < 0:
+        raise InvalidRequest(f"after_sequence must not be negative; got {request.after_sequence}")
+    return request.after_sequence
+
+
 def time_bound_from_proto(seconds: float) -> float | None:
     """A ListDeliberations time bound: 0 (unset) leaves that end of the range open."""
     return seconds or None
@@ -86,3 +105,11 @@ def deliberate_request_to_proto(
     if rounds is not None:
         request.rounds = rounds
     return request
+
+
+def submit_request_to_proto(request: pb.DeliberateRequest, top_k: int | None = None) -> pb.SubmitDeliberationRequest:
+    """A submission of ``request``: an orchestration among ``top_k`` candidates (0: the
+    server's default), or with ``top_k`` None a deliberation."""
+    if top_k is None:
+        return pb.SubmitDeliberationRequest(deliberate=request)
+    return pb.SubmitDeliberationRequest(orchestrate=pb.OrchestrateRequest(deliberation=request, top_k=top_k))

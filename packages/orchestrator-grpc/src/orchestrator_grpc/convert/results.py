@@ -10,6 +10,7 @@ from orchestrator_core.events import (
     CheckCompleted,
     CritiqueWritten,
     DeliberationEvent,
+    DeliberationFinished,
     ProposalGenerated,
     ProposalRevised,
     RankingReady,
@@ -25,7 +26,8 @@ from orchestrator_core.models import (
     TokenUsage,
 )
 from orchestrator_core.orchestrator import Orchestration
-from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES
+from orchestrator_core.records import RecordStatus
+from orchestrator_grpc.convert._common import STANDARD_CHECK_NAMES, STATUS_TO_PROTO
 
 
 def usage_to_proto(usage: TokenUsage) -> pb.TokenUsage:
@@ -129,10 +131,11 @@ def orchestration_to_proto(orchestration: Orchestration) -> pb.OrchestrateRespon
     return selection_to_proto(orchestration.execution_id, orchestration.outcome, orchestration.selection)
 
 
-def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.DeliberationEvent:
-    """The streamed message of ``event``. A ``DeliberationStarted`` has none of its own (the
-    servicer puts its id on every later event); here it is a message with no event set."""
-    message = pb.DeliberationEvent(deliberation_id=deliberation_id)
+def event_to_proto(deliberation_id: str, event: DeliberationEvent, sequence: int = 0) -> pb.DeliberationEvent:
+    """The streamed message of ``event`` (``sequence``: its place in the record, for a
+    watch). A ``DeliberationStarted`` has none of its own (the servicer puts its id on every
+    later event); here it is a message with no event set."""
+    message = pb.DeliberationEvent(deliberation_id=deliberation_id, sequence=sequence)
     match event:
         case ProposalGenerated(proposal=proposal):
             message.proposal_generated.CopyFrom(proposal_to_proto(proposal))
@@ -152,4 +155,10 @@ def event_to_proto(deliberation_id: str, event: DeliberationEvent) -> pb.Deliber
             message.agent_failure.CopyFrom(failure_to_proto(failure))
         case RankingReady(outcome=outcome):
             message.ranking.CopyFrom(outcome_to_proto(outcome))
+        case DeliberationFinished(status=status, error=error, error_kind=error_kind):
+            message.finished.CopyFrom(
+                pb.DeliberationFinished(
+                    status=STATUS_TO_PROTO[RecordStatus(status)], error=error, error_kind=error_kind
+                )
+            )
     return message

@@ -8,6 +8,7 @@ from orchestrator_core.orchestrator import StatusSnapshot
 from orchestrator_core.plugin_calls import PluginFailures
 from orchestrator_core.plugins import FailedPlugin, PluginInfo
 from orchestrator_core.statistics import RoleStatistics, Statistics
+from orchestrator_core.work_queue import QueueDepth
 from orchestrator_grpc.convert._common import (
     NOT_SERVING,
     SERVING,
@@ -27,7 +28,8 @@ def _role_statistics_to_proto(statistics: RoleStatistics) -> pb.RoleStatistics:
     )
 
 
-def statistics_to_proto(statistics: Statistics) -> pb.Statistics:
+def statistics_to_proto(statistics: Statistics, queue: QueueDepth | None = None) -> pb.Statistics:
+    queue = queue or QueueDepth()
     return pb.Statistics(
         deliberations=statistics.deliberations,
         orchestrations=statistics.orchestrations,
@@ -40,6 +42,9 @@ def statistics_to_proto(statistics: Statistics) -> pb.Statistics:
         longest_loop_stall_seconds=statistics.longest_loop_stall_seconds,
         plugin_failures=[plugin_failures_to_proto(p) for p in statistics.plugin_failures],
         abandoned_plugin_threads=statistics.abandoned_plugin_threads,
+        queue_pending=queue.pending,
+        queue_in_flight=queue.in_flight,
+        queue_redelivered=queue.redelivered,
     )
 
 
@@ -86,7 +91,7 @@ def status_to_proto(snapshot: StatusSnapshot) -> pb.GetStatusResponse:
         status=SERVING if snapshot.serving else NOT_SERVING,
         version=snapshot.version,
         uptime_seconds=snapshot.uptime_seconds,
-        statistics=statistics_to_proto(snapshot.statistics),
+        statistics=statistics_to_proto(snapshot.statistics, snapshot.queue),
         councils=[council_to_proto(c) for c in snapshot.councils],
         plugins=[plugin_to_proto(p) for p in snapshot.plugins],
         failed_plugins=[failed_plugin_to_proto(p) for p in snapshot.failed_plugins],
