@@ -238,16 +238,16 @@ class QueuedRuns:
                         _, selection = await o._deliberate(
                             writer, checked, agents, top_k, meter, journal=Journal.from_record(record)
                         )
-            except TimeoutError:
-                await failed(RecordStatus.FAILED, "deadline exceeded", DeadlineExceeded.__name__)
-            except asyncio.CancelledError:
-                if run.reason in ("lost", "hand-back"):
+            except (asyncio.CancelledError, Exception) as exc:
+                if run.reason in ("lost", "hand-back"):  # the record is another worker's to finish
                     owned.dropping = run.reason == "lost"
                     await asyncio.shield(writer.finish(RecordStatus.CANCELLED))  # see _OwnedStore
-                else:
+                elif isinstance(exc, TimeoutError):
+                    await failed(RecordStatus.FAILED, "deadline exceeded", DeadlineExceeded.__name__)
+                elif isinstance(exc, asyncio.CancelledError):
                     await failed(RecordStatus.CANCELLED, "cancelled", "Cancelled")
-            except Exception as exc:
-                await failed(RecordStatus.FAILED, str(exc), type(exc).__name__)
+                else:
+                    await failed(RecordStatus.FAILED, str(exc), type(exc).__name__)
             else:
                 await asyncio.shield(
                     finish(o.statistics, writer, scope, RecordStatus.SUCCEEDED, started, meter.total,

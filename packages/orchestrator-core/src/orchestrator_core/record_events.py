@@ -6,15 +6,15 @@ call produced — ProposalGenerated, CritiqueWritten or ProposalRevised for a ca
 succeeded, AgentFailed for one that failed — stopping at the first call whose product is
 not in the record yet (it comes with a later write); then each check in the order it
 completed; then the ranking once the outcome exists. A call cut short (outcome cancelled)
-and the selection's calls produce no event. The sequence number of an event is its index
-+ 1. A record only ever grows, so the events of a later read start with those of an
-earlier one.
+and the selection's calls produce no event; a call made again by a resumed run (its first
+product never reached the record) has its event once, at the first call's place. The
+sequence number of an event is its index + 1. A record only ever grows, so the events of a
+later read start with those of an earlier one.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from orchestrator_core.events import (
     AgentFailed,
@@ -53,39 +53,47 @@ def finished_event(record: DeliberationRecord) -> DeliberationFinished:
 
 
 def _call_events(record: DeliberationRecord) -> Iterator[DeliberationEvent | None]:
-    """Each call's event; None for the first call whose product the record lacks."""
-    revisions: Counter[str] = Counter()
+    """Each call's event; None for the first call whose product the record lacks.
+
+    A call is known by its agent, phase and round. A resumed run makes again a call whose
+    product did not reach the record, so a key may appear twice in ``record.calls``: its
+    event comes once, at its first place, whichever of its calls produced it."""
+    proposals = {(p.author_id, p.revision): p for p in record.proposals}
+    critiques = {(c.critic_id, c.round): c for c in record.critiques}
+    failures = {(f.agent_id, f.phase, f.round): f for f in record.failures}
+    revisions = _revision_numbers(record.calls)
+    seen: set[tuple[str, Phase, int]] = set()
     for call in record.calls:
-        if call.phase is Phase.SELECT or call.outcome is CallOutcome.CANCELLED:
+        key = (call.agent_id, call.phase, call.round)
+        if call.phase is Phase.SELECT or call.outcome is CallOutcome.CANCELLED or key in seen:
             continue
-        if call.outcome is not CallOutcome.OK:
-            yield _failure_event(record, call)
-            continue
-        if call.phase is Phase.GENERATE:
-            yield _proposal_event(record, call.agent_id, 0)
-        elif call.phase is Phase.CRITIQUE:
-            yield _critique_event(record, call)
-        else:  # a revision: the n-th revise call of an agent made its revision n
-            revisions[call.agent_id] += 1
-            yield _proposal_event(record, call.agent_id, revisions[call.agent_id])
+        event: DeliberationEvent | None = None
+        if key in failures:
+            event = AgentFailed(failures[key])
+        elif call.phase is Phase.GENERATE and (call.agent_id, 0) in proposals:
+            event = ProposalGenerated(proposals[(call.agent_id, 0)])
+        elif call.phase is Phase.CRITIQUE and (call.agent_id, call.round) in critiques:
+            event = CritiqueWritten(critiques[(call.agent_id, call.round)])
+        elif call.phase is Phase.REVISE:
+            revision = revisions.get((call.agent_id, call.round))
+            if revision is not None and (call.agent_id, revision) in proposals:
+                event = ProposalRevised(proposals[(call.agent_id, revision)])
+        if event is None:
+            yield None
+            return
+        seen.add(key)
+        yield event
 
 
-def _failure_event(record: DeliberationRecord, call: AgentCall) -> DeliberationEvent | None:
-    for failure in record.failures:
-        if (failure.agent_id, failure.phase, failure.round) == (call.agent_id, call.phase, call.round):
-            return AgentFailed(failure)
-    return None
-
-
-def _proposal_event(record: DeliberationRecord, agent_id: str, revision: int) -> DeliberationEvent | None:
-    for proposal in record.proposals:
-        if proposal.author_id == agent_id and proposal.revision == revision:
-            return ProposalGenerated(proposal) if revision == 0 else ProposalRevised(proposal)
-    return None
-
-
-def _critique_event(record: DeliberationRecord, call: AgentCall) -> DeliberationEvent | None:
-    for critique in record.critiques:
-        if critique.critic_id == call.agent_id and critique.round == call.round:
-            return CritiqueWritten(critique)
-    return None
+def _revision_numbers(calls: Iterable[AgentCall]) -> dict[tuple[str, int], int]:
+    """The revision each successful revise call made: an author's n-th revised round made its
+    revision n (a round without feedback for it has no revise call)."""
+    rounds: dict[str, set[int]] = {}
+    for call in calls:
+        if call.phase is Phase.REVISE and call.outcome is CallOutcome.OK:
+            rounds.setdefault(call.agent_id, set()).add(call.round)
+    return {
+        (agent_id, round_number): revision
+        for agent_id, done in rounds.items()
+        for revision, round_number in enumerate(sorted(done), start=1)
+    }
