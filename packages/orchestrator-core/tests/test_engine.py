@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -108,6 +109,11 @@ async def test_events_follow_the_phases_in_order() -> None:
         "CheckCompleted", "CheckCompleted",
         "RankingReady",
     ]
+    # Each call's product comes right after the call.
+    products = (ProposalGenerated, CritiqueWritten, ProposalRevised)
+    for before, event in itertools.pairwise(events):
+        if isinstance(event, products):
+            assert isinstance(before, AgentCallFinished)
     assert isinstance(events[-1], RankingReady)
     assert len(events[-1].outcome.results) == 2
 
@@ -241,3 +247,49 @@ async def test_a_single_agent_skips_critique() -> None:
     assert outcome.rounds == 0
     assert [type(e) for e in events] == [AgentCallFinished, ProposalGenerated, RankingReady]
     assert not any(isinstance(e, ProposalRevised) for e in events)
+
+
+async def test_each_call_s_product_is_emitted_as_the_call_ends_not_with_its_phase() -> None:
+    agents = council(3)
+    agents[2].hang_in = frozenset({Phase.GENERATE})
+    events: list[DeliberationEvent] = []
+    both = asyncio.Event()
+
+    def observe(event: DeliberationEvent) -> None:
+        events.append(event)
+        if sum(isinstance(e, ProposalGenerated) for e in events) == 2:
+            both.set()
+
+    run = asyncio.create_task(engine().deliberate(TASK, agents, rounds=1, on_event=observe))
+    async with asyncio.timeout(HANG_GUARD):
+        await both.wait()  # while dev-3's call still runs
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    # Each product right after its call; dev-3's call ends cut short, with no product.
+    assert [(type(e).__name__, _agent_of(e)) for e in events] == [
+        ("AgentCallFinished", "dev-1"), ("ProposalGenerated", "dev-1"),
+        ("AgentCallFinished", "dev-2"), ("ProposalGenerated", "dev-2"),
+        ("AgentCallFinished", "dev-3"),
+    ]
+    assert events[-1].call.outcome is CallOutcome.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_a_failure_that_loses_the_quorum_still_cancels_the_rest_of_its_phase() -> None:
+    probe = ConcurrencyProbe()
+    agents = council(3, probe=probe)
+    agents[0].fail_in = {Phase.GENERATE: AgentError("down")}
+    agents[1].hang_in = agents[2].hang_in = frozenset({Phase.GENERATE})
+    events: list[DeliberationEvent] = []
+    async with asyncio.timeout(HANG_GUARD):
+        with pytest.raises(QuorumLost):
+            await engine(quorum=3).deliberate(TASK, agents, rounds=1, on_event=events.append)
+    assert probe.cancelled[Phase.GENERATE] == 2
+    assert [type(e).__name__ for e in events if not isinstance(e, AgentCallFinished)] == ["AgentFailed"]
+
+
+def _agent_of(event: DeliberationEvent) -> str:
+    if isinstance(event, AgentCallFinished):
+        return event.call.agent_id
+    assert isinstance(event, ProposalGenerated)
+    return event.proposal.author_id

@@ -1,4 +1,6 @@
-"""The record writer: events become one coalesced write at a time, and the end is durable."""
+"""The record writer: events become one coalesced write at a time, the end is durable, a
+flush stores what was there when it began, a refused write stops the run, and a resumed
+record keeps its phase timings."""
 
 from __future__ import annotations
 
@@ -6,12 +8,22 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from core_support import happened, until
 
-from orchestrator_core.events import ProposalGenerated, RankingReady
-from orchestrator_core.models import DeliberationOutcome, Proposal, RankedProposal, Selection, Task, TokenUsage
+from orchestrator_core.events import CritiqueWritten, ProposalGenerated, ProposalRevised, RankingReady
+from orchestrator_core.models import (
+    Critique,
+    DeliberationOutcome,
+    Proposal,
+    RankedProposal,
+    Selection,
+    Task,
+    TokenUsage,
+)
 from orchestrator_core.records import DeliberationRecord, RecordStatus, SQLiteStore
-from orchestrator_core.records.writer import RecordWriter
+from orchestrator_core.records.model import PhaseTiming
+from orchestrator_core.records.writer import RecordLost, RecordWriter
 
 
 class GatedStore(SQLiteStore):
@@ -96,3 +108,125 @@ def test_finishing_a_record_changes_what_is_given_and_keeps_the_rest() -> None:
     assert (failed.error, failed.error_kind, failed.usage, failed.selection) == (
         "down", "QuorumLost", TokenUsage(5, 5), None)
     assert record.finished(RecordStatus.CANCELLED, 20.0, usage=TokenUsage(7, 1)).usage == TokenUsage(7, 1)
+
+
+async def test_flush_waits_for_the_write_in_flight_then_stores_what_came_after(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "records.sqlite3")
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    await store.create(record)
+    written: list[int] = []
+    writer = RecordWriter(store, record, on_write=lambda r: written.append(len(r.proposals)))
+    writer.start()
+
+    writer.observe(ProposalGenerated(proposal(1)))
+    await happened(store.entered, "the first progress write began")  # in flight, held at the gate
+    writer.observe(ProposalGenerated(proposal(2)))
+    flushed = asyncio.create_task(writer.flush())
+    writer.observe(ProposalGenerated(proposal(3)))  # the next write takes it too
+    store.gate.set()
+    await flushed
+    stored = await store.get("d1")
+    final = await writer.finish(RecordStatus.SUCCEEDED)
+    await store.close()
+
+    assert stored is not None
+    assert [p.author_id for p in stored.proposals] == ["dev-1", "dev-2", "dev-3"]
+    assert store.progress_writes == [1, 3]  # one write after the one in flight, of all there was
+    assert written == [1, 3, 3]  # each accepted write, the finished one included
+    assert final.status is RecordStatus.SUCCEEDED
+
+
+async def test_flush_with_nothing_new_writes_nothing(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "records.sqlite3")
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    await store.create(record)
+    store.gate.set()
+    writer = RecordWriter(store, record)  # not started: flush writes by itself
+    await writer.flush()
+    writer.observe(ProposalGenerated(proposal(1)))
+    await writer.flush()
+    await writer.flush()
+    stored = await store.get("d1")
+    await store.close()
+    assert store.progress_writes == [1]
+    assert stored is not None
+    assert stored.proposals == (proposal(1),)
+
+
+class RefusingStore(SQLiteStore):
+    """The real store, refusing every write (another worker took the record over)."""
+
+    async def update(self, record: DeliberationRecord) -> bool:
+        return False
+
+
+async def test_a_refused_write_sets_lost_and_flush_raises(tmp_path: Path) -> None:
+    store = RefusingStore(tmp_path / "records.sqlite3")
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    await store.create(record)
+    written: list[DeliberationRecord] = []
+    writer = RecordWriter(store, record, on_write=written.append)
+    writer.start()
+    writer.observe(ProposalGenerated(proposal(1)))
+    try:
+        with pytest.raises(RecordLost):
+            await writer.flush()
+        assert writer.lost.is_set()
+        with pytest.raises(RecordLost):
+            await writer.flush()  # nothing new, still lost
+        await writer.finish(RecordStatus.CANCELLED)
+    finally:
+        await store.close()
+    assert written == []
+
+
+def timing(phase: str, round_number: int, started: float, finished: float) -> PhaseTiming:
+    return PhaseTiming(phase, round_number, started, finished)
+
+
+async def test_a_resumed_record_keeps_its_phases_and_goes_on_with_the_one_it_was_in(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "records.sqlite3")
+    await store.open()
+    earlier = (timing("generate", 0, 100.0, 110.0), timing("critique", 1, 110.0, 115.0))
+    record = DeliberationRecord(
+        "d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, 100.0, phases=earlier
+    )
+    await store.create(record)
+    resumed_at = time.time()
+    writer = RecordWriter(store, record)
+    writer.start()
+    writer.observe(CritiqueWritten(Critique("dev-2", "dev-3-v0", "dev-3", "hm", 1)))  # critique 1 goes on
+    writer.observe(ProposalRevised(Proposal("dev-3-v1", "dev-3", "DEV", "better", 1)))
+    final = await writer.finish(RecordStatus.SUCCEEDED)
+    await store.close()
+
+    generate, critique, revise = final.phases
+    assert generate == earlier[0]
+    assert (critique.phase, critique.round, critique.started_at) == ("critique", 1, 110.0)
+    assert critique.finished_at >= resumed_at
+    assert (revise.phase, revise.round) == ("revise", 1)
+    assert critique.finished_at <= revise.started_at <= revise.finished_at
+
+
+async def test_a_resumed_record_starts_its_next_phase_when_the_resumed_run_does(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "records.sqlite3")
+    await store.open()
+    earlier = (timing("generate", 0, 100.0, 110.0),)
+    record = DeliberationRecord(
+        "d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, 100.0, phases=earlier
+    )
+    await store.create(record)
+    resumed_at = time.time()
+    writer = RecordWriter(store, record)
+    writer.start()
+    writer.observe(CritiqueWritten(Critique("dev-2", "dev-3-v0", "dev-3", "hm", 1)))
+    final = await writer.finish(RecordStatus.SUCCEEDED)
+    await store.close()
+
+    generate, critique = final.phases
+    assert generate == earlier[0]
+    assert (critique.phase, critique.round) == ("critique", 1)
+    assert critique.started_at >= resumed_at
