@@ -66,6 +66,8 @@ async def test_submit_answers_before_the_agents_finish_and_the_record_shows_queu
     record = await queued_stub.GetDeliberation(pb.GetDeliberationRequest(deliberation_id=response.deliberation_id))
     assert record.status in (pb.DELIBERATION_STATUS_QUEUED, pb.DELIBERATION_STATUS_RUNNING)
     assert not record.proposals
+    # The budget counts from the submission: the server's default deliberation timeout.
+    assert record.deadline_at > record.created_at
     held.release.set()
     events = await watched(queued_stub, response.deliberation_id)
     assert events[-1].finished.status == pb.DELIBERATION_STATUS_SUCCEEDED

@@ -69,6 +69,7 @@ def record_from_proto(message: pb.DeliberationRecord) -> DeliberationRecord:
         ),
         usage=usage_from_proto(message.usage),
         calls=tuple(agent_call_from_proto(c) for c in message.calls),
+        deadline_at=message.deadline_at,
     )
 
 

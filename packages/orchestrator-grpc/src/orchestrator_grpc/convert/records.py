@@ -58,6 +58,7 @@ def record_to_proto(record: DeliberationRecord) -> pb.DeliberationRecord:
         usage=usage_to_proto(record.usage),
         constraints=constraints_to_proto(record.task.constraints),
         calls=[agent_call_to_proto(c) for c in record.calls],
+        deadline_at=record.deadline_at,
     )
     if record.outcome is not None:
         message.response.CopyFrom(outcome_to_proto(record.outcome))
