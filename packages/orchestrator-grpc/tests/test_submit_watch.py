@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_test_support import Doubles, eventually, request
+from grpc_test_support import HANG_GUARD, Doubles, eventually, request
 from queue_support import HeldProbe, queued_settings, watched, with_held_backend
 from test_bad_input import CASES
 
@@ -265,3 +265,26 @@ async def test_get_status_shows_the_deliberations_waiting_in_the_queue(serve_que
             await stub.SubmitDeliberation(submission("DEV"))
         statistics = (await stub.GetStatus(pb.GetStatusRequest())).statistics
         assert (statistics.queue_pending, statistics.queue_in_flight, statistics.queue_redelivered) == (2, 0, 0)
+
+
+async def test_shutdown_stops_taking_queued_deliberations_and_lets_the_running_one_finish(
+    serve_queued: Any, held: HeldProbe
+) -> None:
+    async with serve_queued(queue_workers=1) as server, grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        running = await stub.SubmitDeliberation(submission("HELD"))
+        waiting = await stub.SubmitDeliberation(submission("HELD"))  # the one worker is busy
+        await eventually(lambda: held.calls[Phase.GENERATE] == 3, "the first deliberation's agents to be called")
+        shutdown = asyncio.create_task(server.shutdown(grace=HANG_GUARD))
+        # The workers were told to stop (no await lies between the two) before the run goes on.
+        await eventually(lambda: server.servicer.draining, "the shutdown to begin")
+        held.release.set()
+        await shutdown
+    assert held.calls[Phase.GENERATE] == 3  # the waiting deliberation was never taken
+    async with serve_queued(queue_workers=0) as again, grpc.aio.insecure_channel(again.address) as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        finished = await stub.GetDeliberation(pb.GetDeliberationRequest(deliberation_id=running.deliberation_id))
+        assert finished.status == pb.DELIBERATION_STATUS_SUCCEEDED
+        # The in-process queue died with its process: the next one's upkeep interrupts what it left.
+        left = await stub.GetDeliberation(pb.GetDeliberationRequest(deliberation_id=waiting.deliberation_id))
+        assert left.status == pb.DELIBERATION_STATUS_INTERRUPTED
