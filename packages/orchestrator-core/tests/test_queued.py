@@ -348,3 +348,32 @@ async def test_queued_records_of_a_stopped_process_are_interrupted_without_a_dur
         second = await make()  # one process owns a SQLite file: the first counts as stopped
         record = await second.get_record(submitted.deliberation_id)
         assert (record.status, record.error_kind) == (RecordStatus.INTERRUPTED, "Interrupted")
+
+
+async def test_a_handed_back_run_resumes_without_repeating_a_completed_call(
+    make_orchestrator: MakeOrchestrator,
+) -> None:
+    backend = ScriptedBackend(agents={0: {"hang_in": frozenset({Phase.CRITIQUE})}})
+    orchestrator = await make_orchestrator(backend, ScriptedCheck())
+    submitted = await orchestrator.submit(request(rounds=1))
+    first = ScriptedDelivery(submitted.deliberation_id)
+    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(first))
+    stored = await record_when(orchestrator, submitted.deliberation_id, lambda r: len(r.calls) == 5, "5 calls stored")
+    assert [(c.agent_id, c.phase) for c in stored.calls[3:]] == [("dev-2", Phase.CRITIQUE), ("dev-3", Phase.CRITIQUE)]
+    await stop(run)  # this process stops: the delivery goes back
+    assert first.nakked
+    backend.agents = {}  # the next worker's agent dev-1 answers
+    resumed = len(backend.created)
+    second = ScriptedDelivery(submitted.deliberation_id, attempt=2)
+    await asyncio.wait_for(orchestrator.run_queued(second), HANG_GUARD)
+    assert second.acked
+    assert [a.calls for a in backend.created[resumed:]] == [
+        [Phase.CRITIQUE, Phase.REVISE], [Phase.REVISE], [Phase.REVISE],
+    ]
+    record = await orchestrator.get_record(submitted.deliberation_id)
+    assert record.status is RecordStatus.SUCCEEDED
+    assert [f.agent_id for f in record.failures] == [WORKER_AGENT_ID]
+    kinds = [type(e).__name__ for e in events_of(record)]
+    assert kinds == ["ProposalGenerated"] * 3 + ["CritiqueWritten"] * 3 + ["ProposalRevised"] * 3 + [
+        "CheckCompleted"
+    ] * 3 + ["RankingReady"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from orchestrator_core import __version__
 from orchestrator_core.council import Council, CouncilInfo, build_councils, no_council_message
 from orchestrator_core.deadlines import call_deadline
-from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
+from orchestrator_core.deliberation import Checkpoint, DeliberationEngine, UsageMeter
 from orchestrator_core.errors import (
     AtCapacity,
     DeadlineExceeded,
@@ -295,6 +295,7 @@ class Orchestrator:
         top_k: int | None,
         meter: UsageMeter,
         journal: Journal | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> tuple[DeliberationOutcome, Selection | None]:
         """Deliberate, then (for an orchestration) select among the viable proposals.
 
@@ -304,6 +305,7 @@ class Orchestrator:
         outcome = await self.engine.deliberate(
             checked.task, agents, checked.rounds,
             deliberation_id=writer.record.deliberation_id, on_event=writer.observe, usage=meter, journal=journal,
+            checkpoint=checkpoint,
         )
         if top_k is None:
             return outcome, None

@@ -221,7 +221,7 @@ class QueuedRuns:
         meter = UsageMeter()
         scope = DeliberationScope(record.deliberation_id, record.kind, record.role, record.num_agents, record.rounds)
         with o.telemetry.deliberation(scope):
-            writer = RecordWriter(cast(DeliberationStore, owned), record)
+            writer = RecordWriter(cast(DeliberationStore, owned), record, started_at=time.time())
             writer.start()
 
             async def failed(status: RecordStatus, error: str, kind: str) -> None:
@@ -236,7 +236,8 @@ class QueuedRuns:
                 with call_deadline(remaining), counting_failures(o.plugin_failures):
                     async with asyncio.timeout(remaining):
                         _, selection = await o._deliberate(
-                            writer, checked, agents, top_k, meter, journal=Journal.from_record(record)
+                            writer, checked, agents, top_k, meter, journal=Journal.from_record(record),
+                            checkpoint=writer.flush,
                         )
             except (asyncio.CancelledError, Exception) as exc:
                 if run.reason in ("lost", "hand-back"):  # the record is another worker's to finish
