@@ -230,3 +230,35 @@ async def test_a_resumed_record_starts_its_next_phase_when_the_resumed_run_does(
     assert generate == earlier[0]
     assert (critique.phase, critique.round) == ("critique", 1)
     assert critique.started_at >= resumed_at
+
+
+class FlakyStore(SQLiteStore):
+    """The real store, whose progress writes fail while ``down`` (the database unreachable)."""
+
+    down = True
+
+    async def update(self, record: DeliberationRecord) -> bool:
+        if self.down and not record.status.finished:
+            raise OSError("connection refused")
+        return bool(await super().update(record) is not False)
+
+
+async def test_a_flush_whose_write_fails_lets_the_run_go_on_and_the_next_write_stores_it_all(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(tmp_path / "records.sqlite3")
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    await store.create(record)
+    writer = RecordWriter(store, record)
+    writer.observe(ProposalGenerated(proposal(1)))
+    await writer.flush()  # logged, not raised: the database may come back
+    store.down = False
+    writer.observe(ProposalGenerated(proposal(2)))
+    await writer.flush()
+    stored = await store.get("d1")
+    await store.close()
+    assert "could not write the progress of deliberation d1: connection refused" in caplog.text
+    assert not writer.lost.is_set()
+    assert stored is not None
+    assert stored.proposals == (proposal(1), proposal(2))

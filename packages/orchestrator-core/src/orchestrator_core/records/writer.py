@@ -132,13 +132,13 @@ class RecordWriter:
     async def flush(self) -> None:
         """Return once the record as it is now is stored: wait for the write in flight, then
         write the latest state unless that write covered it. Raises :class:`RecordLost` once
-        the store refused a write, and the store's own error when the write fails. A flush
-        that is cancelled lets its write finish."""
+        the store refused a write. A write that fails (the database is unreachable for a
+        while) is logged and the run goes on: every write stores the whole record, so the
+        next one that succeeds stores this state too (a crash before then makes the calls
+        since the last stored write again). A flush that is cancelled lets its write finish."""
         target = self._version
         if self._written < target and not self.lost.is_set():
-            write = asyncio.ensure_future(self._write())
-            write.add_done_callback(_retrieved)
-            await asyncio.shield(write)
+            await asyncio.shield(self._write_progress())
         if self.lost.is_set():
             raise RecordLost(
                 f"the store refused to write deliberation {self.record.deliberation_id}: it is final or "
@@ -213,10 +213,13 @@ class RecordWriter:
             await self._dirty.wait()
             if self._closing:
                 return
-            try:
-                await self._write()
-            except Exception as exc:  # progress is best effort; the final write is not
-                log.warning("could not write the progress of deliberation %s: %s", self.record.deliberation_id, exc)
+            await self._write_progress()
+
+    async def _write_progress(self) -> None:
+        try:
+            await self._write()
+        except Exception as exc:  # progress is best effort; the final write is not
+            log.warning("could not write the progress of deliberation %s: %s", self.record.deliberation_id, exc)
 
     async def _write(self) -> None:
         """Write the latest state unless it is stored already; one write at a time."""
@@ -251,9 +254,3 @@ class RecordWriter:
         self._dirty.set()
         if self._task is not None:
             await asyncio.shield(self._task)
-
-
-def _retrieved(write: asyncio.Future[None]) -> None:
-    """Consume the outcome of a flush's write, which may end after the flush was cancelled."""
-    if not write.cancelled():
-        write.exception()
