@@ -6,10 +6,10 @@ script) can sit on a council. The program runs in its own process group, under a
 limit; on timeout or cancellation the whole group is killed, so no runner outlives the
 call that started it. On Linux the program is also killed (SIGKILL) when the service that
 started it dies, even by SIGKILL, when nothing could kill its group (``PR_SET_PDEATHSIG``,
-set in the child before the program starts). That signal reaches the program only, not
-processes it started itself: a wrapper script should ``exec`` its runner, so the runner
-is the program. Where ``prctl`` is not available (not Linux) a program outlives a service
-that is killed outright; cancellation and timeouts still kill its group. The program's
+set by a small launcher that then becomes the program). That signal reaches the program
+only, not processes it started itself: a wrapper script should ``exec`` its runner, so the
+runner is the program. Where ``prctl`` is not available (not Linux) a program outlives a
+service that is killed outright; cancellation and timeouts still kill its group. The program's
 exit status and the tail of its standard error say what went wrong when it fails.
 
 The program gets the parent's environment without ``ORCH_*`` variables (they may hold
@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -188,16 +186,22 @@ class CommandAgent(PromptedAgent):
         return AgentReply(text=text)
 
     async def _run(self, stdin: bytes, env: Mapping[str, str]) -> tuple[int, bytes, bytes]:
+        # Looked up as the exec will (the program's PATH): the launcher can only report a
+        # program it cannot run as a failed run.
+        if shutil.which(self.argv[0], path=env.get("PATH", os.defpath)) is None:
+            raise BackendRejected(
+                f"the command backend cannot run {self._name!r}: it is no longer an executable file or on "
+                f"PATH; check the council's program option or {PROGRAM_SETTING}"
+            )
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.argv,
+                *_launcher(), *self.argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=dict(env),
                 cwd=self.options.cwd,
                 start_new_session=True,  # its own process group, so a kill reaches its children
-                preexec_fn=_die_with(os.getpid()),
             )
         except OSError as exc:
             raise BackendRejected(
@@ -244,44 +248,34 @@ class CommandAgent(PromptedAgent):
         return b"".join(chunks)
 
 
-_PR_SET_PDEATHSIG = 1
+_DIE_WITH_PARENT = """\
+import ctypes, os, sys
+parent, program = int(sys.argv[1]), sys.argv[2:]
+ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != parent:  # the service died before the prctl: no signal will come
+    os._exit(137)
+try:
+    os.execvp(program[0], program)  # found on the PATH of the program's environment
+except OSError as exc:
+    sys.stderr.write(f"cannot run {program[0]}: {exc.strerror}\\n")
+    os._exit(127)
+"""
+"""Run in a fresh interpreter (``python -I -S -c``, about 12 ms) between the fork and the
+program: has the kernel send the program SIGKILL when the service dies (``prctl`` with
+``PR_SET_PDEATHSIG``, kept across the ``exec``), then becomes the program, same pid. The
+kernel sends it when the thread that started the program ends: the event loop's, so a
+program also ends with a loop run in a thread of its own. Not a ``preexec_fn``: Python run
+in the child of a process with threads (gRPC's) between fork and exec may crash or hang
+there (children killed by SIGSEGV were seen that way)."""
 
 
-def _find_prctl() -> Callable[..., int] | None:
-    """libc's ``prctl``, looked up once in the service; None where there is none (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-_PRCTL = _find_prctl()
-
-
-def _die_with(parent: int) -> Callable[[], None] | None:
-    """What the forked child runs before the program starts: the kernel is to send it SIGKILL
-    when ``parent`` (the service) dies; None where ``prctl`` is unavailable.
-
-    The child of a process with threads should do little between fork and exec: ``prctl``
-    was looked up in the service, so the child makes one foreign call and no imports. Had
-    the service died between the fork and that call, the signal could no longer come: the
-    child sees its parent is not ``parent`` any more and exits."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-    kill = int(signal.SIGKILL)
-
-    def in_child() -> None:
-        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return in_child
+def _launcher() -> list[str]:
+    """What runs a program, put before its command line, so that it dies with this process:
+    the :data:`_DIE_WITH_PARENT` interpreter on Linux; nothing elsewhere, where ``prctl`` does
+    not exist and a program outlives a service killed outright."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return []
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid())]
 
 
 async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
