@@ -311,16 +311,19 @@ def scrape_problems(objects: list[Obj]) -> list[str]:
     return problems
 
 
-def grace_problems(objects: list[Obj]) -> list[str]:
-    """The kubelet waits longer than the preStop pause plus the service's own drain."""
-    deployment = one(objects, "Deployment")
-    spec = pod_spec(deployment)
-    grace = float(settings(objects).get("ORCH_GRACE_PERIOD_SECONDS", "10"))
+def grace_problems(objects: list[Obj], deployment: Obj | None = None) -> list[str]:
+    """The kubelet waits longer than the preStop pause plus the service's own drain: the
+    drain delay (the port open, NOT_SERVING) and the grace period for calls in flight.
+    ``deployment``: the one to check, when the objects hold several (the workers)."""
+    spec = pod_spec(deployment if deployment is not None else one(objects, "Deployment"))
+    config = settings(objects)
+    grace = float(config.get("ORCH_GRACE_PERIOD_SECONDS", "10"))
+    delay = float(config.get("ORCH_DRAIN_DELAY_SECONDS", "0"))
     pause = _prestop_seconds(spec["containers"][0])
     termination = spec.get("terminationGracePeriodSeconds", 30)
-    if termination <= pause + grace:
+    if termination <= pause + delay + grace:
         return [f"terminationGracePeriodSeconds {termination} is not longer than preStop {pause}s + "
-                f"ORCH_GRACE_PERIOD_SECONDS {grace:g}s"]
+                f"ORCH_DRAIN_DELAY_SECONDS {delay:g}s + ORCH_GRACE_PERIOD_SECONDS {grace:g}s"]
     return []
 
 

@@ -141,7 +141,18 @@ def test_a_grace_period_no_longer_than_the_drain_is_caught() -> None:
         pod_spec(one(objects, "Deployment"))["terminationGracePeriodSeconds"] = 30
 
     assert grace_problems(_mutated(shorten)) == [
-        "terminationGracePeriodSeconds 30 is not longer than preStop 5.0s + ORCH_GRACE_PERIOD_SECONDS 25s"
+        "terminationGracePeriodSeconds 30 is not longer than preStop 5.0s + ORCH_DRAIN_DELAY_SECONDS 5s + "
+        "ORCH_GRACE_PERIOD_SECONDS 25s"
+    ]
+
+
+def test_a_drain_delay_the_grace_period_does_not_cover_is_caught() -> None:
+    def lengthen(objects: list[Obj]) -> None:
+        settings(objects)["ORCH_DRAIN_DELAY_SECONDS"] = "15"
+
+    assert grace_problems(_mutated(lengthen)) == [
+        "terminationGracePeriodSeconds 45 is not longer than preStop 5.0s + ORCH_DRAIN_DELAY_SECONDS 15s + "
+        "ORCH_GRACE_PERIOD_SECONDS 25s"
     ]
 
 

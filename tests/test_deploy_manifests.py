@@ -2,7 +2,8 @@
 Kubernetes schemas, and keeps the security settings, probes, ports and grace periods; the
 TLS component turns mutual TLS on with probes that speak it. That the rules catch what they
 are meant to is in test_deploy_manifest_rules.py; deploy/README.md's steps in
-test_deploy_readme.py.
+test_deploy_readme.py; the scaled overlays' NATS, workers and autoscalers in
+test_deploy_scaled.py (here their fronts follow the service's rules like every overlay).
 
 Every overlay is rendered by `kubectl kustomize` where kubectl is installed and always by
 the built-in renderer of deploy_kustomize, so the rules are checked without kubectl too.
@@ -45,19 +46,27 @@ from deploy_kustomize import (
     rendered,
     strategic_merge,
 )
+from deploy_queue_checks import fronts
 from kubernetes_validate import utils as validate_utils
 
-OVERLAYS = ("single", "ha", "ha-tls", "ha-monitoring")
+OVERLAYS = ("single", "ha", "ha-tls", "ha-monitoring", "scaled", "scaled-hpa")
 NAMESPACE = "orchestrator"
 # Objects of custom resource definitions, which the Kubernetes schemas do not cover: checked
 # field by field below instead.
-CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate"), ("monitoring.coreos.com/v1", "ServiceMonitor")})
+CUSTOM_RESOURCES = frozenset({("cert-manager.io/v1", "Certificate"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                              ("keda.sh/v1alpha1", "ScaledObject")})
 DASHBOARD = ROOT / "deploy" / "k8s" / "components" / "monitoring" / "orchestrator-dashboard.json"
 
 @pytest.fixture(params=[(o, r) for o in OVERLAYS for r in RENDERERS], ids=lambda p: f"{p[0]}-{p[1]}")
-def objects(request: pytest.FixtureRequest) -> list[Obj]:
+def every_object(request: pytest.FixtureRequest) -> list[Obj]:
     overlay, renderer = request.param
     return rendered(overlay, renderer)
+
+
+@pytest.fixture
+def objects(every_object: list[Obj]) -> list[Obj]:
+    """The gRPC service's objects: the scaled overlays' NATS and workers left out."""
+    return fronts(every_object)
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -81,13 +90,28 @@ COMMON = {
 }
 
 
+QUEUE = {
+    ("ConfigMap", "nats-config"),
+    ("StatefulSet", "nats"),
+    ("Service", "nats"),
+    ("Service", "nats-headless"),
+    ("NetworkPolicy", "nats"),
+    ("Deployment", "orchestrator-worker"),
+    ("NetworkPolicy", "orchestrator-worker"),
+    ("PodDisruptionBudget", "orchestrator-worker"),
+}
+
+
 @pytest.mark.parametrize(
     ("overlay", "extra"),
     [("single", {("PersistentVolumeClaim", "orchestrator-data")}),
      ("ha", {("HorizontalPodAutoscaler", "orchestrator")}),
      ("ha-tls", {("HorizontalPodAutoscaler", "orchestrator"), ("Certificate", "orchestrator-tls")}),
      ("ha-monitoring", {("HorizontalPodAutoscaler", "orchestrator"), ("ServiceMonitor", "orchestrator"),
-                        ("ConfigMap", "orchestrator-dashboard")})],
+                        ("ConfigMap", "orchestrator-dashboard")}),
+     ("scaled", {("HorizontalPodAutoscaler", "orchestrator"), *QUEUE, ("ScaledObject", "orchestrator-worker")}),
+     ("scaled-hpa", {("HorizontalPodAutoscaler", "orchestrator"), *QUEUE,
+                     ("HorizontalPodAutoscaler", "orchestrator-worker")})],
 )
 @pytest.mark.parametrize("renderer", RENDERERS)
 def test_each_overlay_renders_exactly_its_objects(overlay: str, extra: set[tuple[str, str]], renderer: str) -> None:
@@ -117,8 +141,8 @@ def _normalized(objects: list[Obj]) -> dict[tuple[str, str], Any]:
 
 
 @pytest.mark.parametrize("version", sorted({validate_utils.all_versions()[0], validate_utils.latest_version()}))
-def test_every_object_validates_against_the_kubernetes_schemas(objects: list[Obj], version: str) -> None:
-    for obj in objects:
+def test_every_object_validates_against_the_kubernetes_schemas(every_object: list[Obj], version: str) -> None:
+    for obj in every_object:
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_RESOURCES:
             continue
         kubernetes_validate.validate(obj, version, strict=True)
@@ -203,10 +227,10 @@ def test_service_budget_and_policy_select_the_pods(objects: list[Obj]) -> None:
     assert selector_problems(objects) == []
 
 
-def test_namespace_enforces_the_restricted_standard_and_holds_everything(objects: list[Obj]) -> None:
-    labels = one(objects, "Namespace")["metadata"]["labels"]
+def test_namespace_enforces_the_restricted_standard_and_holds_everything(every_object: list[Obj]) -> None:
+    labels = one(every_object, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert {obj["metadata"].get("namespace") for obj in objects if obj["kind"] != "Namespace"} == {NAMESPACE}
+    assert {obj["metadata"].get("namespace") for obj in every_object if obj["kind"] != "Namespace"} == {NAMESPACE}
 
 
 def test_service_account_mounts_no_token(objects: list[Obj]) -> None:
@@ -227,7 +251,7 @@ def test_secrets_hold_placeholders_only(builtin: tuple[str, list[Obj]]) -> None:
     values = secret["stringData"]
     assert values["ORCH_OPENAI_API_KEY"] == ""
     assert values["ORCH_ANTHROPIC_API_KEY"] == ""
-    if overlay.startswith("ha"):
+    if overlay.startswith(("ha", "scaled")):
         assert set(values) == {"ORCH_OPENAI_API_KEY", "ORCH_ANTHROPIC_API_KEY", "ORCH_DATABASE_URL"}
         assert values["ORCH_DATABASE_URL"].startswith("postgresql://")
         assert ":REPLACE_ME@" in values["ORCH_DATABASE_URL"]
