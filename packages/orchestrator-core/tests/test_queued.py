@@ -377,3 +377,18 @@ async def test_a_handed_back_run_resumes_without_repeating_a_completed_call(
     assert kinds == ["ProposalGenerated"] * 3 + ["CritiqueWritten"] * 3 + ["ProposalRevised"] * 3 + [
         "CheckCompleted"
     ] * 3 + ["RankingReady"]
+
+
+async def test_closing_hands_back_the_runs_still_going(make_orchestrator: MakeOrchestrator) -> None:
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    orchestrator = await make_orchestrator(backend)
+    submitted = await orchestrator.submit(request())
+    delivery = ScriptedDelivery(submitted.deliberation_id)
+    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
+    await record_when(orchestrator, submitted.deliberation_id, lambda r: r.status is RecordStatus.RUNNING, "taken")
+    await asyncio.wait_for(orchestrator.queued.hand_back_all(), HANG_GUARD)  # what close() does after its wait
+    await asyncio.wait_for(run, HANG_GUARD)
+    assert (delivery.acked, delivery.nakked) == (False, True)
+    record = await orchestrator.get_record(submitted.deliberation_id)
+    assert (record.status, record.owner, record.error) == (RecordStatus.RUNNING, orchestrator.owner, "")
+    assert orchestrator.statistics.in_flight == 0

@@ -67,6 +67,8 @@ class _Run:
     task: asyncio.Task[None] | None = None
     reason: StopReason = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    finishing: bool = False
+    """The run is writing its final record (a final record read meanwhile is its own)."""
 
     def stop(self, reason: StopReason) -> None:
         """Stop the run for ``reason`` (the first reason given wins). Called from the run's
@@ -171,20 +173,23 @@ class QueuedRuns:
         owned = _OwnedStore(o.store, self.queue, run)
         run.task = asyncio.get_running_loop().create_task(self._execute(taken, run, owned))
         self._runs[deliberation_id] = run
-        with o._counted():
-            try:
-                await self._supervise(run, delivery)
-            except asyncio.CancelledError:  # this process stops: hand the work back
-                run.stop("hand-back")
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(run.task)
+        try:
+            with o._counted():
+                try:
+                    await self._supervise(run, delivery)
+                except asyncio.CancelledError:  # this process stops: hand the work back
+                    run.stop("hand-back")
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(run.task)
+                    await delivery.nak()
+                    raise
+            if run.reason == "hand-back":
                 await delivery.nak()
-                raise
-            finally:
-                self._runs.pop(deliberation_id, None)
-                run.ended.set()
-        if run.reason != "lost":  # a lost run's message is its new worker's to ack
-            await delivery.ack()
+            elif run.reason != "lost":  # a lost run's message is its new worker's to ack
+                await delivery.ack()
+        finally:
+            self._runs.pop(deliberation_id, None)
+            run.ended.set()
 
     async def _supervise(self, run: _Run, delivery: Delivery) -> None:
         """Wait for the run, keeping the delivery alive and stopping the run when its record
@@ -206,9 +211,9 @@ class QueuedRuns:
                 except Exception as exc:  # the database may come back; the run goes on meanwhile
                     log.warning("could not read deliberation %s: %s", run.deliberation_id, exc)
                     continue
-                if current is None or current.owner != o.owner or current.status is RecordStatus.QUEUED:
+                if _lost(current, o.owner, run):
                     run.stop("lost")
-                elif current.cancel_requested:
+                elif current is not None and current.cancel_requested:
                     run.stop("cancel")
         await asyncio.wait([run.task])  # it never raises; a cancellation here is this process's own
 
@@ -225,6 +230,7 @@ class QueuedRuns:
             writer.start()
 
             async def failed(status: RecordStatus, error: str, kind: str) -> None:
+                run.finishing = True
                 await finish_failed(o.statistics, writer, scope, status, started, meter, error, kind)
 
             try:
@@ -250,6 +256,7 @@ class QueuedRuns:
                 else:
                     await failed(RecordStatus.FAILED, str(exc), type(exc).__name__)
             else:
+                run.finishing = True
                 await asyncio.shield(
                     finish(o.statistics, writer, scope, RecordStatus.SUCCEEDED, started, meter.total,
                            selection=selection)
@@ -281,13 +288,13 @@ class QueuedRuns:
         await self.queue.consume(self.run_queued, concurrency)
 
     async def hand_back_all(self) -> None:
-        """Stop every run of this process (its shutdown): each hands its delivery back."""
-        tasks = [run.task for run in self._runs.values() if run.task is not None]
-        for run in list(self._runs.values()):
+        """Stop every run of this process (its shutdown): each stores its progress and hands
+        its delivery back; returns once they have."""
+        runs = list(self._runs.values())
+        for run in runs:
             run.stop("hand-back")
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for run in runs:
+            await run.ended.wait()
 
     # -- cancelling and watching ----------------------------------------------
 
@@ -331,6 +338,14 @@ class QueuedRuns:
                     return
                 await notices.wait(POLL_SECONDS)
                 record = await o.get_record(record.deliberation_id)
+
+
+def _lost(current: DeliberationRecord | None, owner: str, run: _Run) -> bool:
+    """The record is no longer this run's: gone, taken over, or ended by another hand (a
+    lease sweep) before the run wrote its end."""
+    if current is None or current.owner != owner or current.status is RecordStatus.QUEUED:
+        return True
+    return current.status.finished and not run.finishing
 
 
 def _finished_message(record: DeliberationRecord) -> str:
