@@ -38,6 +38,7 @@ from orchestrator_core.errors import (
     QuorumLost,
     RecordsUnavailable,
 )
+from orchestrator_grpc.jetstream.errors import QueueUnavailable
 from orchestrator_grpc.queued import DeliberationCancelled, WorkerLost
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ _CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AgentError, grpc.StatusCode.UNAVAILABLE),
     (RecordsUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (QueueUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 DELIBERATION_ID_METADATA = "orchestrator-deliberation-id"
 """Trailing metadata of a failed Orchestrate whose record keeps the ranking (no viable
