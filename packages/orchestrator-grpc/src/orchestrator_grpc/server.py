@@ -36,6 +36,7 @@ from orchestrator_core.settings import Settings
 from orchestrator_grpc.auth import BearerAuth, configured_tokens
 from orchestrator_grpc.health import OVERALL_HEALTH, DrainingHealthServicer, HealthPublisher
 from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterceptor
+from orchestrator_grpc.jetstream import queue_from_settings
 from orchestrator_grpc.observability import Observability, observability_for
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
 from orchestrator_grpc.tls import server_credentials
@@ -156,7 +157,9 @@ async def start_server(
     except BaseException:
         await plugins.shutdown()
         raise
-    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings), observability.telemetry)
+    orchestrator = Orchestrator(
+        settings, plugins, store_from_settings(settings), observability.telemetry, queue=queue_from_settings(settings)
+    )
     try:
         await orchestrator.start()
     except BaseException:
