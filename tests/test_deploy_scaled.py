@@ -36,9 +36,9 @@ from deploy_queue_checks import (
     worker_problems,
 )
 
+from orchestrator_grpc.jetstream.queue import CONSUMER, STREAM
+
 SCALED = ("scaled", "scaled-hpa")
-STREAM, CONSUMER = "ORCHESTRATOR_WORK", "orchestrator-workers"
-"""The work-queue stream and the durable consumer the service's JetStream queue uses."""
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
@@ -64,6 +64,8 @@ def test_keda_scales_the_workers_in_scaled_and_an_hpa_in_scaled_hpa_never_both(r
 
 
 def test_the_scaled_object_follows_the_consumer_the_workers_pull_from(objects: list[Obj]) -> None:
+    """The trigger names the stream and consumer of the service's own JetStream queue."""
+    assert (STREAM, CONSUMER) == ("ORCHESTRATOR_WORK", "orchestrator-workers")
     assert scaled_object_problems(objects, STREAM, CONSUMER) == []
 
 
