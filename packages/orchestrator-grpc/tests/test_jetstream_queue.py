@@ -53,7 +53,6 @@ async def consuming(work: JetStreamQueue, handler: Callable[[Delivery], object],
         yield task
     finally:
         task.cancel()
-        task.cancel()  # and the handlers still running
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -185,7 +184,7 @@ async def test_a_message_is_delivered_max_deliver_plus_one_times_at_most(server:
         assert attempts == [1, 2, 3]
 
 
-async def test_a_stopped_consumer_lets_its_handlers_finish(server: NatsServer, tmp_path: Path) -> None:
+async def test_a_stopped_consumer_takes_no_more_and_its_handlers_go_on(server: NatsServer, tmp_path: Path) -> None:
     started_runs: list[str] = []
     release = asyncio.Event()
 
@@ -199,39 +198,44 @@ async def test_a_stopped_consumer_lets_its_handlers_finish(server: NatsServer, t
         consumer = asyncio.create_task(work.consume(handler, 2))
         await until(lambda: started_runs == ["finishing"])
         consumer.cancel()
-        await asyncio.sleep(0)
-        await work.publish("not taken")  # published after the stop: no one pulls it
-        release.set()
         with pytest.raises(asyncio.CancelledError):
             await consumer
+        await work.publish("not taken")  # published after the stop: no one pulls it
+        release.set()
+        await until_depth(work, pending=1, in_flight=0)  # "finishing" acked by its handler
         assert started_runs == ["finishing"]
-        depth = await work.depth()  # "not taken" waits (handed back if the last pull brought it)
-        assert depth.pending + depth.in_flight == 1
 
 
-async def test_a_consumer_cancelled_twice_hands_back_what_it_holds(server: NatsServer, tmp_path: Path) -> None:
+async def test_closing_the_queue_hands_back_what_its_handlers_still_hold(
+    server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue, "SETTLE_SECONDS", 0.5)
     attempts: list[tuple[str, int]] = []
+    cancelled = asyncio.Event()
 
     async def holding(delivery: Delivery) -> None:
         attempts.append((delivery.deliberation_id, delivery.attempt))
-        await asyncio.Event().wait()  # never done
+        try:
+            await asyncio.Event().wait()  # never done
+        finally:
+            cancelled.set()
 
     async def acking(delivery: Delivery) -> None:
         attempts.append((delivery.deliberation_id, delivery.attempt))
         await delivery.ack()
 
-    async with started(settings_for(server.url, tmp_path, queue_ack_wait_seconds=600)) as work:
+    settings = settings_for(server.url, tmp_path, queue_ack_wait_seconds=600)
+    async with started(settings) as work:
         await work.publish("held")
         consumer = asyncio.create_task(work.consume(holding, 1))
         await until(lambda: len(attempts) == 1)
         consumer.cancel()
-        await asyncio.sleep(0.1)
-        consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await consumer
-        async with consuming(work, acking):  # handed back: delivered again at once
-            await until(lambda: len(attempts) == 2)
-        assert attempts == [("held", 1), ("held", 2)]
+    assert cancelled.is_set()
+    async with started(settings) as work, consuming(work, acking):  # handed back: delivered again at once
+        await until(lambda: len(attempts) == 2)
+    assert attempts == [("held", 1), ("held", 2)]
 
 
 async def test_change_notices_reach_a_watcher_of_that_deliberation(server: NatsServer, tmp_path: Path) -> None:

@@ -104,6 +104,8 @@ class JetStreamQueue:
         """The servers, without credentials: for messages and logs."""
         self.last_depth = QueueDepth()
         """The depth as last read by :meth:`depth` (for readers that must not wait on NATS)."""
+        self._handlers: set[asyncio.Task[None]] = set()
+        """Deliveries being handled, by every consumer of this queue."""
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
 
@@ -124,6 +126,14 @@ class JetStreamQueue:
         )
 
     async def close(self) -> None:
+        """Let the handlers still running settle their deliveries for a moment, hand back what
+        they hold after it, and close the connection."""
+        if self._handlers:
+            _, left = await asyncio.wait(self._handlers, timeout=SETTLE_SECONDS)
+            for task in left:
+                task.cancel()
+            if left:
+                await asyncio.wait(left, timeout=SETTLE_SECONDS)
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
@@ -190,29 +200,26 @@ class JetStreamQueue:
         """Pull messages and hand each to ``handler`` in its own task, at most ``concurrency``
         at once, until cancelled.
 
-        Cancelled, it stops pulling (what the pull under way brings is handed back) and waits
-        for the handlers running; cancelled again meanwhile, it cancels them. A handler that
-        ends by an exception (cancellation included) without having acked or handed back its
-        delivery has it handed back here; one that returns without either leaves the message
-        to be delivered again once its ack wait lapses (it lost the record to another worker).
+        Cancelled, it stops pulling (what the pull under way brings is handed back); the
+        handlers running go on, each to ack or hand back its delivery (:meth:`close` hands
+        back what they still hold). A handler that ends by an exception (cancellation
+        included) without having acked or handed back its delivery has it handed back here;
+        one that returns without either leaves the message to be delivered again once its
+        ack wait lapses (it lost the record to another worker).
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1; got {concurrency}")
         subscription = await self._subscribe()
-        running: set[asyncio.Task[None]] = set()
+        mine: set[asyncio.Task[None]] = set()
         try:
             while True:
-                while len(running) >= concurrency:
-                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for msg in await self._pull(subscription, concurrency - len(running)):
+                while len(mine) >= concurrency:
+                    await asyncio.wait(mine, return_when=asyncio.FIRST_COMPLETED)
+                for msg in await self._pull(subscription, concurrency - len(mine)):
                     task = asyncio.create_task(self._handle(handler, msg), name=f"queued {msg.data.decode()}")
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-        except asyncio.CancelledError:
-            if running:
-                log.info("stopped pulling; waiting for %d deliberation(s) in hand", len(running))
-                await asyncio.gather(*running, return_exceptions=True)
-            raise
+                    for tasks in (mine, self._handlers):
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
