@@ -392,3 +392,18 @@ async def test_closing_hands_back_the_runs_still_going(make_orchestrator: MakeOr
     record = await orchestrator.get_record(submitted.deliberation_id)
     assert (record.status, record.owner, record.error) == (RecordStatus.RUNNING, orchestrator.owner, "")
     assert orchestrator.statistics.in_flight == 0
+
+
+async def test_a_deliberation_run_by_its_own_call_is_cancelled_by_that_call_only(
+    make_orchestrator: MakeOrchestrator,
+) -> None:
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    orchestrator = await make_orchestrator(backend)
+    call = asyncio.get_running_loop().create_task(orchestrator.deliberate(request()))
+    await until(lambda: sum(1 for a in backend.created if a.calls) == 3, "agents called")
+    page = await orchestrator.list_records()
+    with pytest.raises(InvalidRequest, match="cancel that call instead"):
+        await orchestrator.cancel(page.records[0].deliberation_id)
+    record = await orchestrator.get_record(page.records[0].deliberation_id)
+    assert (record.status, record.cancel_requested) == (RecordStatus.RUNNING, False)
+    await stop(call)

@@ -303,6 +303,11 @@ class QueuedRuns:
         record = await o.get_record(deliberation_id)
         if record.status.finished:
             raise AlreadyFinished(_finished_message(record))
+        if not record.queued:
+            raise InvalidRequest(
+                f"deliberation {record.deliberation_id} runs inside the call that started it (it was not "
+                "submitted); cancel that call instead"
+            )
         now = await o.store.request_cancel(record.deliberation_id)
         if now is None:
             raise NotFound(f"no deliberation has id {deliberation_id!r}")
