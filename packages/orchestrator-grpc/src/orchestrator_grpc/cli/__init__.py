@@ -1,4 +1,4 @@
-"""The ``orchestrator`` command: serve, plugins, status, health, deliberate, orchestrate,
+"""The ``orchestrator`` command: serve, worker, plugins, status, health, deliberate, orchestrate,
 submit, watch, cancel, deliberations, eval (a benchmark through the service) and plugin (a
 new plugin package).
 
@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: ORCH_METRICS_PORT; off when unset)",
     )
     serve.set_defaults(run=LazyCommand("commands", "serve"))
+
+    worker = commands_.add_parser(
+        "worker", help="run queued deliberations from NATS JetStream (ORCH_NATS_URL; no gRPC port)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int,
+        help="serve Prometheus metrics over HTTP at /metrics on this port, 0 for any free one "
+        "(default: ORCH_METRICS_PORT; off when unset)",
+    )
+    worker.set_defaults(run=LazyCommand("commands", "worker"))
 
     plugins = commands_.add_parser("plugins", help="list loaded and failed plugins as JSON")
     plugins.set_defaults(run=LazyCommand("commands", "plugins"))

@@ -1,5 +1,5 @@
-"""The commands that run without a server: serve and plugins (the client commands are in
-``client_commands``)."""
+"""The commands that run without a server: serve, worker and plugins (the client commands are
+in ``client_commands``)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,28 @@ def serve(args: argparse.Namespace) -> int:
     except (AddressUnavailable, PluginSettingsError) as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:
+        return _exit_with(exc, FAILURE)
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run queued deliberations from NATS JetStream until SIGTERM (see orchestrator_grpc.worker);
+    exit 2 without ORCH_NATS_URL or with invalid settings, 1 when NATS or the records fail."""
+    from orchestrator_grpc.worker import NoQueueConfigured, work
+
+    overrides = {"metrics_port": args.metrics_port} if args.metrics_port is not None else {}
+    try:
+        settings = _read_settings(**overrides)
+    except _SettingsUnusable as exc:
+        return _exit_with(exc, CONFIGURATION_ERROR)
+    configure_logging(settings, sys.stderr)
+    try:
+        if settings.nats_url is None:
+            raise NoQueueConfigured
+        asyncio.run(work(settings, load_plugins(settings)))
+    except (NoQueueConfigured, PluginSettingsError) as exc:
+        return _exit_with(exc, CONFIGURATION_ERROR)
+    except (OrchestratorError, OSError) as exc:
         return _exit_with(exc, FAILURE)
     return 0
 
