@@ -407,3 +407,22 @@ async def test_a_deliberation_run_by_its_own_call_is_cancelled_by_that_call_only
     record = await orchestrator.get_record(page.records[0].deliberation_id)
     assert (record.status, record.cancel_requested) == (RecordStatus.RUNNING, False)
     await stop(call)
+
+
+async def test_a_delivery_of_a_run_this_process_holds_waits_for_it_and_runs_nothing(
+    make_orchestrator: MakeOrchestrator,
+) -> None:
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    orchestrator = await make_orchestrator(backend)
+    submitted = await orchestrator.submit(request())
+    first, again = ScriptedDelivery(submitted.deliberation_id), ScriptedDelivery(submitted.deliberation_id, attempt=2)
+    loop = asyncio.get_running_loop()
+    runs = [loop.create_task(orchestrator.run_queued(first)), loop.create_task(orchestrator.run_queued(again))]
+    await until(lambda: sum(1 for a in backend.created if a.calls) == 3, "agents called")
+    await orchestrator.cancel(submitted.deliberation_id)
+    await asyncio.wait_for(asyncio.gather(*runs), HANG_GUARD)
+    assert (first.acked, again.acked, again.nakked) == (True, True, False)
+    assert sum(1 for a in backend.created if a.calls) == 3  # one run, not two
+    record = await orchestrator.get_record(submitted.deliberation_id)
+    assert record.status is RecordStatus.CANCELLED
+    assert [f for f in record.failures if f.agent_id == WORKER_AGENT_ID] == []

@@ -153,14 +153,24 @@ class QueuedRuns:
         running_here = self._runs.get(deliberation_id)
         if running_here is not None:  # delivered again while this process still runs it
             await self._keep_alive_until(running_here.ended, delivery)
-            await delivery.ack()
+            after = await o.store.get(deliberation_id)
+            await (delivery.ack() if after is None or after.status.finished else delivery.nak())
             return
         if delivery.attempt > self.queue.max_deliver:
             await self._fail_lost(deliberation_id, delivery.attempt)
             await delivery.ack()
             return
-        taken = await o.store.take(deliberation_id, o.owner)
+        run = _Run(deliberation_id)
+        self._runs[deliberation_id] = run  # before the take: a second delivery here waits for this one
+        try:
+            taken = await o.store.take(deliberation_id, o.owner)
+        except BaseException:
+            self._runs.pop(deliberation_id, None)
+            run.ended.set()
+            raise
         if taken is None:
+            self._runs.pop(deliberation_id, None)
+            run.ended.set()
             await delivery.ack()
             return
         if delivery.attempt > 1 and record.status is RecordStatus.RUNNING:
@@ -169,10 +179,8 @@ class QueuedRuns:
                 f"worker lost: delivery {delivery.attempt} resumes what its previous worker did not finish",
             )
             taken = replace(taken, failures=(*taken.failures, note))
-        run = _Run(deliberation_id)
         owned = _OwnedStore(o.store, self.queue, run)
         run.task = asyncio.get_running_loop().create_task(self._execute(taken, run, owned))
-        self._runs[deliberation_id] = run
         try:
             with o._counted():
                 try:
