@@ -426,3 +426,15 @@ async def test_a_delivery_of_a_run_this_process_holds_waits_for_it_and_runs_noth
     record = await orchestrator.get_record(submitted.deliberation_id)
     assert record.status is RecordStatus.CANCELLED
     assert [f for f in record.failures if f.agent_id == WORKER_AGENT_ID] == []
+
+
+async def test_a_run_keeps_its_delivery_alive_while_it_works(make_orchestrator: MakeOrchestrator) -> None:
+    backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
+    orchestrator = await make_orchestrator(backend, queue_ack_wait_seconds=0.3)
+    submitted = await orchestrator.submit(request())
+    delivery = ScriptedDelivery(submitted.deliberation_id)
+    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
+    await until(lambda: delivery.kept_alive >= 3, "three in-progress acks")
+    await orchestrator.cancel(submitted.deliberation_id)
+    await asyncio.wait_for(run, HANG_GUARD)
+    assert delivery.acked

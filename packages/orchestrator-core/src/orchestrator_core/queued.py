@@ -208,7 +208,7 @@ class QueuedRuns:
         last_alive = time.monotonic()
         async with _Notices(self.queue, run.deliberation_id) as notices:
             while not run.task.done():
-                await notices.wait(POLL_SECONDS, run.task)
+                await notices.wait(min(POLL_SECONDS, keep_alive), run.task)
                 if run.task.done():
                     break
                 if time.monotonic() - last_alive >= keep_alive:
