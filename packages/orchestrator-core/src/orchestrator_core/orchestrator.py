@@ -427,8 +427,12 @@ class Orchestrator:
         return await self.store.list(query)
 
     async def status_with_queue(self) -> StatusSnapshot:
-        """:meth:`status` with the work queue's depth read now."""
-        self._queue_depth = await self.queue.depth()
+        """:meth:`status` with the work queue's depth read now (the last one read when the
+        queue cannot say: the status must not fail with it)."""
+        try:
+            self._queue_depth = await self.queue.depth()
+        except Exception as exc:
+            log.warning("could not read the work queue's depth: %s", exc)
         return self.status()
 
     def status(self) -> StatusSnapshot:
