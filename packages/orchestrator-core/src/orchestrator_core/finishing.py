@@ -1,5 +1,5 @@
 """Ending a run: counting it and writing its finished record (a direct run's and a queued
-one's alike)."""
+one's alike), or answering from the record of an earlier run of the same request."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import time
 
 from orchestrator_core.breaker import GuardedAgent
 from orchestrator_core.deliberation import UsageMeter
-from orchestrator_core.models import Selection, TokenUsage
-from orchestrator_core.records.model import RecordStatus
+from orchestrator_core.events import EventSink, RankingReady
+from orchestrator_core.models import DeliberationOutcome, Selection, TokenUsage
+from orchestrator_core.records.model import DeliberationRecord, RecordStatus
 from orchestrator_core.records.writer import RecordWriter
 from orchestrator_core.statistics import StatisticsRecorder
 from orchestrator_core.telemetry import DeliberationScope
@@ -77,3 +78,11 @@ def named_backend(agents: list[GuardedAgent], backend: str) -> list[GuardedAgent
         if not agent.backend:
             agent.backend = backend
     return agents
+
+
+def replayed(record: DeliberationRecord, on_event: EventSink) -> tuple[DeliberationOutcome, Selection | None]:
+    """The answer a succeeded record holds (a request_id's earlier run), its ranking event sent."""
+    if record.outcome is None:  # pragma: no cover - a succeeded record has its outcome
+        raise RuntimeError(f"record {record.deliberation_id} succeeded without an outcome")
+    on_event(RankingReady(record.outcome))
+    return record.outcome, record.selection

@@ -29,10 +29,9 @@ from orchestrator_core.events import (
     DeliberationEvent,
     DeliberationStarted,
     EventSink,
-    RankingReady,
     discard_event,
 )
-from orchestrator_core.finishing import finish, finish_failed, named_backend
+from orchestrator_core.finishing import finish, finish_failed, named_backend, replayed
 from orchestrator_core.hookspecs import Agent, SelectingAgent
 from orchestrator_core.journal import Journal
 from orchestrator_core.local_queue import LocalQueue
@@ -229,7 +228,7 @@ class Orchestrator:
             started = time.monotonic()
             answered = await self._create(record, budget)
             if answered is not None:
-                return self._replay(answered, on_event)
+                return replayed(answered, on_event)
             on_event(DeliberationStarted(record.deliberation_id))
             writer = RecordWriter(self.store, record, on_event)
             meter = UsageMeter()
@@ -277,15 +276,6 @@ class Orchestrator:
             raise DeadlineExceeded(
                 f"the first call with request_id {record.request_id!r} did not finish within {budget:g}s"
             ) from None
-
-    @staticmethod
-    def _replay(
-        record: DeliberationRecord, on_event: EventSink
-    ) -> tuple[DeliberationOutcome, Selection | None]:
-        if record.outcome is None:  # pragma: no cover - a succeeded record has its outcome
-            raise RuntimeError(f"record {record.deliberation_id} succeeded without an outcome")
-        on_event(RankingReady(record.outcome))
-        return record.outcome, record.selection
 
     async def _deliberate(
         self,
