@@ -176,3 +176,23 @@ async def test_the_commands_refuse_what_they_cannot_do(address: str) -> None:
     assert "--orchestrate" in stderr
     code, _, stderr = await run_command("--address", address, "watch", "some-id", "--after", "-1")
     assert code == 2
+
+
+async def test_a_queued_deliberation_is_listed_as_queued_and_cancelled_at_once(
+    queued_host: PluginHost, tmp_path: Path
+) -> None:
+    async with running_server(queued_settings(tmp_path, queue_workers=0), plugins=queued_host) as server:
+        address = server.address
+        code, stdout, stderr = await run_command("--address", address, "submit", "--role", "DEV", "--task", "Add")
+        assert code == 0, stderr
+        deliberation_id = stdout.strip()
+        code, stdout, stderr = await run_command("--address", address, "deliberations", "list", "--status", "queued",
+                                                 "--json")
+        assert code == 0, stderr
+        assert [r["deliberation_id"] for r in json.loads(stdout)["deliberations"]] == [deliberation_id]
+        code, stdout, stderr = await run_command("--address", address, "cancel", deliberation_id)
+        assert code == 0, stderr
+        assert stdout.strip() == f"deliberation {deliberation_id}: cancelled"
+        code, stdout, stderr = await run_command("--address", address, "deliberations", "list", "--status", "queued",
+                                                 "--json")
+        assert json.loads(stdout)["deliberations"] == []
