@@ -8,7 +8,7 @@ share series) and fills it from three sources:
 - :class:`~.orchestrator_metrics.MetricsTelemetry`, the core's telemetry: deliberations,
   agent calls, tokens and checks as they end;
 - :class:`~.state_collector.OrchestratorState`, read at each scrape: breakers, plugin
-  failures, loop stalls, abandoned threads, councils ready;
+  failures, loop stalls, abandoned threads, councils ready, the work queue's depth;
 
 plus ``orchestrator_build_info{version} 1``. With metrics off nothing of this is imported:
 prometheus-client is loaded only when a ServiceMetrics is made.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from orchestrator_grpc.observability.grpc_metrics import GrpcServerMetrics
     from orchestrator_grpc.observability.metrics_http import MetricsHttpServer
     from orchestrator_grpc.observability.orchestrator_metrics import MetricsTelemetry
+    from orchestrator_grpc.observability.state_collector import QueueDepthCache
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ServiceMetrics:
                       registry=self.registry)
         build.labels(__version__).set(1)
         self._http: MetricsHttpServer = MetricsHttpServer(self.registry, settings.host, settings.metrics_port or 0)
+        self._queue_depth: QueueDepthCache | None = None
 
     @property
     def port(self) -> int:
@@ -64,16 +66,20 @@ class ServiceMetrics:
     async def start(self, orchestrator: Orchestrator) -> None:
         """Read the orchestrator's state at each scrape, and serve /metrics on the settings'
         host and metrics_port."""
-        from orchestrator_grpc.observability.state_collector import OrchestratorState
+        from orchestrator_grpc.observability.state_collector import OrchestratorState, QueueDepthCache
 
         checks = orchestrator.plugins.checks
         self.telemetry.know_checks(
             [check.name for check in checks], [check.name for check in checks if getattr(check, "heavy", False)]
         )
-        self.registry.register(OrchestratorState(orchestrator))
+        self._queue_depth = QueueDepthCache(orchestrator)
+        self._queue_depth.start()
+        self.registry.register(OrchestratorState(orchestrator, self._queue_depth))
         self._http.start()
         log.info("serving Prometheus metrics on %s, bound to %s (plain HTTP, no token)", self.url, self._http.bound)
 
     async def close(self) -> None:
         """Stop serving /metrics."""
         await self._http.close()
+        if self._queue_depth is not None:
+            await self._queue_depth.close()
