@@ -21,6 +21,7 @@ import observability  # noqa: E402
 import overhead  # noqa: E402
 import processes  # noqa: E402
 import watchdog  # noqa: E402
+import work_queue  # noqa: E402
 
 
 def machine() -> str:
@@ -61,7 +62,15 @@ def main() -> None:
         "--only-observability", action="store_true",
         help="measure only the cost of metrics, traces and JSON logs and replace their section",
     )
+    parser.add_argument(
+        "--only-queue", action="store_true",
+        help="measure only the work queue (NATS JetStream workers, Submit latency) and replace its section",
+    )
     args = parser.parse_args()
+    if args.only_queue:
+        replace_section(args.output, work_queue.markdown(work_queue.run()))
+        print(args.output.read_text())
+        return
     if args.only_observability:
         replace_section(args.output, observability.markdown(observability.run()))
         print(args.output.read_text())
@@ -155,6 +164,7 @@ def main() -> None:
     lines += ["", *embedded_section()]
     lines += ["", *watchdog.markdown(watchdog.run())]
     lines += ["", *observability.markdown(observability.run())]
+    lines += ["", *work_queue.markdown(work_queue.run())]
     lines += [
         "",
         "## Reading the figures",

@@ -3,15 +3,18 @@ of the test's own and one PostgreSQL schema of the test's own, for the queue's p
 (and the benchmark).
 
 Their agents are the ``slow`` backend of ``plugin_path/queue_test_plugin.py``, installed as
-an entry-point plugin by a ``.dist-info`` directory on the processes' ``PYTHONPATH``.
+an entry-point plugin by a ``.dist-info`` directory on the processes' ``PYTHONPATH``. Nothing
+here imports pytest: ``bench/queue.py`` uses it too.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from grpc_test_support import orchestrator_command
 
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.records.model import DeliberationRecord
@@ -33,6 +35,15 @@ SERVING = "orchestrator serving on "
 WORKING = "orchestrator worker running"
 START_SECONDS = 60.0
 """Bound of a process's start, only against a hang."""
+
+
+def orchestrator_command() -> str:
+    """The installed ``orchestrator`` command, this interpreter's own first (no pytest here:
+    the benchmark imports this module too)."""
+    found = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or shutil.which("orchestrator")
+    if found is None:
+        raise RuntimeError("the orchestrator command is not installed (pip install -e packages/orchestrator-grpc)")
+    return found
 
 
 @contextmanager

@@ -27,9 +27,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from grpc_test_support import HANG_GUARD, orchestrator_command
+from grpc_test_support import HANG_GUARD
 from nats_support import NatsServer, nats_server
-from queue_processes import Cluster, Process, RecordReader, environment, postgres_schema
+from queue_processes import Cluster, Process, RecordReader, environment, orchestrator_command, postgres_schema
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.models import Task
