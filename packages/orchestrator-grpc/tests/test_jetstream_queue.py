@@ -304,3 +304,27 @@ async def test_an_unreachable_queue_is_an_error_naming_the_setting_not_the_passw
     assert "nowhere" in message
     assert f"127.0.0.1:{port}" in message
     assert "s3cret-pw" not in message
+
+
+async def test_a_server_that_lost_its_store_gets_the_stream_and_consumer_again(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    received: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery.deliberation_id)
+        await delivery.ack()
+
+    async with started(settings_for(server.url, tmp_path)) as work:
+        consumer = asyncio.create_task(work.consume(handler, 1))
+        await work.publish("before")
+        await until(lambda: received == ["before"])
+        # The same port, an empty store: no stream, no consumer.
+        await asyncio.to_thread(server.kill)
+        server.store = tmp_path / "empty-store"
+        await asyncio.to_thread(server.start)
+        await work.publish("after")  # declares the stream again to store it
+        await until(lambda: received == ["before", "after"])  # the consumer pulls again
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer

@@ -184,7 +184,7 @@ class JetStreamQueue:
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
                 if time.monotonic() >= deadline:
                     raise QueueUnavailable(self._unavailable(deliberation_id, self.scrub(exc))) from None
-                if isinstance(exc, nats.errors.NoRespondersError):
+                if isinstance(exc, (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)):
                     # No stream to store it: the server lost its store. Declare it again.
                     with contextlib.suppress(Exception):
                         await self._declare()
