@@ -103,6 +103,10 @@ class Process:
             raise RuntimeError(f"orchestrator {command} did not start ({line!r}); its log:\n{log.read_text()}")
         self.address = line.removeprefix(SERVING).strip() if command == "serve" else ""
 
+    def next_line(self) -> str:
+        """The next line it prints ("" if none comes within START_SECONDS)."""
+        return self._first_line()
+
     def _first_line(self) -> str:
         """Read in a thread: a buffered reader and a selector on its descriptor do not mix."""
         assert self.process.stdout is not None

@@ -22,12 +22,14 @@ import asyncio
 import random
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from grpc_test_support import HANG_GUARD
+from metrics_support import parse, total
 from nats_support import NatsServer, nats_server
 from queue_processes import Cluster, Process, RecordReader, environment, orchestrator_command, postgres_schema
 
@@ -379,3 +381,25 @@ def test_a_worker_without_a_nats_url_refuses_to_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "ORCH_NATS_URL" in done.stderr
+
+
+async def test_a_worker_serves_metrics_of_what_it_ran(cluster: Cluster, reader: RecordReader) -> None:
+    front = cluster.front()
+    worker = cluster.worker(ORCH_METRICS_PORT="0")
+    line = worker.next_line()
+    assert line.startswith("orchestrator metrics on http://127.0.0.1:"), line
+    url = line.removeprefix("orchestrator metrics on ").strip()
+    async with OrchestratorClient(front.address) as client:
+        submitted = await client.submit(task("measured"))
+    events = await watch_to_the_end(front, submitted.deliberation_id)
+    assert events[-1].finished.status == pb.DELIBERATION_STATUS_SUCCEEDED
+    samples = parse(await asyncio.to_thread(scrape, url))
+    assert total(samples, "orchestrator_deliberations_total", role="DEV", status="succeeded") == 1
+    assert total(samples, "orchestrator_agent_calls_total", phase="generate") == 3
+    assert any(name == "orchestrator_queue_pending" for name, _, _ in samples)
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body.decode()

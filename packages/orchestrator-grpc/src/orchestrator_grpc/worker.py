@@ -22,7 +22,7 @@ from orchestrator_core.plugins import PluginHost
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.jetstream import NATS_URL_ENV, queue_from_settings
-from orchestrator_grpc.observability import observability_for
+from orchestrator_grpc.observability import Observability, observability_for
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,14 @@ async def work(settings: Settings, plugins: PluginHost) -> None:
         raise
     try:
         await observability.start(orchestrator)
-        await _run_until_signal(orchestrator, settings)
+        await _run_until_signal(orchestrator, settings, observability)
     finally:
         await orchestrator.close(settings.grace_period_seconds)
         await observability.close()
         log.info("stopped")
 
 
-async def _run_until_signal(orchestrator: Orchestrator, settings: Settings) -> None:
+async def _run_until_signal(orchestrator: Orchestrator, settings: Settings, observability: Observability) -> None:
     concurrency = settings.queue_workers or 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,6 +77,8 @@ async def _run_until_signal(orchestrator: Orchestrator, settings: Settings) -> N
     try:
         log.info("running up to %d queued deliberation(s) at once", concurrency)
         print(f"{READY_LINE} ({concurrency} at once)", flush=True)
+        if observability.metrics is not None:
+            print(f"orchestrator metrics on {observability.metrics.url}", flush=True)
         await asyncio.wait([consuming, stopping], return_when=asyncio.FIRST_COMPLETED)
         if consuming.done():
             consuming.result()  # the queue failed: its error ends the worker
