@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploy_checks import pod_spec, settings
+from deploy_checks import METRICS_PORT, SCRAPE_ANNOTATIONS, pod_spec, settings
 
 Obj = dict[str, Any]
 
@@ -100,10 +100,18 @@ def nats_problems(objects: list[Obj]) -> list[str]:
     return problems
 
 
+def concurrency(worker: Obj) -> int | None:
+    """How many deliberations a worker Deployment's pods run at once (their ORCH_QUEUE_WORKERS)."""
+    (container,) = pod_spec(worker)["containers"]
+    value = {e["name"]: e.get("value") for e in container.get("env", [])}.get("ORCH_QUEUE_WORKERS")
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def worker_problems(objects: list[Obj]) -> list[str]:
     """The workers run ``orchestrator worker`` on the fronts' image, settings and secrets,
-    open no port, and go one at a time in a node drain; the fronts run no deliberations of
-    their own (ORCH_QUEUE_WORKERS=0), which the workers do not inherit."""
+    several deliberations at once, open only the metrics port (annotated for Prometheus),
+    and go one at a time in a node drain; the fronts run no deliberations of their own
+    (ORCH_QUEUE_WORKERS=0), which the workers do not inherit."""
     problems: list[str] = []
     front = pod_spec(named(objects, "Deployment", "orchestrator"))["containers"][0]
     (worker,) = pod_spec(named(objects, "Deployment", WORKER))["containers"]
@@ -112,18 +120,22 @@ def worker_problems(objects: list[Obj]) -> list[str]:
     for field in ("image", "envFrom"):
         if worker.get(field) != front.get(field):
             problems.append(f"the worker's {field} {worker.get(field)!r} is not the fronts' {front.get(field)!r}")
-    if worker.get("ports"):
-        problems.append(f"the worker opens ports {worker['ports']}")
-    labels = named(objects, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in worker.get("ports", [])}
+    if ports != {"metrics": METRICS_PORT} or settings(objects).get("ORCH_METRICS_PORT") != str(METRICS_PORT):
+        problems.append(f"the worker's ports are {ports}, not only the metrics port {METRICS_PORT}")
+    template = named(objects, "Deployment", WORKER)["spec"]["template"]
+    if template["metadata"].get("annotations") != SCRAPE_ANNOTATIONS:
+        problems.append("Prometheus does not find the workers' metrics by annotation")
+    labels = template["metadata"]["labels"]
     budget = named(objects, "PodDisruptionBudget", WORKER)["spec"]
     if budget.get("maxUnavailable") != 1 or not _selects(budget["selector"], labels):
         problems.append("no PodDisruptionBudget lets the workers go one at a time")
     front_env = {e["name"]: e.get("value") for e in front.get("env", [])}
     if front_env.get("ORCH_QUEUE_WORKERS") != "0":
         problems.append("the fronts run deliberations themselves (ORCH_QUEUE_WORKERS is not 0 in their env)")
-    worker_env = {e["name"]: e.get("value") for e in worker.get("env", [])}
-    if worker_env.get("ORCH_QUEUE_WORKERS", settings(objects).get("ORCH_QUEUE_WORKERS")) == "0":
-        problems.append("the workers are told to run no deliberations (ORCH_QUEUE_WORKERS=0)")
+    at_once = concurrency(named(objects, "Deployment", WORKER))
+    if at_once is None or at_once < 1:
+        problems.append("the workers do not say how many deliberations they run at once (ORCH_QUEUE_WORKERS)")
     return problems
 
 
@@ -150,7 +162,8 @@ def autoscaler_problems(objects: list[Obj]) -> list[str]:
 def scaled_object_problems(objects: list[Obj], stream: str, consumer: str) -> list[str]:
     """A KEDA ScaledObject with KEDA's fields only, keeping at least one worker, on one
     nats-jetstream trigger naming the code's stream and consumer, the default account, a lag
-    threshold, and the monitoring port of the NATS Service in the objects' namespace."""
+    threshold of what one worker runs at once, and the monitoring port of the NATS Service
+    in the objects' namespace."""
     problems: list[str] = []
     for scaled in (o for o in objects if o["kind"] == "ScaledObject"):
         name = f"ScaledObject/{scaled['metadata']['name']}"
@@ -174,8 +187,10 @@ def scaled_object_problems(objects: list[Obj], stream: str, consumer: str) -> li
         expected = {"stream": stream, "consumer": consumer, "account": "$G"}
         problems += [f"{name}'s trigger names {key} {metadata.get(key)!r}, not {value!r}"
                      for key, value in expected.items() if metadata.get(key) != value]
-        if not str(metadata.get("lagThreshold", "")).isdigit() or int(metadata["lagThreshold"]) < 1:
-            problems.append(f"{name}'s lagThreshold {metadata.get('lagThreshold')!r} is not a positive count")
+        target = named(objects, spec["scaleTargetRef"].get("kind", "Deployment"), spec["scaleTargetRef"]["name"])
+        if metadata.get("lagThreshold") != str(concurrency(target)):
+            problems.append(f"{name}'s lagThreshold {metadata.get('lagThreshold')!r} is not what a worker runs "
+                            f"at once ({concurrency(target)})")
         namespace = scaled["metadata"].get("namespace")
         endpoint = f"{NATS}.{namespace}.svc:{NATS_MONITOR_PORT}"
         full = endpoint.replace(".svc:", ".svc.cluster.local:")
@@ -196,7 +211,7 @@ def _selects(selector: Obj, labels: dict[str, str]) -> bool:
 
 def network_problems(objects: list[Obj]) -> list[str]:
     """NATS admits its client port from the fronts and the workers only, its monitoring port
-    from a namespace (KEDA's) only; the workers admit nothing."""
+    from a namespace (KEDA's) only; the workers admit their metrics port only."""
     problems: list[str] = []
     policy = named(objects, "NetworkPolicy", NATS)["spec"]
     nats_labels = named(objects, "StatefulSet", NATS)["spec"]["template"]["metadata"]["labels"]
@@ -218,7 +233,9 @@ def network_problems(objects: list[Obj]) -> list[str]:
         elif ports != [NATS_MONITOR_PORT] or not all("namespaceSelector" in peer for peer in rule["from"]):
             problems.append(f"the NetworkPolicy nats admits {ports} from {rule['from']}")
     worker = named(objects, "NetworkPolicy", WORKER)["spec"]
+    admitted = sorted((p["port"], p.get("protocol", "TCP")) for rule in worker.get("ingress", [])
+                      for p in rule.get("ports", [{"port": "ANY"}]))
     if not _selects(worker["podSelector"], pods[WORKER]) or worker.get("policyTypes") != ["Ingress"] \
-            or worker.get("ingress"):
-        problems.append("the workers' NetworkPolicy does not shut their ingress")
+            or admitted != [(METRICS_PORT, "TCP")]:
+        problems.append(f"the workers' NetworkPolicy admits {admitted}, not only TCP {METRICS_PORT}")
     return problems

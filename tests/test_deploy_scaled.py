@@ -149,15 +149,24 @@ def test_a_worker_deployment_under_two_autoscalers_is_caught() -> None:
     ]
 
 
-def test_workers_left_out_of_nats_or_told_to_run_nothing_are_caught() -> None:
+def test_workers_left_out_of_nats_are_caught() -> None:
     def narrow(objects: list[Obj]) -> None:
         rule = named(objects, "NetworkPolicy", NATS)["spec"]["ingress"][0]
         rule["from"][0]["podSelector"] = {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}
-        settings(objects)["ORCH_QUEUE_WORKERS"] = "0"
 
-    objects = _mutated(narrow)
-    assert network_problems(objects) == ["NATS's client port admits ['orchestrator'], not the fronts and the workers"]
-    assert worker_problems(objects) == ["the workers are told to run no deliberations (ORCH_QUEUE_WORKERS=0)"]
+    assert network_problems(_mutated(narrow)) == [
+        "NATS's client port admits ['orchestrator'], not the fronts and the workers"
+    ]
+
+
+def test_a_lag_threshold_other_than_a_workers_concurrency_is_caught() -> None:
+    def serialise(objects: list[Obj]) -> None:
+        container = pod_spec(named(objects, "Deployment", WORKER))["containers"][0]
+        container["env"] = [{"name": "ORCH_QUEUE_WORKERS", "value": "1"}]
+
+    assert scaled_object_problems(_mutated(serialise), STREAM, CONSUMER) == [
+        "ScaledObject/orchestrator-worker's lagThreshold '4' is not what a worker runs at once (1)"
+    ]
 
 
 def test_an_unpinned_nats_or_a_store_off_the_volume_is_caught() -> None:
