@@ -208,7 +208,8 @@ async def test_cancel_through_a_front_stops_the_run_on_the_worker_holding_it(
 async def test_workers_killed_mid_run_lose_nothing_and_repeat_no_stored_call(
     tmp_path: Path, nats: NatsServer, database_url: str, call_log: Path, reader: RecordReader
 ) -> None:
-    """3 workers, 30 deliberations, two workers SIGKILLed at random moments while they run.
+    """3 workers, 30 deliberations, two workers SIGKILLed at random moments while they run
+    (each once it has made calls of a deliberation that still has a phase to go).
 
     How "no completed agent call repeated" is exact: each agent appends its line just before
     it returns, so a call can complete (its line written) in a worker killed before the call's
@@ -234,7 +235,8 @@ async def test_workers_killed_mid_run_lose_nothing_and_repeat_no_stored_call(
         killed: dict[int, float] = {}  # pid -> when it was killed
         chooser = random.Random()
         for victim in chooser.sample(workers, 2):
-            await asyncio.sleep(chooser.uniform(0.5, 2.0))
+            await asyncio.sleep(chooser.uniform(0.2, 1.5))
+            await until_mid_run(victim, call_log)
             assert victim.alive
             killed[victim.pid] = time.time()  # before the signal: a call stored earlier started before it
             victim.kill()
@@ -265,15 +267,28 @@ async def test_workers_killed_mid_run_lose_nothing_and_repeat_no_stored_call(
     pids_by_key: dict[str, set[int]] = {}
     for key, _, _, _, pid in lines:
         pids_by_key.setdefault(key, set()).add(pid)
-    resumed = [key for key, pids in pids_by_key.items() if pids & killed.keys() and pids - killed.keys()]
+    resumed = {key for key, pids in pids_by_key.items() if pids & killed.keys() and pids - killed.keys()}
+    noted = {key for key, i in keys.items() if any("worker lost" in f.error for f in by_id[i].failures)}
+    # Each kill cut the runs its worker held (3 at once, the queue was far from drained).
     assert resumed, "no deliberation was cut by a kill: the kills came too late to test anything"
-    for key in resumed:
-        failures = by_id[keys[key]].failures
-        assert any("worker lost" in f.error for f in failures), (key, failures)
+    assert resumed <= noted, resumed - noted
     print(
         f"kill test: 30/30 succeeded, {len(lines)} call lines for {len(per_call)} calls, "
-        f"{len(repeated)} repeated (completed, not yet stored when killed), {len(resumed)} resumed deliberations"
+        f"{len(repeated)} repeated (completed, not yet stored when killed), {len(noted)} deliberations "
+        f"resumed after a lost worker ({len(resumed)} of them with calls made by the killed one)"
     )
+
+
+async def until_mid_run(worker: Process, call_log: Path) -> None:
+    """Until ``worker`` has made calls of a deliberation that still has a whole phase to go
+    (6 of its 9 calls at most): killed now, the next worker resumes it and makes the rest."""
+    async with asyncio.timeout(HANG_GUARD):
+        while True:
+            lines = logged_calls(call_log)
+            made = Counter(line[0] for line in lines)
+            if any(line[4] == worker.pid and made[line[0]] <= 6 for line in lines):
+                return
+            await asyncio.sleep(0.01)
 
 
 async def test_a_restart_of_the_nats_server_mid_run_loses_nothing(

@@ -80,8 +80,9 @@ async def _run_until_signal(orchestrator: Orchestrator, settings: Settings, obse
         if observability.metrics is not None:
             print(f"orchestrator metrics on {observability.metrics.url}", flush=True)
         await asyncio.wait([consuming, stopping], return_when=asyncio.FIRST_COMPLETED)
-        if consuming.done():
-            consuming.result()  # the queue failed: its error ends the worker
+        if consuming.done() and (error := consuming.exception()) is not None:
+            log.error("taking deliberations from the queue failed; stopping", exc_info=error)
+            raise error
         log.info("signal received; no more deliberations taken, those held finish within %gs",
                  settings.grace_period_seconds)
     finally:

@@ -82,7 +82,7 @@ def worker(args: argparse.Namespace) -> int:
     except (NoQueueConfigured, PluginSettingsError) as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     except (OrchestratorError, OSError) as exc:
-        return _exit_with(exc, FAILURE)
+        return _exit_with(exc if str(exc) else RuntimeError(type(exc).__name__), FAILURE)
     return 0
 
 

@@ -239,13 +239,14 @@ class JetStreamQueue:
                 for msg in await pull:
                     await msg.nak()
             raise
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # the client's own, and asyncio's plain one from deep inside a fetch
             return []
         except nats.errors.ConnectionClosedError:
             raise QueueUnavailable(f"the work queue's NATS connection ({self.servers}) is closed") from None
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            # E.g. the consumer is gone (the server lost its store): declare it again.
-            log.warning("pulling from the work queue failed: %s; trying again", self.scrub(exc))
+        except Exception as exc:
+            # E.g. the consumer is gone (the server lost its store): declare it again. Nothing
+            # a pull raises may end the worker: the connection comes back on its own.
+            log.warning("pulling from the work queue failed: %s; trying again", self.scrub(exc) or type(exc).__name__)
             await asyncio.sleep(FETCH_SECONDS)
             with contextlib.suppress(Exception):
                 await self._declare()
