@@ -9,6 +9,7 @@ here imports pytest: ``bench/queue.py`` uses it too.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import shutil
@@ -22,11 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from nats_support import NatsServer
 
+from orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator_core.models import Task
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.records.model import DeliberationRecord
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.settings import Settings
+from orchestrator_grpc.client import OrchestratorClient
 
 PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "queue-test"
@@ -35,6 +40,8 @@ SERVING = "orchestrator serving on "
 WORKING = "orchestrator worker running"
 START_SECONDS = 60.0
 """Bound of a process's start, only against a hang."""
+FINISH_SECONDS = 120.0
+"""Bound of a whole batch of deliberations, only against a hang."""
 
 
 def orchestrator_command() -> str:
@@ -187,3 +194,34 @@ class RecordReader:
     async def close(self) -> None:
         if self._open:
             await self._store.close()
+
+
+def cluster_for(tmp_path: Path, nats: NatsServer, database_url: str, call_log: Path, **settings: str) -> Cluster:
+    env = environment(
+        tmp_path, nats.url, database_url, QUEUE_TEST_CALL_LOG=str(call_log), QUEUE_TEST_BURN_SECONDS="0.01",
+        **settings,
+    )
+    return Cluster(tmp_path, env)
+
+
+def task(key: str, text: str = "write a function that adds two numbers") -> Task:
+    return Task(role="DEV", description=f"{key} {text}")
+
+
+async def watch_to_the_end(front: Process, deliberation_id: str, after: int = 0) -> list[pb.DeliberationEvent]:
+    async with OrchestratorClient(front.address) as client:
+        events = []
+        async with asyncio.timeout(FINISH_SECONDS):
+            async for event in client.watch_messages(deliberation_id, after_sequence=after):
+                events.append(event)
+        return events
+
+
+def logged_calls(call_log: Path) -> list[tuple[str, str, str, int, int]]:
+    """(task key, agent, phase, round, pid) per line of the call log."""
+    lines = call_log.read_text().splitlines() if call_log.exists() else []
+    calls = []
+    for line in lines:
+        key, agent, phase, round_number, pid = line.split("\t")
+        calls.append((key, agent, phase, int(round_number), int(pid)))
+    return calls

@@ -8,8 +8,6 @@ test's own and a PostgreSQL schema of the test's own.
   call whose result was stored runs again (see the test's docstring for how that is exact).
 - The nats-server killed and restarted mid-run (same store, same port): nothing is lost.
 - A deliberation that kills every worker it reaches fails WorkerLost after max_deliver.
-- A worker stopped by SIGTERM hands back what it cannot finish in its grace period; one
-  without ORCH_NATS_URL refuses to start.
 
 The agents are the ``slow`` backend of ``plugin_path/queue_test_plugin.py``: each call
 sleeps, then appends a line (task key, agent, phase, round, pid) to a shared log just before
@@ -20,26 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from grpc_test_support import HANG_GUARD
-from metrics_support import parse, total
 from nats_support import NatsServer, nats_server
-from queue_processes import Cluster, Process, RecordReader, environment, orchestrator_command, postgres_schema
+from queue_processes import (
+    FINISH_SECONDS,
+    Cluster,
+    Process,
+    RecordReader,
+    cluster_for,
+    logged_calls,
+    postgres_schema,
+    task,
+    watch_to_the_end,
+)
 
 from orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator_core.models import Task
 from orchestrator_core.records.model import DeliberationRecord, RecordStatus
 from orchestrator_grpc.client import OrchestratorClient
 
-FINISH_SECONDS = 120.0
-"""Bound of a whole batch of deliberations, only against a hang."""
 WORKER_LOST = "WorkerLost"
 
 
@@ -67,32 +69,11 @@ async def reader(database_url: str) -> AsyncIterator[RecordReader]:
     await reader.close()
 
 
-def cluster_for(tmp_path: Path, nats: NatsServer, database_url: str, call_log: Path, **settings: str) -> Cluster:
-    env = environment(
-        tmp_path, nats.url, database_url, QUEUE_TEST_CALL_LOG=str(call_log), QUEUE_TEST_BURN_SECONDS="0.01",
-        **settings,
-    )
-    return Cluster(tmp_path, env)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, nats: NatsServer, database_url: str, call_log: Path) -> Iterator[Cluster]:
     started = cluster_for(tmp_path, nats, database_url, call_log, QUEUE_TEST_CALL_SECONDS="0.2")
     yield started
     started.stop_all()
-
-
-def task(key: str, text: str = "write a function that adds two numbers") -> Task:
-    return Task(role="DEV", description=f"{key} {text}")
-
-
-async def watch_to_the_end(front: Process, deliberation_id: str, after: int = 0) -> list[pb.DeliberationEvent]:
-    async with OrchestratorClient(front.address) as client:
-        events = []
-        async with asyncio.timeout(FINISH_SECONDS):
-            async for event in client.watch_messages(deliberation_id, after_sequence=after):
-                events.append(event)
-        return events
 
 
 async def until_final(reader: RecordReader, ids: list[str], cluster: Cluster) -> list[DeliberationRecord]:
@@ -105,16 +86,6 @@ async def until_final(reader: RecordReader, ids: list[str], cluster: Cluster) ->
                 await asyncio.sleep(0.2)
     except TimeoutError:
         pytest.fail(f"not every deliberation finished; the processes' logs:\n{cluster.logs()}")
-
-
-def logged_calls(call_log: Path) -> list[tuple[str, str, str, int, int]]:
-    """(task key, agent, phase, round, pid) per line of the call log."""
-    lines = call_log.read_text().splitlines() if call_log.exists() else []
-    calls = []
-    for line in lines:
-        key, agent, phase, round_number, pid = line.split("\t")
-        calls.append((key, agent, phase, int(round_number), int(pid)))
-    return calls
 
 
 def call_keys(record: DeliberationRecord) -> Counter[tuple[str, str, int]]:
@@ -350,71 +321,3 @@ async def test_a_deliberation_that_kills_every_worker_fails_worker_lost_after_ma
     assert record.status is RecordStatus.FAILED
     assert record.error_kind == WORKER_LOST
     assert "ORCH_QUEUE_MAX_DELIVER" in record.error
-
-
-async def test_a_worker_stopped_by_sigterm_hands_back_what_it_cannot_finish(
-    tmp_path: Path, nats: NatsServer, database_url: str, call_log: Path, reader: RecordReader
-) -> None:
-    """Its grace period (1 s) is shorter than the run: the run stores its progress, the
-    delivery goes back at once (no ack wait: 600 s here), the worker exits 0, and the next
-    worker resumes the run without making a stored call again."""
-    cluster = cluster_for(
-        tmp_path, nats, database_url, call_log, QUEUE_TEST_CALL_SECONDS="1",
-        ORCH_GRACE_PERIOD_SECONDS="1", ORCH_QUEUE_ACK_WAIT_SECONDS="600",
-    )
-    try:
-        front = cluster.front()
-        first = cluster.worker()
-        async with OrchestratorClient(front.address) as client:
-            submitted = await client.submit(task("handed"))
-        async with asyncio.timeout(HANG_GUARD):
-            while len((await reader.get(submitted.deliberation_id)).calls) < 3:  # generated, now critiquing
-                await asyncio.sleep(0.05)
-        assert await asyncio.to_thread(first.terminate) == 0
-        stopped = await reader.get(submitted.deliberation_id)
-        assert stopped.status is RecordStatus.RUNNING  # handed back, not finished nor failed
-        cluster.worker()
-        events = await watch_to_the_end(front, submitted.deliberation_id)
-    finally:
-        cluster.stop_all()
-    assert events[-1].finished.status == pb.DELIBERATION_STATUS_SUCCEEDED
-    record = await reader.get(submitted.deliberation_id)
-    completed = Counter((c.agent_id, c.phase.value, c.round) for c in record.calls if c.outcome.value == "ok")
-    assert len(completed) == 9
-    assert set(completed.values()) == {1}
-    per_call = Counter(line[:4] for line in logged_calls(call_log))
-    assert len(per_call) == 9
-    assert set(per_call.values()) == {1}
-    assert {line[4] for line in logged_calls(call_log)} >= {first.pid}  # both workers made calls
-
-
-def test_a_worker_without_a_nats_url_refuses_to_start(tmp_path: Path) -> None:
-    env = environment(tmp_path, "", "sqlite:///" + str(tmp_path / "records.sqlite3"))
-    del env["ORCH_NATS_URL"]
-    done = subprocess.run(
-        [orchestrator_command(), "worker"], env=env, capture_output=True, text=True, timeout=HANG_GUARD
-    )
-    assert done.returncode == 2
-    assert "ORCH_NATS_URL" in done.stderr
-
-
-async def test_a_worker_serves_metrics_of_what_it_ran(cluster: Cluster, reader: RecordReader) -> None:
-    front = cluster.front()
-    worker = cluster.worker(ORCH_METRICS_PORT="0")
-    line = worker.next_line()
-    assert line.startswith("orchestrator metrics on http://127.0.0.1:"), line
-    url = line.removeprefix("orchestrator metrics on ").strip()
-    async with OrchestratorClient(front.address) as client:
-        submitted = await client.submit(task("measured"))
-    events = await watch_to_the_end(front, submitted.deliberation_id)
-    assert events[-1].finished.status == pb.DELIBERATION_STATUS_SUCCEEDED
-    samples = parse(await asyncio.to_thread(scrape, url))
-    assert total(samples, "orchestrator_deliberations_total", role="DEV", status="succeeded") == 1
-    assert total(samples, "orchestrator_agent_calls_total", phase="generate") == 3
-    assert any(name == "orchestrator_queue_pending" for name, _, _ in samples)
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body: bytes = response.read()
-        return body.decode()
