@@ -167,12 +167,22 @@ class JetStreamQueue:
     # -- the queue ------------------------------------------------------------
 
     async def publish(self, deliberation_id: str) -> None:
-        """Queue the id; stored by JetStream when this returns. Tried again for up to
-        ``PUBLISH_SECONDS`` while the connection comes back (the message id makes the retries
-        one message), then :class:`QueueUnavailable`."""
+        """Queue the id; stored by JetStream when this returns. Sent only over a live
+        connection, tried again for up to ``PUBLISH_SECONDS`` while it comes back (the message
+        id makes the retries one message), then :class:`QueueUnavailable`."""
         js = self._jetstream()
+        nc = self._connection()
         deadline = time.monotonic() + PUBLISH_SECONDS
         while True:
+            if not nc.is_connected:
+                # Not into the client's reconnect buffer: sent later, it would queue a
+                # deliberation whose submitter was told it failed.
+                if nc.is_closed:
+                    raise QueueUnavailable(self._unavailable(deliberation_id, "the connection is closed"))
+                if time.monotonic() >= deadline:
+                    raise QueueUnavailable(self._unavailable(deliberation_id, "not connected"))
+                await asyncio.sleep(0.05)
+                continue
             try:
                 await js.publish(
                     WORK_SUBJECT, deliberation_id.encode(), timeout=REQUEST_SECONDS,
