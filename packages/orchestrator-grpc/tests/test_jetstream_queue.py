@@ -128,6 +128,7 @@ async def test_a_delivery_left_unacked_comes_back_after_the_ack_wait(server: Nat
             await until(lambda: len(attempts) == 2)
             await until_depth(work, pending=0, in_flight=0)
         assert attempts == [1, 2]
+        assert (await work.depth()).redelivered == 1
 
 
 async def test_in_progress_acks_keep_a_delivery_past_its_ack_wait(server: NatsServer, tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ class JetStreamQueue:
         """The servers, without credentials: for messages and logs."""
         self.last_depth = QueueDepth()
         """The depth as last read by :meth:`depth` (for readers that must not wait on NATS)."""
+        self._redelivered = 0
         self._handlers: set[asyncio.Task[None]] = set()
         """Deliveries being handled, by every consumer of this queue."""
         self._nc: Client | None = None
@@ -264,6 +265,8 @@ class JetStreamQueue:
 
     async def _handle(self, handler: Handler, msg: Msg) -> None:
         delivery = JetStreamDelivery(msg, self)
+        if delivery.attempt > 1:
+            self._redelivered += 1
         try:
             await handler(delivery)
         except BaseException as exc:
@@ -294,8 +297,10 @@ class JetStreamQueue:
                 await subscription.unsubscribe()
 
     async def depth(self) -> QueueDepth:
-        """From the consumer's info: messages not yet delivered, delivered and not acked, and
-        those of them delivered more than once. Also kept in :attr:`last_depth`."""
+        """From the consumer's info, for every worker: messages not yet delivered (a handed-back
+        one waiting to go again counts as delivered), delivered and not acked; and the
+        deliveries beyond the first this process's consumers took. Also kept in
+        :attr:`last_depth`."""
         try:
             info = await self._jetstream().consumer_info(STREAM, CONSUMER, timeout=REQUEST_SECONDS)
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
@@ -303,7 +308,7 @@ class JetStreamQueue:
                 f"the work queue (NATS at {self.servers}, {NATS_URL_ENV}) did not answer: {self.scrub(exc)}"
             ) from None
         self.last_depth = QueueDepth(
-            pending=info.num_pending or 0, in_flight=info.num_ack_pending or 0, redelivered=info.num_redelivered or 0
+            pending=info.num_pending or 0, in_flight=info.num_ack_pending or 0, redelivered=self._redelivered
         )
         return self.last_depth
 
