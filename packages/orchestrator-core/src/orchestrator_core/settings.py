@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     means the in-process queue. May carry credentials: never logged unredacted."""
     queue_workers: int = Field(default=1, ge=0)
     """Deliberations ``serve`` runs from the queue at once; 0 makes a pure front (``orchestrator
-    worker`` processes run them)."""
+    worker`` processes run them). A worker runs this many at once too, at least one."""
     queue_ack_wait_seconds: float = Field(default=30.0, gt=0)
     """A worker silent this long (no in-progress ack) has lost its delivery: it is delivered again."""
     queue_max_deliver: int = Field(default=5, ge=1)
