@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from core_support import HANG_GUARD, MakeOrchestrator, started_orchestrators, until
 
-from orchestrator_core.errors import AlreadyFinished, InvalidRequest, NoCouncil, NotFound
+from orchestrator_core.errors import AlreadyFinished, BackendUnavailable, InvalidRequest, NoCouncil, NotFound
 from orchestrator_core.events import DeliberationEvent, DeliberationFinished, RankingReady
-from orchestrator_core.models import Phase, Task, TaskConstraints
+from orchestrator_core.local_queue import LocalQueue
+from orchestrator_core.models import CallOutcome, Phase, Task, TaskConstraints
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
 from orchestrator_core.queued import WORKER_AGENT_ID
 from orchestrator_core.record_events import events_of
@@ -373,6 +374,16 @@ async def test_a_handed_back_run_resumes_without_repeating_a_completed_call(
     record = await orchestrator.get_record(submitted.deliberation_id)
     assert record.status is RecordStatus.SUCCEEDED
     assert [f.agent_id for f in record.failures] == [WORKER_AGENT_ID]
+    assert "worker stopped" in record.failures[0].error  # handed back, not lost
+    assert not record.handed_back
+    # The call the hand-back cut short is not kept: the record holds the nine an
+    # uninterrupted run makes, each once, all completed.
+    assert sorted((c.agent_id, c.phase, c.round) for c in record.calls) == sorted(
+        (f"dev-{i}", phase, number)
+        for i in (1, 2, 3)
+        for phase, number in ((Phase.GENERATE, 0), (Phase.CRITIQUE, 1), (Phase.REVISE, 1))
+    )
+    assert all(c.outcome is CallOutcome.OK for c in record.calls)
     kinds = [type(e).__name__ for e in events_of(record)]
     assert kinds == ["ProposalGenerated"] * 3 + ["CritiqueWritten"] * 3 + ["ProposalRevised"] * 3 + [
         "CheckCompleted"
@@ -438,3 +449,27 @@ async def test_a_run_keeps_its_delivery_alive_while_it_works(make_orchestrator: 
     await orchestrator.cancel(submitted.deliberation_id)
     await asyncio.wait_for(run, HANG_GUARD)
     assert delivery.acked
+
+
+class _RefusingQueue(LocalQueue):
+    """A work queue that cannot take a message (its server unreachable)."""
+
+    async def publish(self, deliberation_id: str) -> None:
+        raise BackendUnavailable("the work queue is unreachable")
+
+
+async def test_a_submission_the_queue_refused_fails_its_record_and_a_retry_starts_afresh(
+    make_orchestrator: MakeOrchestrator,
+) -> None:
+    orchestrator = await make_orchestrator(ScriptedBackend(), ScriptedCheck())
+    working = orchestrator.queue
+    orchestrator.queue = orchestrator.queued.queue = _RefusingQueue()
+    with pytest.raises(BackendUnavailable):
+        await orchestrator.submit(request(request_id="retry-me"))
+    listed = await orchestrator.list_records()
+    assert [(r.status, r.error_kind) for r in listed.records] == [(RecordStatus.FAILED, "QueueUnavailable")]
+    assert "unreachable" in listed.records[0].error
+    orchestrator.queue = orchestrator.queued.queue = working
+    retried = await orchestrator.submit(request(request_id="retry-me"))
+    assert retried.status is RecordStatus.QUEUED
+    assert retried.deliberation_id != listed.records[0].deliberation_id

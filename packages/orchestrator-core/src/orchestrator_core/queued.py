@@ -29,7 +29,7 @@ from orchestrator_core.errors import AlreadyFinished, DeadlineExceeded, InvalidR
 from orchestrator_core.events import DeliberationEvent
 from orchestrator_core.finishing import finish, finish_failed, named_backend
 from orchestrator_core.journal import Journal
-from orchestrator_core.models import AgentFailure, Phase
+from orchestrator_core.models import AgentCall, AgentFailure, CallOutcome, Phase
 from orchestrator_core.plugin_calls import counting_failures
 from orchestrator_core.record_events import events_of, finished_event
 from orchestrator_core.records.idempotency import hold
@@ -99,7 +99,10 @@ class _OwnedStore:
         if self.dropping:
             return False
         if self._run.reason == "hand-back" and record.status.finished:
-            record = replace(record, status=RecordStatus.RUNNING, finished_at=None, error="", error_kind="")
+            record = replace(
+                record, status=RecordStatus.RUNNING, finished_at=None, error="", error_kind="", handed_back=True,
+                calls=completed_calls(record),
+            )
         if not await self._store.update(record):
             self.dropping = True
             log.warning("deliberation %s was taken over by another worker; this run stops", record.deliberation_id)
@@ -138,7 +141,17 @@ class QueuedRuns:
         holder = await hold(o.store, record) if record.request_id else await o.store.create(record)
         if holder is not None:
             return holder
-        await self.queue.publish(record.deliberation_id)
+        try:
+            await self.queue.publish(record.deliberation_id)
+        except BaseException as exc:  # no worker will ever see it: it must not wait QUEUED for ever
+            now = time.time()
+            unsent = replace(
+                record, status=RecordStatus.FAILED, finished_at=now, updated_at=now,
+                error=f"the work queue did not take it: {exc}", error_kind="QueueUnavailable",
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.shield(o.store.update(unsent))
+            raise
         return record
 
     # -- running --------------------------------------------------------------
@@ -174,11 +187,10 @@ class QueuedRuns:
             await delivery.ack()
             return
         if delivery.attempt > 1 and record.status is RecordStatus.RUNNING:
-            note = AgentFailure(
-                WORKER_AGENT_ID, Phase.GENERATE,
-                f"worker lost: delivery {delivery.attempt} resumes what its previous worker did not finish",
+            taken = replace(
+                taken, failures=(*taken.failures, _resumption_note(taken, delivery.attempt)),
+                calls=completed_calls(taken), handed_back=False,
             )
-            taken = replace(taken, failures=(*taken.failures, note))
         owned = _OwnedStore(o.store, self.queue, run)
         run.task = asyncio.get_running_loop().create_task(self._execute(taken, run, owned))
         try:
@@ -351,6 +363,21 @@ class QueuedRuns:
                     return
                 await notices.wait(POLL_SECONDS)
                 record = await o.get_record(record.deliberation_id)
+
+
+def completed_calls(record: DeliberationRecord) -> tuple[AgentCall, ...]:
+    """The record's calls without those cut short: a resumed run makes them again, so the
+    record ends as an uninterrupted run's would."""
+    return tuple(call for call in record.calls if call.outcome is not CallOutcome.CANCELLED)
+
+
+def _resumption_note(record: DeliberationRecord, attempt: int) -> AgentFailure:
+    """The failure entry saying why delivery ``attempt`` resumes ``record``."""
+    if record.handed_back:
+        why = f"worker stopped: it handed the deliberation back, and delivery {attempt} resumes it"
+    else:
+        why = f"worker lost: delivery {attempt} resumes what its previous worker did not finish"
+    return AgentFailure(WORKER_AGENT_ID, Phase.GENERATE, why)
 
 
 def _lost(current: DeliberationRecord | None, owner: str, run: _Run) -> bool:

@@ -122,6 +122,9 @@ class DeliberationRecord:
     queued record's budget counts from its submission, the wait in the queue included."""
     cancel_requested: bool = False
     """A cancel was asked while it ran; the process running it stops it (CANCELLED)."""
+    handed_back: bool = False
+    """Its worker stopped (a shutdown) and handed it back unfinished, its progress stored; the
+    next worker resumes it. Not set when a worker was lost (killed, or its ownership lapsed)."""
 
     def finished(
         self,
