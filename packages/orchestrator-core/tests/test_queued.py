@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from core_support import HANG_GUARD, MakeOrchestrator, started_orchestrators, until
 
-from orchestrator_core.errors import AlreadyFinished, BackendUnavailable, InvalidRequest, NoCouncil, NotFound
+from orchestrator_core.errors import (
+    AlreadyFinished,
+    BackendRejected,
+    BackendUnavailable,
+    InvalidRequest,
+    NoCouncil,
+    NotFound,
+    QuorumLost,
+)
 from orchestrator_core.events import DeliberationEvent, DeliberationFinished, RankingReady
 from orchestrator_core.local_queue import LocalQueue
 from orchestrator_core.models import CallOutcome, Phase, Task, TaskConstraints
@@ -473,3 +481,18 @@ async def test_a_submission_the_queue_refused_fails_its_record_and_a_retry_start
     retried = await orchestrator.submit(request(request_id="retry-me"))
     assert retried.status is RecordStatus.QUEUED
     assert retried.deliberation_id != listed.records[0].deliberation_id
+
+
+async def test_a_lost_quorum_keeps_its_cause_in_the_record_run_directly_or_queued(
+    make_orchestrator: MakeOrchestrator,
+) -> None:
+    rejected = ScriptedBackend(defaults={"fail_in": {Phase.GENERATE: BackendRejected("model not found")}})
+    orchestrator = await make_orchestrator(rejected)
+    with pytest.raises(QuorumLost):
+        await orchestrator.deliberate(request())
+    submitted = await orchestrator.submit(request())
+    await asyncio.wait_for(orchestrator.run_queued(ScriptedDelivery(submitted.deliberation_id)), HANG_GUARD)
+    page = await orchestrator.list_records()
+    assert [(r.queued, r.error_kind, r.error_cause) for r in page.records] == [
+        (True, "QuorumLost", "BackendRejected"), (False, "QuorumLost", "BackendRejected"),
+    ]

@@ -64,6 +64,17 @@ class QuorumLost(OrchestratorError):
         self.plugin_bug = plugin_bug
 
 
+def cause_kind(error: BaseException) -> str:
+    """What a record keeps of why a quorum was lost, so a call that reads the record back (a
+    queued run) answers the status code the run itself would have: "PluginBug", the common
+    cause's class name (e.g. "BackendRejected"), or "" for anything else."""
+    if not isinstance(error, QuorumLost):
+        return ""
+    if error.plugin_bug:
+        return "PluginBug"
+    return type(error.cause).__name__ if error.cause is not None else ""
+
+
 class NoViableProposal(OrchestratorError):
     """Every proposal failed a check that counts (or no such check judged any), so there is
     no winner to return; ``outcome`` keeps the ranking for the record."""

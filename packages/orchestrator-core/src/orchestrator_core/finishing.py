@@ -30,6 +30,7 @@ async def finish(
     selection: Selection | None = None,
     error: str = "",
     error_kind: str = "",
+    error_cause: str = "",
 ) -> None:
     """Count the run and the tokens it spent, then write its finished record (durable
     when this returns). The record has the outcome already, from the ranking event."""
@@ -44,7 +45,9 @@ async def finish(
         failed=status is not RecordStatus.SUCCEEDED,
         usage=usage,
     )
-    await writer.finish(status, usage=usage, selection=selection, error=error, error_kind=error_kind)
+    await writer.finish(
+        status, usage=usage, selection=selection, error=error, error_kind=error_kind, error_cause=error_cause
+    )
 
 
 async def finish_failed(
@@ -56,6 +59,7 @@ async def finish_failed(
     meter: UsageMeter,
     error: str,
     error_kind: str,
+    error_cause: str = "",
 ) -> None:
     """Like :func:`finish`, for a run that failed: a failure to write the record is
     logged, and the run's own error is what the caller gets.
@@ -65,7 +69,10 @@ async def finish_failed(
 
     async def write() -> None:
         try:
-            await finish(statistics, writer, scope, status, started, meter.total, error=error, error_kind=error_kind)
+            await finish(
+                statistics, writer, scope, status, started, meter.total, error=error, error_kind=error_kind,
+                error_cause=error_cause,
+            )
         except Exception as exc:
             log.error("could not record deliberation %s as %s: %s", writer.record.deliberation_id, status, exc)
 

@@ -23,6 +23,7 @@ from orchestrator_core.errors import (
     NoCouncil,
     NotFound,
     NoViableProposal,
+    cause_kind,
 )
 from orchestrator_core.events import (
     AgentCallFinished,
@@ -255,7 +256,7 @@ class Orchestrator:
                 except Exception as exc:  # NoViableProposal's ranking is in the record already
                     await finish_failed(
                         self.statistics, writer, scope, RecordStatus.FAILED, started, meter, str(exc),
-                        type(exc).__name__,
+                        type(exc).__name__, cause_kind(exc),
                     )
                     raise
                 await asyncio.shield(finish(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from orchestrator_core.deadlines import call_deadline
 from orchestrator_core.deliberation import UsageMeter
-from orchestrator_core.errors import AlreadyFinished, DeadlineExceeded, InvalidRequest, NotFound
+from orchestrator_core.errors import AlreadyFinished, DeadlineExceeded, InvalidRequest, NotFound, cause_kind
 from orchestrator_core.events import DeliberationEvent
 from orchestrator_core.finishing import finish, finish_failed, named_backend
 from orchestrator_core.journal import Journal
@@ -249,9 +249,9 @@ class QueuedRuns:
             writer = RecordWriter(cast(DeliberationStore, owned), record, started_at=time.time())
             writer.start()
 
-            async def failed(status: RecordStatus, error: str, kind: str) -> None:
+            async def failed(status: RecordStatus, error: str, kind: str, cause: str = "") -> None:
                 run.finishing = True
-                await finish_failed(o.statistics, writer, scope, status, started, meter, error, kind)
+                await finish_failed(o.statistics, writer, scope, status, started, meter, error, kind, cause)
 
             try:
                 council = o._council_for(record.role)
@@ -274,7 +274,7 @@ class QueuedRuns:
                 elif isinstance(exc, asyncio.CancelledError):
                     await failed(RecordStatus.CANCELLED, "cancelled", "Cancelled")
                 else:
-                    await failed(RecordStatus.FAILED, str(exc), type(exc).__name__)
+                    await failed(RecordStatus.FAILED, str(exc), type(exc).__name__, cause_kind(exc))
             else:
                 run.finishing = True
                 await asyncio.shield(

@@ -67,10 +67,21 @@ def failure_of(record: DeliberationRecord) -> Exception:
         return errors.NoViableProposal(message, outcome=record.outcome)
     if record.status is RecordStatus.CANCELLED:
         return DeliberationCancelled(message)
+    if record.error_kind == errors.QuorumLost.__name__:
+        return _quorum_lost(message, record.error_cause)
     kind = _BY_KIND.get(record.error_kind)
     if kind is None:
         return RunFailed(f"deliberation {record.deliberation_id} failed: {record.error_kind}: {message}")
     return kind(message)
+
+
+def _quorum_lost(message: str, cause: str) -> errors.QuorumLost:
+    """The QuorumLost the run raised, with the kind of cause the record kept (so it maps to the
+    same status code: a plugin's bug INTERNAL, a rejected request FAILED_PRECONDITION, ...)."""
+    if cause == "PluginBug":
+        return errors.QuorumLost(message, plugin_bug=True)
+    common = {kind.__name__: kind for kind in (errors.BackendUnavailable, errors.BackendRejected)}.get(cause)
+    return errors.QuorumLost(message, cause=common(message) if common is not None else None)
 
 
 async def submitted_events(

@@ -122,6 +122,8 @@ class DeliberationRecord:
     queued record's budget counts from its submission, the wait in the queue included."""
     cancel_requested: bool = False
     """A cancel was asked while it ran; the process running it stops it (CANCELLED)."""
+    error_cause: str = ""
+    """Once it failed because its quorum was lost: why (see :func:`orchestrator_core.errors.cause_kind`)."""
     handed_back: bool = False
     """Its worker stopped (a shutdown) and handed it back unfinished, its progress stored; the
     next worker resumes it. Not set when a worker was lost (killed, or its ownership lapsed)."""
@@ -136,6 +138,7 @@ class DeliberationRecord:
         selection: Selection | None = None,
         error: str = "",
         error_kind: str = "",
+        error_cause: str = "",
     ) -> DeliberationRecord:
         """This record, finished at ``at`` with ``status``; what is not given stays as it was.
 
@@ -152,6 +155,7 @@ class DeliberationRecord:
             selection=self.selection if selection is None else selection,
             error=error or self.error,
             error_kind=error_kind or self.error_kind,
+            error_cause=error_cause or self.error_cause,
         )
 
 

@@ -158,6 +158,7 @@ class RecordWriter:
         selection: Selection | None = None,
         error: str = "",
         error_kind: str = "",
+        error_cause: str = "",
     ) -> DeliberationRecord:
         """Stop following, then write the finished record; returns once it is stored.
 
@@ -167,7 +168,7 @@ class RecordWriter:
         self._close_phase()
         final = self.record.finished(
             status, time.time(), phases=tuple(self._phases), usage=usage, selection=selection,
-            error=error, error_kind=error_kind,
+            error=error, error_kind=error_kind, error_cause=error_cause,
         )
         self.record = final
         async with self._lock:  # after the write in flight, if any
