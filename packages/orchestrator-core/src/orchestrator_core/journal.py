@@ -85,7 +85,7 @@ class _Products:
         self._proposals = {(p.author_id, p.revision): p for p in record.proposals}
         self._critiques = {(c.critic_id, c.round): c for c in record.critiques}
         self._failures = {(f.agent_id, f.phase, f.round): f for f in record.failures}
-        self._revisions = _revision_numbers(record.calls)
+        self._revisions = revision_numbers(record.calls)
 
     def reply(self, call: AgentCall) -> AgentReply | None:
         text, truncated = "", call.truncated
@@ -106,7 +106,7 @@ class _Products:
         return self._failures.get((call.agent_id, call.phase, call.round))
 
 
-def _revision_numbers(calls: Iterable[AgentCall]) -> dict[tuple[str, int], int]:
+def revision_numbers(calls: Iterable[AgentCall]) -> dict[tuple[str, int], int]:
     """The revision each successful revise call made: an author's n-th revision (rounds where
     it got no feedback have no revise call, so the revision is not always the round)."""
     rounds: dict[str, set[int]] = {}

@@ -14,7 +14,7 @@ later read start with those of an earlier one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from orchestrator_core.events import (
     AgentFailed,
@@ -26,7 +26,8 @@ from orchestrator_core.events import (
     ProposalRevised,
     RankingReady,
 )
-from orchestrator_core.models import AgentCall, CallOutcome, Phase
+from orchestrator_core.journal import revision_numbers
+from orchestrator_core.models import CallOutcome, Phase
 from orchestrator_core.records.model import DeliberationRecord
 
 
@@ -61,7 +62,7 @@ def _call_events(record: DeliberationRecord) -> Iterator[DeliberationEvent | Non
     proposals = {(p.author_id, p.revision): p for p in record.proposals}
     critiques = {(c.critic_id, c.round): c for c in record.critiques}
     failures = {(f.agent_id, f.phase, f.round): f for f in record.failures}
-    revisions = _revision_numbers(record.calls)
+    revisions = revision_numbers(record.calls)
     seen: set[tuple[str, Phase, int]] = set()
     for call in record.calls:
         key = (call.agent_id, call.phase, call.round)
@@ -83,17 +84,3 @@ def _call_events(record: DeliberationRecord) -> Iterator[DeliberationEvent | Non
             return
         seen.add(key)
         yield event
-
-
-def _revision_numbers(calls: Iterable[AgentCall]) -> dict[tuple[str, int], int]:
-    """The revision each successful revise call made: an author's n-th revised round made its
-    revision n (a round without feedback for it has no revise call)."""
-    rounds: dict[str, set[int]] = {}
-    for call in calls:
-        if call.phase is Phase.REVISE and call.outcome is CallOutcome.OK:
-            rounds.setdefault(call.agent_id, set()).add(call.round)
-    return {
-        (agent_id, round_number): revision
-        for agent_id, done in rounds.items()
-        for revision, round_number in enumerate(sorted(done), start=1)
-    }

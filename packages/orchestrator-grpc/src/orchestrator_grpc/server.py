@@ -33,6 +33,7 @@ from orchestrator_core.orchestrator import CLOSE_WAIT_SECONDS, Orchestrator
 from orchestrator_core.plugins import PluginHost, load_plugins
 from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
+from orchestrator_core.work_queue import WorkQueue
 from orchestrator_grpc.auth import BearerAuth, configured_tokens
 from orchestrator_grpc.health import OVERALL_HEALTH, DrainingHealthServicer, HealthPublisher
 from orchestrator_grpc.interceptors import DecodeGuard, DrainGate, ServerInterceptor
@@ -133,6 +134,28 @@ class RunningServer:
         log.info("stopped")
 
 
+async def start_orchestrator(
+    settings: Settings, plugins: PluginHost, observability: Observability, queue: WorkQueue | None
+) -> Orchestrator:
+    """Start ``plugins``, then build and start the orchestrator over them (its records open).
+
+    Plugins start before the councils are built: one that fails to start is withdrawn (or,
+    strict, stops startup); the orchestrator's close runs their shutdown hooks, and a failed
+    start runs them here."""
+    try:
+        await plugins.startup(settings.plugin_lifecycle_timeout_seconds)
+    except BaseException:
+        await plugins.shutdown()
+        raise
+    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings), observability.telemetry, queue=queue)
+    try:
+        await orchestrator.start()
+    except BaseException:
+        await plugins.shutdown()
+        raise
+    return orchestrator
+
+
 async def start_server(
     settings: Settings, plugins: PluginHost, observability: Observability | None = None
 ) -> RunningServer:
@@ -150,21 +173,7 @@ async def start_server(
     if tokens:
         interceptors.append(BearerAuth(tokens))
     interceptors.append(DecodeGuard())
-    # Plugins start before the councils are built: one that fails to start is withdrawn (or,
-    # strict, stops startup); the orchestrator's close runs their shutdown hooks.
-    try:
-        await plugins.startup(settings.plugin_lifecycle_timeout_seconds)
-    except BaseException:
-        await plugins.shutdown()
-        raise
-    orchestrator = Orchestrator(
-        settings, plugins, store_from_settings(settings), observability.telemetry, queue=queue_from_settings(settings)
-    )
-    try:
-        await orchestrator.start()
-    except BaseException:
-        await plugins.shutdown()
-        raise
+    orchestrator = await start_orchestrator(settings, plugins, observability, queue_from_settings(settings))
     try:
         server = grpc.aio.server(
             interceptors=interceptors,

@@ -19,10 +19,10 @@ import signal
 
 from orchestrator_core.orchestrator import Orchestrator
 from orchestrator_core.plugins import PluginHost
-from orchestrator_core.records.factory import store_from_settings
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.jetstream import NATS_URL_ENV, queue_from_settings
 from orchestrator_grpc.observability import Observability, observability_for
+from orchestrator_grpc.server import start_orchestrator
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,7 @@ async def work(settings: Settings, plugins: PluginHost) -> None:
     if queue is None:
         raise NoQueueConfigured
     observability = observability_for(settings)
-    try:
-        await plugins.startup(settings.plugin_lifecycle_timeout_seconds)
-    except BaseException:
-        await plugins.shutdown()
-        raise
-    orchestrator = Orchestrator(settings, plugins, store_from_settings(settings), observability.telemetry, queue=queue)
-    try:
-        await orchestrator.start()
-    except BaseException:
-        await plugins.shutdown()
-        raise
+    orchestrator = await start_orchestrator(settings, plugins, observability, queue)
     try:
         await observability.start(orchestrator)
         await _run_until_signal(orchestrator, settings, observability)
