@@ -5,6 +5,7 @@ deadline passes every agent call in flight is cancelled and no task is left runn
 from __future__ import annotations
 
 import asyncio
+import re
 
 import grpc
 import pytest
@@ -58,11 +59,12 @@ async def test_the_tasks_agent_timeout_bounds_each_call(stub: Stub, doubles: Dou
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.Deliberate(request(role="QA", constraints=constraints), timeout=HANG_GUARD)
 
-    # Both hanging agents were stopped at 0.2s, far inside the deliberation's budget.
+    # Both hanging agents were stopped at 0.2s, far inside the deliberation's budget: the
+    # first timeout lost the quorum (2 of 2), and the other call, timed out at the same
+    # moment or cancelled with the phase, ended with it.
     assert error.value.code() is grpc.StatusCode.UNAVAILABLE
     details = error.value.details() or ""
-    assert "qa-1 in generate: timed out after 0.2s" in details
-    assert "qa-2 in generate: timed out after 0.2s" in details
+    assert re.search(r"qa-[12] in generate: timed out after 0\.2s", details), details
     assert doubles.hanging.cancelled[Phase.GENERATE] == 2
 
 

@@ -105,7 +105,7 @@ def test_a_record_stored_before_calls_were_kept_still_loads() -> None:
         del check["started_at"], check["finished_at"]
     assert "calls" not in json.dumps(document)
 
-    record = decode_row(("succeeded", START + 6.0, "", json.dumps(document)))
+    record = decode_row(("succeeded", START + 6.0, "", json.dumps(document), document["owner"], False))
     message = convert.record_to_proto(record)
 
     assert record.calls == ()
