@@ -217,4 +217,5 @@ def bench(session: nox.Session) -> None:
     """Speed figures, each against a baseline of the same run, written to BENCHMARKS.md."""
     install_project(session)
     session.install(*(str(Path(p).parent) for p in TEST_PLUGINS))
+    session.install("pyinstrument")  # profiles of the figures (BENCHMARKS.md, "Service cost per call")
     session.run("python", "bench/run.py", *session.posargs)

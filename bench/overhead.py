@@ -46,12 +46,13 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(calls: int = 300, warmup: int = 30) -> dict[str, float]:
+async def measure(calls: int = 300, warmup: int = 30, records_root: Path | None = None) -> dict[str, float]:
+    """``records_root``: where the records' SQLite file is made (the system's temporary directory by default)."""
     echo_server, echo_port = await _start_echo_server()
     host = PluginHost()
     host.register(ScriptedPlugin(ScriptedBackend()), name="bench-agents")
     host.collect()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory(dir=records_root) as scratch:
         settings = Settings(
             host="127.0.0.1",
             port=0,

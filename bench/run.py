@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+import call_overhead  # noqa: E402
 import checks  # noqa: E402
 import cli_startup  # noqa: E402
 import critical_path  # noqa: E402
@@ -66,7 +67,16 @@ def main() -> None:
         "--only-queue", action="store_true",
         help="measure only the work queue (NATS JetStream workers, Submit latency) and replace its section",
     )
+    parser.add_argument(
+        "--only-overhead", action="store_true",
+        help="measure only the service's cost per call (engine over plain asyncio, Deliberate over a bare "
+        "echo with records on disk and tmpfs, the fsync) and replace its section",
+    )
     args = parser.parse_args()
+    if args.only_overhead:
+        replace_section(args.output, call_overhead.markdown(call_overhead.run(), CALL_OVERHEAD_NOTES))
+        print(args.output.read_text())
+        return
     if args.only_queue:
         replace_section(args.output, work_queue.markdown(work_queue.run()))
         print(args.output.read_text())
@@ -165,6 +175,7 @@ def main() -> None:
     lines += ["", *watchdog.markdown(watchdog.run())]
     lines += ["", *observability.markdown(observability.run())]
     lines += ["", *work_queue.markdown(work_queue.run())]
+    lines += ["", *call_overhead.markdown(call_overhead.run(), CALL_OVERHEAD_NOTES)]
     lines += [
         "",
         "## Reading the figures",
@@ -198,6 +209,10 @@ def checks_section() -> list[str]:
         score = "" if "score" not in f else f"{f['score']:.2f}"
         lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
     return lines
+
+
+CALL_OVERHEAD_NOTES: list[str] = []
+"""What the profiles of the figures above show (kept by hand: a profile is not a figure)."""
 
 
 def embedded_section() -> list[str]:

@@ -1,0 +1,163 @@
+"""The service's own cost per deliberation, each against a floor measured in the same run.
+
+- In process: the engine (``DeliberationEngine``, N = 3 instant agents, R = 1, no checks, no
+  observer) per agent call, over the same 9 calls in 3 phases written in plain asyncio (one
+  ``gather`` per phase, the same agents, the same domain objects). Target ≤ 1.5x.
+- Over gRPC: ``Deliberate`` p50 (3 instant agents, records on) over a bare ``grpc.aio`` echo
+  of the same request bytes, with the records on disk and on tmpfs (``/dev/shm``), and the
+  fsync alone of the same disk (write + fsync of a small file, in a loop). Target ≤ 2x on
+  tmpfs; the disk figure's excess over tmpfs should be the fsync.
+
+Variants alternate (A/B/A/B) and figures are medians, since the machine is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import overhead
+
+from orchestrator_core.deliberation import DeliberationEngine
+from orchestrator_core.models import Critique, Proposal, Task
+from orchestrator_core.scoring import Scorer
+from orchestrator_core.testing import ScriptedAgent
+
+AGENTS = 3
+ROUNDS = 1
+CALLS = AGENTS * (1 + 2 * ROUNDS)
+TASK = Task(role="DEV", description="Add two numbers")
+TMPFS = Path("/dev/shm")
+
+
+def _council() -> list[ScriptedAgent]:
+    return [ScriptedAgent(agent_id=f"dev-{i}") for i in range(1, AGENTS + 1)]
+
+
+async def plain_flow(agents: list[ScriptedAgent]) -> list[Proposal]:
+    """The same 9 calls, each phase gathered: the floor of the flow in asyncio."""
+    replies = await asyncio.gather(*(agent.generate(TASK) for agent in agents))
+    proposals = [
+        Proposal(proposal_id=f"p{i}", author_id=agent.agent_id, role=TASK.role, content=reply.text)
+        for i, (agent, reply) in enumerate(zip(agents, replies, strict=True))
+    ]
+    targets = [proposals[(i + 1) % len(proposals)] for i in range(len(agents))]
+    critiques = await asyncio.gather(*(a.critique(TASK, p) for a, p in zip(agents, targets, strict=True)))
+    feedback = {
+        p.proposal_id: [Critique(a.agent_id, p.proposal_id, p.author_id, r.text, 1)]
+        for a, p, r in zip(agents, targets, critiques, strict=True)
+    }
+    revised = await asyncio.gather(
+        *(a.revise(TASK, p, feedback[p.proposal_id]) for a, p in zip(agents, proposals, strict=True))
+    )
+    return [
+        Proposal(p.proposal_id, p.author_id, p.role, r.text, revision=1)
+        for p, r in zip(proposals, revised, strict=True)
+    ]
+
+
+async def _batch(run: Any, deliberations: int) -> float:
+    """Milliseconds per agent call over ``deliberations`` run one after another."""
+    started = time.perf_counter()
+    for _ in range(deliberations):
+        await run(_council())
+    return 1000 * (time.perf_counter() - started) / deliberations / CALLS
+
+
+async def measure_engine(repetitions: int = 9, deliberations: int = 300) -> dict[str, float]:
+    engine = DeliberationEngine(checks=(), scorer=Scorer(), quorum=2)
+
+    async def engine_flow(agents: list[ScriptedAgent]) -> object:
+        return await engine.deliberate(TASK, agents, rounds=ROUNDS)
+
+    variants = {"plain": plain_flow, "engine": engine_flow}
+    for run in variants.values():
+        await _batch(run, deliberations)  # warm-up
+    batches: dict[str, list[float]] = {name: [] for name in variants}
+    for repetition in range(repetitions):
+        order = list(variants) if repetition % 2 == 0 else list(reversed(variants))
+        for name in order:
+            batches[name].append(await _batch(variants[name], deliberations))
+    plain, engine_ms = statistics.median(batches["plain"]), statistics.median(batches["engine"])
+    return {"plain_ms_per_call": plain, "engine_ms_per_call": engine_ms, "ratio": engine_ms / plain}
+
+
+def fsync_ms(directory: Path, writes: int = 300) -> float:
+    """Median milliseconds of one small write + fsync to a file in ``directory``."""
+    samples = []
+    fd, name = tempfile.mkstemp(dir=directory)
+    try:
+        for _ in range(writes):
+            started = time.perf_counter()
+            os.write(fd, b"x" * 512)
+            os.fsync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return 1000 * statistics.median(samples)
+
+
+def measure_grpc(repetitions: int = 4, calls: int = 150) -> dict[str, float]:
+    """Deliberate over echo with records on disk and on tmpfs, alternating, and the disk's fsync."""
+    disk_root = Path(tempfile.gettempdir())
+    runs: dict[str, list[dict[str, float]]] = {"disk": [], "tmpfs": []}
+    for repetition in range(repetitions):
+        order = ["disk", "tmpfs"] if repetition % 2 == 0 else ["tmpfs", "disk"]
+        for where in order:
+            root = disk_root if where == "disk" else TMPFS
+            runs[where].append(asyncio.run(overhead.measure(calls=calls, warmup=20, records_root=root)))
+    figures: dict[str, float] = {}
+    for where, measured in runs.items():
+        for key in ("echo_p50_ms", "deliberate_p50_ms", "ratio_p50"):
+            figures[f"{where}_{key}"] = statistics.median(m[key] for m in measured)
+    figures["fsync_ms"] = fsync_ms(disk_root)
+    figures["disk_excess_ms"] = figures["disk_deliberate_p50_ms"] - figures["tmpfs_deliberate_p50_ms"]
+    figures["calls"] = float(calls * repetitions)
+    return figures
+
+
+def run() -> dict[str, float]:
+    return {**asyncio.run(measure_engine()), **measure_grpc()}
+
+
+def markdown(f: dict[str, float], notes: list[str] | None = None) -> list[str]:
+    return [
+        "## Service cost per call",
+        "",
+        "Made by `python bench/run.py --only-overhead` (part of `nox -s bench`); each variant",
+        "alternates with its floor (A/B/A/B) and the figures are medians of the runs.",
+        "",
+        "In process: `DeliberationEngine` with N = 3 instant scripted agents, R = 1, no checks, no",
+        "observer, per agent call, over the same 9 calls in plain asyncio (a `gather` per phase).",
+        "",
+        "| flow | per agent call | ratio (target ≤ 1.5x) |",
+        "| --- | --- | --- |",
+        f"| plain asyncio | {f['plain_ms_per_call'] * 1000:.1f} µs | 1 |",
+        f"| DeliberationEngine | {f['engine_ms_per_call'] * 1000:.1f} µs | {f['ratio']:.2f}x |",
+        "",
+        f"Over gRPC ({f['calls']:.0f} calls per variant): `Deliberate`, 3 instant agents, 1 round,",
+        "records written to SQLite, over a bare `grpc.aio` echo of the same request bytes; the",
+        "records on the disk (`$TMPDIR`) and on tmpfs (`/dev/shm`), and one small write + fsync on",
+        "the same disk alone.",
+        "",
+        "| records | echo p50 | Deliberate p50 | ratio (target ≤ 2x on tmpfs) |",
+        "| --- | --- | --- | --- |",
+        f"| tmpfs | {f['tmpfs_echo_p50_ms']:.2f} ms | {f['tmpfs_deliberate_p50_ms']:.2f} ms "
+        f"| {f['tmpfs_ratio_p50']:.2f}x |",
+        f"| disk | {f['disk_echo_p50_ms']:.2f} ms | {f['disk_deliberate_p50_ms']:.2f} ms "
+        f"| {f['disk_ratio_p50']:.2f}x |",
+        "",
+        f"Disk over tmpfs: {f['disk_excess_ms']:.2f} ms per `Deliberate`; write + fsync alone on",
+        f"the same disk: {f['fsync_ms']:.2f} ms.",
+        *(["", *notes] if notes else []),
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(markdown(run())))
