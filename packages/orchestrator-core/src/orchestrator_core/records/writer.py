@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from orchestrator_core.events import (
     AgentCallFinished,
@@ -40,7 +41,7 @@ from orchestrator_core.events import (
     RankingReady,
     discard_event,
 )
-from orchestrator_core.models import Selection, TokenUsage
+from orchestrator_core.models import DeliberationOutcome, Selection, TokenUsage
 from orchestrator_core.records.model import DeliberationRecord, PhaseTiming, RecordedCheck, RecordStatus
 from orchestrator_core.records.store import DeliberationStore
 
@@ -70,7 +71,13 @@ class RecordWriter:
         on_write: Callable[[DeliberationRecord], None] | None = None,
         started_at: float | None = None,
     ) -> None:
-        self.record = record
+        self._version = 0
+        """Changes made to the record so far; ``_written`` is the latest one stored."""
+        self._built_version = 0
+        self._base = record
+        self._added = _no_additions()
+        self._outcome: DeliberationOutcome | None = None
+        self._updated_at = record.updated_at
         self._store = store
         self._forward = forward
         self._on_write = on_write
@@ -78,8 +85,6 @@ class RecordWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._version = 0
-        """Changes made to the record so far; ``_written`` is the latest one stored."""
         self._written = 0
         self._phases: list[PhaseTiming] = list(record.phases)
         self._resumed = list(record.phases)
@@ -102,32 +107,55 @@ class RecordWriter:
 
     def observe(self, event: DeliberationEvent) -> None:
         """An :class:`EventSink`: record the event, then pass it on."""
-        record = self.record
+        added = self._added
         match event:
             case ProposalGenerated(proposal=proposal):
                 self._at("generate", 0)
-                record = replace(record, proposals=(*record.proposals, proposal))
+                added["proposals"].append(proposal)
             case CritiqueWritten(critique=critique):
                 self._round = critique.round
                 self._at("critique", critique.round)
-                record = replace(record, critiques=(*record.critiques, critique))
+                added["critiques"].append(critique)
             case ProposalRevised(proposal=proposal):
                 self._at("revise", self._round)
-                record = replace(record, proposals=(*record.proposals, proposal))
+                added["proposals"].append(proposal)
             case CheckCompleted(proposal_id=proposal_id, result=result, started_at=started, finished_at=finished):
                 self._at("check", 0)
-                checked = RecordedCheck(proposal_id, result, started, finished)
-                record = replace(record, checks=(*record.checks, checked))
+                added["checks"].append(RecordedCheck(proposal_id, result, started, finished))
             case AgentCallFinished(call=call):
-                record = replace(record, calls=(*record.calls, call))
+                added["calls"].append(call)
             case AgentFailed(failure=failure):
                 self._at(failure.phase.value, failure.round)
-                record = replace(record, failures=(*record.failures, failure))
+                added["failures"].append(failure)
             case RankingReady(outcome=outcome):
                 self._at("check", 0)
-                record = replace(record, outcome=outcome, usage=outcome.usage)
-        self._changed(record)
+                self._outcome = outcome
+        self._changed()
         self._forward(event)
+
+    @property
+    def record(self) -> DeliberationRecord:
+        """The record as the events so far made it: built when read, not on every event (a
+        rebuild copies every tuple of the record, which per event is quadratic over a run)."""
+        if self._built_version != self._version:
+            record, added = self._base, self._added
+            changes: dict[str, Any] = {
+                name: (*getattr(record, name), *items) for name, items in added.items() if items
+            }
+            if self._outcome is not None:
+                changes.update(outcome=self._outcome, usage=self._outcome.usage)
+            self._base = replace(record, **changes, phases=self._current_phases(), updated_at=self._updated_at)
+            self._added = _no_additions()
+            self._outcome = None
+            self._built_version = self._version
+        return self._base
+
+    @record.setter
+    def record(self, record: DeliberationRecord) -> None:
+        self._base = record
+        self._added = _no_additions()
+        self._outcome = None
+        self._built_version = self._version
 
     async def flush(self) -> None:
         """Return once the record as it is now is stored: wait for the write in flight, then
@@ -148,7 +176,7 @@ class RecordWriter:
     def mark_phase(self, phase: str, round_number: int = 0) -> None:
         """A phase the engine's events do not show (the selection) ended now."""
         self._at(phase, round_number)
-        self._changed(self.record)
+        self._changed()
 
     async def finish(
         self,
@@ -204,8 +232,8 @@ class RecordWriter:
         phase, round_number = self._phase
         return (*self._phases, PhaseTiming(phase, round_number, self._phase_started, self._phase_last))
 
-    def _changed(self, record: DeliberationRecord) -> None:
-        self.record = replace(record, phases=self._current_phases(), updated_at=time.time())
+    def _changed(self) -> None:
+        self._updated_at = time.time()
         self._version += 1
         self._dirty.set()
 
@@ -255,3 +283,8 @@ class RecordWriter:
         self._dirty.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+
+
+def _no_additions() -> dict[str, list[Any]]:
+    """What the events added to the record's tuples since it was last built, by field."""
+    return {"proposals": [], "critiques": [], "checks": [], "calls": [], "failures": []}
