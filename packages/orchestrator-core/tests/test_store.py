@@ -24,6 +24,7 @@ from orchestrator_core.records.migrations import LATEST_VERSION
 from orchestrator_core.records.paging import first_records
 from orchestrator_core.records.postgres import PostgresStore
 from orchestrator_core.records.store import DeliberationStore
+from orchestrator_core.records.upkeep import RecordUpkeep
 from orchestrator_core.settings import Settings
 
 MakeStore = Callable[[], Awaitable[DeliberationStore]]
@@ -310,3 +311,39 @@ def test_the_database_url_is_a_secret_and_leases_must_outlive_heartbeats(monkeyp
     assert settings.record_retention_days == 0
     with pytest.raises(ValidationError, match="must exceed record_heartbeat_seconds"):
         Settings(record_heartbeat_seconds=10, record_lease_seconds=5)
+
+
+async def test_processes_sharing_a_sqlite_file_leave_each_others_running_records_alone(tmp_path: Path) -> None:
+    """serve --processes: a process starting on the file does not interrupt the records of a
+    live one (each holds a lease, as replicas on PostgreSQL do); one process alone does."""
+    settings = Settings(database_path=tmp_path / "records.sqlite3", processes=2)
+    first, second = store_from_settings(settings), store_from_settings(settings)
+    assert first.shared
+    assert second.shared
+    await first.open()
+    await second.open()
+    try:
+        first_upkeep = RecordUpkeep(first, settings, "first")
+        await first_upkeep.start()
+        mine = running(owner="first")
+        await first.create(mine)
+        second_upkeep = RecordUpkeep(second, settings, "second")
+        await second_upkeep.start()
+        got = await second.get(mine.deliberation_id)
+        assert got is not None
+        assert got.status is RecordStatus.RUNNING
+        await second_upkeep.stop()
+        await first_upkeep.stop()
+    finally:
+        await first.close()
+        await second.close()
+    alone = store_from_settings(settings.model_copy(update={"processes": 1}))
+    assert not alone.shared
+    await alone.open()
+    try:
+        await RecordUpkeep(alone, settings, "alone").start()
+        got = await alone.get(mine.deliberation_id)
+        assert got is not None
+        assert got.status is RecordStatus.INTERRUPTED
+    finally:
+        await alone.close()

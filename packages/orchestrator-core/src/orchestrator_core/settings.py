@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     queue_max_deliver: int = Field(default=5, ge=1)
     """Deliveries of one deliberation at most; past them its record fails (WorkerLost)."""
 
+    # Processes
+    processes: int = Field(default=1, ge=1)
+    """``serve`` runs this many server processes, each with its own event loop, sharing the port
+    (``SO_REUSEPORT``) and the record store; the SQLite file is then shared as PostgreSQL is
+    (each process holds a lease, none interrupts another's records)."""
+
     # Event-loop watchdog
     loop_stall_seconds: float = Field(default=0.5, ge=0)
     """The event loop answering its watchdog this many seconds late is a stall: logged with the

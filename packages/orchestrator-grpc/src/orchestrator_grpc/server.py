@@ -20,7 +20,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import grpc
@@ -42,9 +42,14 @@ from orchestrator_grpc.observability import Observability, observability_for
 from orchestrator_grpc.service import SERVICE_NAME, OrchestratorServicer
 from orchestrator_grpc.tls import server_credentials
 
-__all__ = ["OVERALL_HEALTH", "AddressUnavailable", "RunningServer", "running_server", "serve", "start_server"]
+__all__ = [
+    "OVERALL_HEALTH", "AddressUnavailable", "Announce", "RunningServer", "running_server", "serve", "start_server",
+]
 
 log = logging.getLogger(__name__)
+
+Announce = Callable[["RunningServer"], None]
+"""Told once a server listens (``serve --processes``: each child tells its parent)."""
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -180,6 +185,9 @@ async def start_server(
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                # serve --processes: the processes listen on one port, the kernel spreads
+                # connections across them (gRPC's pattern for multi-core Python servers).
+                *([("grpc.so_reuseport", 1)] if settings.processes > 1 else []),
             ],
         )
         servicer = OrchestratorServicer(orchestrator, settings.max_message_bytes)
@@ -232,18 +240,23 @@ async def running_server(
         await server.shutdown()
 
 
-async def serve(settings: Settings, plugins: PluginHost) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+def announce_serving(server: RunningServer) -> None:
+    """Print where the server listens: a line that scripts (and tests using port 0) read the
+    address to dial from; the log line of the start names the address bound as well."""
+    print(f"orchestrator serving on {server.address}", flush=True)
+    if server.observability.metrics is not None:
+        print(f"orchestrator metrics on {server.observability.metrics.url}", flush=True)
+
+
+async def serve(settings: Settings, plugins: PluginHost, announce: Announce | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; ``announce`` is told once
+    the server listens (default: :func:`announce_serving`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     async with running_server(settings, plugins) as server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # A line that scripts (and tests using port 0) read the address to dial from; the
-        # log line above names the address bound as well.
-        print(f"orchestrator serving on {server.address}", flush=True)
-        if server.observability.metrics is not None:
-            print(f"orchestrator metrics on {server.observability.metrics.url}", flush=True)
+        (announce or announce_serving)(server)
         try:
             await stop.wait()
             log.info("signal received")

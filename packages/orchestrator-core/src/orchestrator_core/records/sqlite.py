@@ -3,8 +3,10 @@
 The file is in WAL mode with ``synchronous=FULL``: a record is on disk when a write
 returns, so a killed process loses nothing it had finished writing. Every call runs on one
 dedicated worker thread, so the event loop never waits on the disk and calls stay in the
-order they were made. One process owns the file: at startup every record another process
-left RUNNING is interrupted.
+order they were made. By default one process owns the file: at startup every record another
+process left RUNNING is interrupted. ``shared`` (``serve --processes N``, several processes on
+one file, which WAL and the busy timeout allow) treats it as PostgreSQL is treated: each
+process renews a lease and only the records of processes whose lease lapsed are interrupted.
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ T = TypeVar("T")
 class SQLiteStore(sql.SQLRecordStore):
     """Records in the SQLite file at ``path``."""
 
-    shared = False
-
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, shared: bool = False) -> None:
         self._path = Path(path)
+        self.shared = shared
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
 

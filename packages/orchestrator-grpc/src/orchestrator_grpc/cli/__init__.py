@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics over HTTP at /metrics on this port, 0 for any free one "
         "(default: ORCH_METRICS_PORT; off when unset)",
     )
+    serve.add_argument(
+        "--processes", type=int,
+        help="server processes sharing the port, one event loop each (default: ORCH_PROCESSES or 1)",
+    )
     serve.set_defaults(run=LazyCommand("commands", "serve"))
 
     worker = commands_.add_parser(

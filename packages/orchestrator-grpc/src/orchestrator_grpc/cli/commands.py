@@ -18,7 +18,7 @@ from orchestrator_core.settings import Settings, SettingsFileError
 from orchestrator_grpc.auth import TokensUnavailable
 from orchestrator_grpc.cli.output import print_json
 from orchestrator_grpc.observability.log_format import configure_logging
-from orchestrator_grpc.server import AddressUnavailable
+from orchestrator_grpc.server import AddressUnavailable, Announce
 from orchestrator_grpc.server import serve as serve_forever
 from orchestrator_grpc.tls import TLSFilesUnavailable
 
@@ -46,7 +46,10 @@ def _read_settings(**overrides: Any) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     overrides = {
         name: value
-        for name, value in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+        for name, value in (
+            ("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port),
+            ("processes", args.processes),
+        )
         if value is not None
     }
     try:
@@ -54,9 +57,21 @@ def serve(args: argparse.Namespace) -> int:
     except _SettingsUnusable as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     configure_logging(settings, sys.stderr)
+    if settings.processes > 1:
+        from orchestrator_grpc.processes import serve_processes
+
+        try:
+            return serve_processes(settings)
+        except AddressUnavailable as exc:
+            return _exit_with(exc, CONFIGURATION_ERROR)
+    return run_server(settings)
+
+
+def run_server(settings: Settings, announce: Announce | None = None) -> int:
+    """Serve in this process until SIGTERM; the exit status (``announce``: see ``serve``)."""
     try:
         plugins = load_plugins(settings)
-        asyncio.run(serve_forever(settings, plugins))
+        asyncio.run(serve_forever(settings, plugins, announce))
     except (AddressUnavailable, PluginSettingsError) as exc:
         return _exit_with(exc, CONFIGURATION_ERROR)
     except (OrchestratorError, OSError, TokensUnavailable, TLSFilesUnavailable) as exc:

@@ -1,0 +1,125 @@
+"""``orchestrator serve --processes 2``, run as a real process tree: one port, two servers
+behind it sharing one SQLite file, one ready line, and SIGTERM draining both."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_test_support import HANG_GUARD, orchestrator_command, request
+
+from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+
+PLUGIN_PATH = Path(__file__).parent / "plugin_path"
+PLUGIN_NAME = "scripted-cli"
+READY_LINE = "orchestrator serving on "
+CONNECTIONS = 24
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Path:
+    return tmp_path / "records.sqlite3"
+
+
+@pytest.fixture
+def served(tmp_path: Path, records: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    site = tmp_path / "site"
+    dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
+        ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
+        ORCH_COUNCILS__DEV__BACKEND="scripted",
+        ORCH_COUNCILS__DEV__AGENTS="2",
+        ORCH_DATABASE_PATH=str(records),
+        ORCH_HOST="127.0.0.1",
+        ORCH_PORT="0",
+        ORCH_GRACE_PERIOD_SECONDS="5",
+        # Long enough for a probe to see the drain; the test waits on the drain, not the clock.
+        ORCH_DRAIN_DELAY_SECONDS="3",
+    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [orchestrator_command(), "serve", "--processes", "2"],
+            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=HANG_GUARD * 2):
+            process.kill()
+            pytest.fail(f"orchestrator serve --processes 2 did not start; its log:\n{log.read_text()}")
+    line = process.stdout.readline()
+    if not line.startswith(READY_LINE):
+        process.kill()
+        pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
+    yield process, line.removeprefix(READY_LINE).strip()
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _channel(address: str) -> grpc.Channel:
+    # Its own connection: channels otherwise share one through gRPC's global subchannel pool.
+    return grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def _health(address: str) -> str:
+    with _channel(address) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=HANG_GUARD)
+        except grpc.RpcError as exc:
+            return exc.code().name
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+
+
+def test_calls_on_many_connections_land_on_both_processes_and_one_store(
+    served: tuple[subprocess.Popen[str], str], records: Path
+) -> None:
+    process, address = served
+    ids = []
+    for _ in range(CONNECTIONS):
+        with _channel(address) as channel:
+            response = pb_grpc.OrchestratorServiceStub(channel).Deliberate(request(), timeout=HANG_GUARD)
+            ids.append(response.deliberation_id)
+    with sqlite3.connect(records) as connection:
+        rows = connection.execute("SELECT deliberation_id, owner, status FROM deliberations").fetchall()
+    assert sorted(row[0] for row in rows) == sorted(ids)
+    assert {row[2] for row in rows} == {"succeeded"}
+    # Each process has its own owner id: both served calls (24 connections all on one of two
+    # processes would be a 1 in 2**23 chance).
+    assert len({row[1] for row in rows}) == 2
+    # One ready line for the two of them.
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=HANG_GUARD) == 0
+    assert process.stdout is not None
+    assert READY_LINE not in process.stdout.read()
+
+
+def test_sigterm_drains_every_process_and_the_parent_exits_0(served: tuple[subprocess.Popen[str], str]) -> None:
+    process, address = served
+    assert _health(address) == "SERVING"
+    process.send_signal(signal.SIGTERM)
+    # Every connection, whichever process it lands on, answers NOT_SERVING during the drain.
+    seen: list[str] = []
+    while len(seen) < CONNECTIONS and process.poll() is None:
+        status = _health(address)
+        if status == "SERVING" and not seen:
+            continue  # the signal has not reached this process yet
+        seen.append(status)
+    assert process.wait(timeout=HANG_GUARD) == 0
+    answered = [status for status in seen if status != "UNAVAILABLE"]  # after the port closed
+    assert answered, "no health answer during the drain"
+    assert set(answered) == {"NOT_SERVING"}
