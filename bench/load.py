@@ -2,8 +2,8 @@
 
     python bench/load.py --address 127.0.0.1:50055 --requests 200 --concurrency 200
 
-Prints one JSON object: throughput, wall-time percentiles, errors by status code, and
-(with --server-pid) the server's peak resident memory.
+Prints one JSON object: throughput, wall-time percentiles and every wall time, errors by
+status code, and (with --server-pid) the server's peak resident memory.
 """
 
 from __future__ import annotations
@@ -47,36 +47,58 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-async def drive(address: str, requests: int, concurrency: int, role: str, rounds: int, deadline: float) -> dict:
+async def drive(
+    address: str, requests: int, concurrency: int, role: str, rounds: int, deadline: float,
+    connections: int = 1, start_at: float | None = None,
+) -> dict:
+    """``requests`` calls, ``concurrency`` at a time, spread over ``connections`` channels of
+    their own (``serve --processes`` spreads connections, not calls); from the wall-clock
+    time ``start_at`` when given, so that several client processes start together."""
     request = pb.DeliberateRequest(role=role, task="Write a function that adds two numbers", rounds=rounds)
     slots = asyncio.Semaphore(concurrency)
     walls: list[float] = []
     codes: Counter[str] = Counter()
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.OrchestratorServiceStub(channel)
+    # A local subchannel pool: each channel its own TCP connection.
+    channels = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    try:
+        stubs = [pb_grpc.OrchestratorServiceStub(channel) for channel in channels]
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), 30)
 
-        async def one() -> None:
+        async def one(n: int) -> None:
             async with slots:
                 started = time.perf_counter()
                 try:
-                    await stub.Deliberate(request, timeout=deadline)
+                    await stubs[n % connections].Deliberate(request, timeout=deadline)
                     codes["OK"] += 1
                     walls.append(time.perf_counter() - started)
                 except grpc.aio.AioRpcError as error:
                     codes[error.code().name] += 1
 
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+        began = time.time()
         started = time.perf_counter()
         async with asyncio.timeout(MAX_SECONDS):
-            await asyncio.gather(*(one() for _ in range(requests)))
+            await asyncio.gather(*(one(n) for n in range(requests)))
         elapsed = time.perf_counter() - started
+    finally:
+        for channel in channels:
+            await channel.close()
     return {
         "requests": requests,
         "concurrency": concurrency,
         "elapsed_seconds": elapsed,
+        "began": began,
+        "ended": began + elapsed,
         "throughput_per_second": requests / elapsed,
         "wall_p50_seconds": statistics.median(walls) if walls else float("nan"),
         "wall_p99_seconds": percentile(walls, 0.99),
         "codes": dict(codes),
+        "walls": walls,
     }
 
 
@@ -89,11 +111,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=120.0)
     parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--connections", type=int, default=1, help="channels (TCP connections) to spread calls over")
+    parser.add_argument("--start-at", type=float, help="wall-clock time (time.time()) to start the calls at")
     args = parser.parse_args()
     if not 1 <= args.requests <= MAX_REQUESTS:
         raise SystemExit(f"--requests must be between 1 and {MAX_REQUESTS}")
     result = asyncio.run(
-        drive(loopback_only(args.address), args.requests, args.concurrency, args.role, args.rounds, args.deadline)
+        drive(
+            loopback_only(args.address), args.requests, args.concurrency, args.role, args.rounds, args.deadline,
+            args.connections, args.start_at,
+        )
     )
     if args.server_pid:
         result["server_peak_rss_mib"] = peak_rss_mib(args.server_pid)

@@ -16,6 +16,7 @@ sys.path.insert(0, str(HERE))
 import call_overhead  # noqa: E402
 import checks  # noqa: E402
 import cli_startup  # noqa: E402
+import cores  # noqa: E402
 import critical_path  # noqa: E402
 import embedded  # noqa: E402
 import observability  # noqa: E402
@@ -72,7 +73,16 @@ def main() -> None:
         help="measure only the service's cost per call (engine over plain asyncio, Deliberate over a bare "
         "echo with records on disk and tmpfs, the fsync) and replace its section",
     )
+    parser.add_argument(
+        "--only-load", action="store_true",
+        help="measure only the load over the cores (serve --processes 1 and 2, the client alone against a "
+        "bare echo) and replace its section",
+    )
     args = parser.parse_args()
+    if args.only_load:
+        replace_section(args.output, cores.markdown(cores.run(), LOAD_NOTES))
+        print(args.output.read_text())
+        return
     if args.only_overhead:
         replace_section(args.output, call_overhead.markdown(call_overhead.run(), CALL_OVERHEAD_NOTES))
         print(args.output.read_text())
@@ -155,6 +165,7 @@ def main() -> None:
         f"{c['p50_over_critical_path']:.2f} | {c['p99_over_critical_path']:.2f} | {c['codes']} | "
         f"{c.get('server_peak_rss_mib', float('nan')):.0f} MiB |",
     ]
+    lines += ["", *cores.markdown(cores.run(), LOAD_NOTES)]
     s = processes.startup()
     lines += [
         "",
@@ -209,6 +220,10 @@ def checks_section() -> list[str]:
         score = "" if "score" not in f else f"{f['score']:.2f}"
         lines.append(f"| {name} | {f['seconds'] * 1000:.1f} ms | {f['over_plain_pytest']:.3f} | {passed} | {score} |")
     return lines
+
+
+LOAD_NOTES: list[str] = []
+"""What the profiles of the load figures show (kept by hand: a profile is not a figure)."""
 
 
 CALL_OVERHEAD_NOTES: list[str] = []
