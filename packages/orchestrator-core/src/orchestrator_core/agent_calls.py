@@ -98,7 +98,7 @@ async def _attempt(
 ) -> AgentReply:
     cause: AgentError | None = None
     usage = TokenUsage()
-    named = PluginCall(BACKEND, backend_of(agent), phase.value, agent.agent_id)
+    named = PluginCall(BACKEND, scope.backend, phase.value, agent.agent_id)
     bug = False
     try:
         with call_deadline(timeout_seconds), plugin_call(named):

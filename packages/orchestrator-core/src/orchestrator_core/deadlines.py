@@ -9,23 +9,31 @@ past the end. The engine sets the deadline here around each call; backends read 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("orchestrator_call_deadline", default=None)
 
 
-@contextmanager
-def call_deadline(seconds: float) -> Iterator[None]:
-    """Within the block, calls have ``seconds`` left at most (never more than an outer bound)."""
-    end = asyncio.get_running_loop().time() + seconds
-    outer = _CALL_DEADLINE.get()
-    token = _CALL_DEADLINE.set(end if outer is None else min(outer, end))
-    try:
-        yield
-    finally:
-        _CALL_DEADLINE.reset(token)
+class call_deadline:
+    """Within the block, calls have ``seconds`` left at most (never more than an outer bound).
+
+    A class rather than a generator-based context manager: it wraps every agent call, and a
+    generator's frame and its ``contextlib`` wrapper cost more than the deadline itself."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._token: Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        end = asyncio.get_running_loop().time() + self._seconds
+        outer = _CALL_DEADLINE.get()
+        self._token = _CALL_DEADLINE.set(end if outer is None else min(outer, end))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CALL_DEADLINE.reset(self._token)
 
 
 def seconds_left() -> float | None:

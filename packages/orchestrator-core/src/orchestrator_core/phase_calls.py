@@ -44,7 +44,7 @@ Checkpoint = Callable[[], Awaitable[None]]
 async def run_concurrently(calls: Sequence[Awaitable[T]]) -> list[T]:
     """Await every call at once; cancelling the caller cancels them all."""
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_as_coroutine(call)) for call in calls]
+        tasks = [group.create_task(call if asyncio.iscoroutine(call) else _as_coroutine(call)) for call in calls]
     return [task.result() for task in tasks]
 
 

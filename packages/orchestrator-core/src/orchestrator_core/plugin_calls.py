@@ -83,20 +83,32 @@ _BY_TASK: dict[asyncio.Task[Any], list[PluginCall]] = {}
 """The plugin calls each task is inside, innermost last; read by the watchdog's thread."""
 
 
-@contextmanager
-def plugin_call(call: PluginCall) -> Iterator[None]:
-    """Within the block, ``call`` is the plugin call running (for this task)."""
-    token = _CURRENT.set(call)
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running loop: a call made in a worker thread
-        task = None
-    if task is not None:
-        _BY_TASK.setdefault(task, []).append(call)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+class plugin_call:
+    """Within the block, ``call`` is the plugin call running (for this task).
+
+    A class rather than a generator-based context manager: it wraps every agent call and
+    check, and a generator's frame and its ``contextlib`` wrapper cost more than its work."""
+
+    __slots__ = ("_call", "_task", "_token")
+
+    def __init__(self, call: PluginCall) -> None:
+        self._call = call
+        self._token: contextvars.Token[PluginCall | None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _CURRENT.set(self._call)
+        try:
+            self._task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a call made in a worker thread
+            self._task = None
+        if self._task is not None:
+            _BY_TASK.setdefault(self._task, []).append(self._call)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+        task = self._task
         if task is not None:
             stack = _BY_TASK.get(task)
             if stack:
