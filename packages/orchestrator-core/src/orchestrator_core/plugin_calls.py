@@ -314,6 +314,10 @@ class Budget:
     With ``strict``, a call that returns after its budget (it ran on the loop without
     yielding past its deadline, so nothing could cancel it) raises TimeoutError too.
     ``expired`` says whether the budget ran out.
+
+    It cancels the task itself, as ``asyncio.timeout`` does (the cancellation it made becomes
+    TimeoutError on the way out; one requested by anyone else stays a cancellation), with one
+    timer per call rather than a Timeout object beside its own timer.
     """
 
     def __init__(self, seconds: float, *, strict: bool = False) -> None:
@@ -322,8 +326,9 @@ class Budget:
         self.expired = False
         self.excused = 0.0
         """Seconds of others' loop stalls the deadline moved by."""
-        self._timeout = asyncio.timeout(None)
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
+        self._expiring = False
+        self._cancelling = 0
         self._deadline = 0.0
         self._baseline = 0.0
         self._clock: StallClock | None = None
@@ -331,9 +336,11 @@ class Budget:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Budget:
-        await self._timeout.__aenter__()
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        if self._task is None:
+            raise RuntimeError("Budget should be used inside a task")
+        self._cancelling = self._task.cancelling()
         self._clock = _CLOCKS.get(self._loop)
         self._baseline = self._stalled()
         self._deadline = self._loop.time() + self.seconds
@@ -345,11 +352,12 @@ class Budget:
     ) -> bool | None:
         if self._handle is not None:
             self._handle.cancel()
-        try:
-            await self._timeout.__aexit__(kind, error, traceback)
-        except TimeoutError:
-            self.expired = True
-            raise
+            self._handle = None
+        if self._expiring and self._task is not None:
+            self._expiring = False
+            if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
+                self.expired = True  # no other cancellation was requested: this one is ours
+                raise TimeoutError from error
         if kind is None and self.strict and self._loop is not None:
             self._excuse()
             if self._loop.time() > self._deadline:
@@ -376,4 +384,10 @@ class Budget:
             return
         # Expire on the next iteration: a result already delivered (its wake-up queued in
         # this one) is taken first.
-        self._timeout.reschedule(self._loop.time())
+        self._handle = self._loop.call_soon(self._expire)
+
+    def _expire(self) -> None:
+        assert self._task is not None
+        self._handle = None
+        self._expiring = True
+        self._task.cancel()
