@@ -23,8 +23,10 @@ def new_record(
     process ``owner``."""
     kind = "deliberate" if top_k is None else "orchestrate"
     now = time.time()
-    fingerprint = request_fingerprint(
-        kind, checked.task, num_agents=checked.num_agents, rounds=checked.rounds, top_k=top_k or 0
+    fingerprint = (  # what a retry of the same request id must match; without an id, nothing to match
+        request_fingerprint(kind, checked.task, num_agents=checked.num_agents, rounds=checked.rounds, top_k=top_k or 0)
+        if checked.request_id
+        else ""
     )
     return DeliberationRecord(
         deliberation_id=uuid.uuid4().hex,
@@ -35,7 +37,7 @@ def new_record(
         created_at=now,
         updated_at=now,
         request_id=checked.request_id,
-        request_fingerprint=fingerprint if checked.request_id else "",
+        request_fingerprint=fingerprint,
         owner=owner,
         num_agents=checked.num_agents,
         rounds=checked.rounds,
