@@ -66,7 +66,7 @@ class EventLog(Telemetry):
         return self._phase(scope)
 
     def agent_call(self, scope: AgentCallScope) -> AbstractContextManager[None]:
-        return self._agent_call(scope)
+        return _LoggedCall(self, scope)
 
     def check(self, scope: CheckScope) -> AbstractContextManager[None]:
         return self._check(scope)
@@ -120,19 +120,6 @@ class EventLog(Telemetry):
                         },
                     )
 
-    @contextmanager
-    def _agent_call(self, scope: AgentCallScope) -> Iterator[None]:
-        with log_fields(
-            deliberation_id=scope.deliberation_id, role=scope.role, agent_id=scope.agent_id, phase=scope.phase.value
-        ):
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                level = _call_level(scope)
-                if self.log.isEnabledFor(level):
-                    self._call_finished(scope, level, time.monotonic() - started)
-
     def _call_finished(self, scope: AgentCallScope, level: int, seconds: float) -> None:
         model = scope.response_model or scope.model
         self.log.log(
@@ -173,6 +160,34 @@ class EventLog(Telemetry):
                             "duration_seconds": seconds, "waited_seconds": scope.waited_seconds,
                         },
                     )
+
+
+class _LoggedCall:
+    """One agent call under the event log: its ids bound to what is logged inside it, and a
+    line when it ends, at the level its outcome calls for (a class rather than a generator:
+    with that level off, the call costs a context variable's set and reset)."""
+
+    __slots__ = ("_fields", "_log", "_scope", "_started")
+
+    def __init__(self, log: EventLog, scope: AgentCallScope) -> None:
+        self._log = log
+        self._scope = scope
+        self._fields = log_fields(
+            deliberation_id=scope.deliberation_id, role=scope.role, agent_id=scope.agent_id, phase=scope.phase.value
+        )
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._fields.__enter__()
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            level = _call_level(self._scope)
+            if self._log.log.isEnabledFor(level):
+                self._log._call_finished(self._scope, level, time.monotonic() - self._started)
+        finally:
+            self._fields.__exit__()
 
 
 def _call_level(scope: AgentCallScope) -> int:

@@ -22,9 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
@@ -60,16 +59,26 @@ _RECORD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
-@contextmanager
-def log_fields(**fields: str) -> Iterator[None]:
+class log_fields:
     """Bind ``fields`` (a subset of :data:`CONTEXT_KEYS`) to every line logged in this
-    context until the block ends, over those bound already; empty values are skipped."""
-    bound = {name: value for name, value in fields.items() if value}
-    token = _FIELDS.set({**_FIELDS.get(), **bound})
-    try:
-        yield
-    finally:
-        _FIELDS.reset(token)
+    context until the block ends, over those bound already; empty values are skipped.
+
+    A class rather than a generator: it wraps every agent call, and costs a context
+    variable's set and reset, nothing more."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: str) -> None:
+        self._fields = fields
+        self._token: Token[Mapping[str, str]] | None = None
+
+    def __enter__(self) -> None:
+        bound = {name: value for name, value in self._fields.items() if value}
+        self._token = _FIELDS.set({**_FIELDS.get(), **bound})
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _FIELDS.reset(self._token)
 
 
 class CorrelationFilter(logging.Filter):
