@@ -123,3 +123,20 @@ def test_sigterm_drains_every_process_and_the_parent_exits_0(served: tuple[subpr
     answered = [status for status in seen if status != "UNAVAILABLE"]  # after the port closed
     assert answered, "no health answer during the drain"
     assert set(answered) == {"NOT_SERVING"}
+
+
+def _server_children(pid: int) -> list[int]:
+    """The server processes of ``pid`` (not multiprocessing's resource tracker)."""
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_process_that_dies_takes_the_server_down_with_exit_1(served: tuple[subprocess.Popen[str], str]) -> None:
+    process, address = served
+    children = _server_children(process.pid)
+    assert len(children) == 2
+    os.kill(children[0], signal.SIGKILL)
+    # The other is stopped (drained, as on SIGTERM) and the parent reports the failure.
+    assert process.wait(timeout=HANG_GUARD) == 1
+    assert not Path(f"/proc/{children[1]}").exists()  # stopped and reaped before the parent exited
+    assert _health(address) == "UNAVAILABLE"
