@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import sqlite3
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +32,7 @@ def records(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def served(tmp_path: Path, records: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def environment(tmp_path: Path, records: Path) -> dict[str, str]:
     site = tmp_path / "site"
     dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
     dist_info.mkdir(parents=True)
@@ -49,10 +51,14 @@ def served(tmp_path: Path, records: Path) -> Iterator[tuple[subprocess.Popen[str
         # Long enough for a probe to see the drain; the test waits on the drain, not the clock.
         ORCH_DRAIN_DELAY_SECONDS="3",
     )
-    log = tmp_path / "serve.log"
+    return env
+
+
+def start(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``orchestrator serve --processes 2 ARGS`` once it says it serves: the process, its address."""
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [orchestrator_command(), "serve", "--processes", "2"],
+            [orchestrator_command(), "serve", "--processes", "2", *args],
             env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
         )
     assert process.stdout is not None
@@ -65,7 +71,13 @@ def served(tmp_path: Path, records: Path) -> Iterator[tuple[subprocess.Popen[str
     if not line.startswith(READY_LINE):
         process.kill()
         pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
-    yield process, line.removeprefix(READY_LINE).strip()
+    return process, line.removeprefix(READY_LINE).strip()
+
+
+@pytest.fixture
+def served(environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, address = start(environment, tmp_path / "serve.log")
+    yield process, address
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -140,3 +152,38 @@ def test_a_process_that_dies_takes_the_server_down_with_exit_1(served: tuple[sub
     assert process.wait(timeout=HANG_GUARD) == 1
     assert not Path(f"/proc/{children[1]}").exists()  # stopped and reaped before the parent exited
     assert _health(address) == "UNAVAILABLE"
+
+
+def _free_port_pair() -> int:
+    """A port P with P + 1 free as well (at the time of asking)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    pytest.fail("no two consecutive free ports")
+
+
+def test_each_process_serves_its_metrics_on_the_port_plus_its_index(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    port = _free_port_pair()
+    process, _ = start(environment, tmp_path / "serve.log", "--metrics-port", str(port))
+    try:
+        assert process.stdout is not None
+        urls = sorted(process.stdout.readline().removeprefix("orchestrator metrics on ").strip() for _ in range(2))
+        assert urls == [f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port + 1}/metrics"]
+        for url in urls:
+            with urllib.request.urlopen(url, timeout=HANG_GUARD) as response:
+                assert b"orchestrator_deliberations_total" in response.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=HANG_GUARD) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
