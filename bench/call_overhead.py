@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -138,22 +139,50 @@ def fsync_ms(directory: Path, writes: int = 300) -> float:
     return 1000 * statistics.median(samples)
 
 
+def sqlite_commit_ms(directory: Path, commits: int = 100) -> float:
+    """Median milliseconds of one SQLite commit as the record store makes them (WAL,
+    ``synchronous=FULL``, one row's 4 KiB JSON document updated) in ``directory``: its sync
+    in SQLite's own pattern, set against the same on tmpfs."""
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        connection = sqlite3.connect(Path(scratch) / "commits.sqlite3", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("CREATE TABLE records (id INTEGER PRIMARY KEY, document TEXT)")
+            connection.execute("INSERT INTO records VALUES (1, '')")
+            samples = []
+            for index in range(commits):
+                document = f'{{"n": {index}, "text": "{"x" * 4096}"}}'
+                started = time.perf_counter()
+                connection.execute("UPDATE records SET document = ? WHERE id = 1", (document,))
+                samples.append(time.perf_counter() - started)
+        finally:
+            connection.close()
+    return 1000 * statistics.median(samples)
+
+
 def measure_grpc(repetitions: int = 4, calls: int = 150) -> dict[str, float]:
     """Deliberate over echo with records on disk and on tmpfs, alternating, and the disk's fsync."""
     disk_root = Path(tempfile.gettempdir())
     runs: dict[str, list[dict[str, float]]] = {"disk": [], "tmpfs": []}
     syncs = []
+    commits: dict[str, list[float]] = {"disk": [], "tmpfs": []}
     for repetition in range(repetitions):
         order = ["disk", "tmpfs"] if repetition % 2 == 0 else ["tmpfs", "disk"]
         for where in order:
             root = disk_root if where == "disk" else TMPFS
             runs[where].append(asyncio.run(overhead.measure(calls=calls, warmup=20, records_root=root)))
         syncs.append(fsync_ms(disk_root, writes=100))  # the disk's sync between the runs: it varies
+        commits["disk"].append(sqlite_commit_ms(disk_root))
+        commits["tmpfs"].append(sqlite_commit_ms(TMPFS))
     figures: dict[str, float] = {}
     for where, measured in runs.items():
         for key in ("echo_p50_ms", "deliberate_p50_ms", "ratio_p50"):
             figures[f"{where}_{key}"] = statistics.median(m[key] for m in measured)
     figures["fsync_ms"] = statistics.median(syncs)
+    for where, times in commits.items():
+        figures[f"{where}_commit_ms"] = statistics.median(times)
+    figures["commit_sync_ms"] = figures["disk_commit_ms"] - figures["tmpfs_commit_ms"]
     figures["disk_excess_ms"] = figures["disk_deliberate_p50_ms"] - figures["tmpfs_deliberate_p50_ms"]
     figures["calls"] = float(calls * repetitions)
     return figures
@@ -194,7 +223,10 @@ def markdown(f: dict[str, float], notes: list[str] | None = None) -> list[str]:
         "",
         f"Disk over tmpfs: {f['disk_excess_ms']:.2f} ms per `Deliberate`; one page + fdatasync alone",
         f"on the same disk: {f['fsync_ms']:.3f} ms, so the excess is "
-        f"{f['disk_excess_ms'] / f['fsync_ms']:.1f} syncs' worth.",
+        f"{f['disk_excess_ms'] / f['fsync_ms']:.1f} such syncs' worth. One SQLite commit as the store makes",
+        f"them (WAL, `synchronous=FULL`, a 4 KiB document): {f['disk_commit_ms']:.3f} ms on the disk,",
+        f"{f['tmpfs_commit_ms']:.3f} ms on tmpfs, so its sync is {f['commit_sync_ms']:.3f} ms and the excess",
+        f"is {f['disk_excess_ms'] / f['commit_sync_ms']:.1f} commits' syncs (a `Deliberate` makes about 4).",
         *(["", *notes] if notes else []),
     ]
 

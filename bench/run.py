@@ -333,10 +333,15 @@ CALL_OVERHEAD_NOTES: list[str] = [
     "- Disk over tmpfs: SQLite makes about 4 fdatasyncs per `Deliberate` (the RUNNING record, one",
     "  or two progress writes, the final record; `strace -f -c -e trace=fdatasync` over 100 calls:",
     "  331 to 378), one after another on its one thread, the final write waiting for the progress",
-    "  write in flight. `strace -T` puts SQLite's fdatasync here at median 0.12 ms, p90 0.55 ms,",
-    "  slower than the bench's one-page loop, so the excess is syncs but not yet shown to be only",
-    "  syncs. Not done: progress writes with `synchronous=NORMAL` (in WAL mode the final FULL commit",
-    "  makes them durable too), leaving two syncs on the path.",
+    "  write in flight. Alone, one such commit's sync costs about 0.08 ms here (the table above), so",
+    "  4 of them explain 0.3 ms of the 1.2 to 1.8 ms excess. Inside the server `strace -T` puts",
+    "  SQLite's fdatasyncs at median 0.12 ms, p90 0.55 ms; the rest of the excess is not",
+    "  explained yet. Candidates, not established: the SQLite thread waiting for the GIL after its",
+    "  sync while the loop's thread runs (a first try with `sys.setswitchinterval(0.0005)` was",
+    "  inside the noise: disk 2.6 and 3.0 ms against 4.1 and 2.3 ms at the default), and the",
+    "  disk's latency under the other benchmark's load. Not done: progress writes with",
+    "  `synchronous=NORMAL` (in WAL mode the final FULL commit makes them durable too), which",
+    "  would leave two syncs on the path.",
 ]
 """What the profiles of the figures above show (kept by hand: a profile is not a figure)."""
 
