@@ -334,7 +334,7 @@ CALL_OVERHEAD_NOTES: list[str] = [
     "  or two progress writes, the final record; `strace -f -c -e trace=fdatasync` over 100 calls:",
     "  331 to 378), one after another on its one thread, the final write waiting for the progress",
     "  write in flight. Alone, one such commit's sync costs about 0.08 ms here (the table above), so",
-    "  4 of them explain 0.3 ms of the 1.2 to 1.8 ms excess. Inside the server `strace -T` puts",
+    "  4 of them explain 0.3 ms of the 1.1 to 1.8 ms excess. Inside the server `strace -T` puts",
     "  SQLite's fdatasyncs at median 0.12 ms, p90 0.55 ms; the rest of the excess is not",
     "  explained yet. Candidates, not established: the SQLite thread waiting for the GIL after its",
     "  sync while the loop's thread runs (a first try with `sys.setswitchinterval(0.0005)` was",
