@@ -125,10 +125,15 @@ async def test_a_delivery_left_unacked_comes_back_after_the_ack_wait(server: Nat
     async with started(settings_for(server.url, tmp_path, queue_ack_wait_seconds=1)) as work:
         await work.publish("lapsed")
         async with consuming(work, handler):
-            await until(lambda: len(attempts) == 2)
+            await until(lambda: bool(attempts) and attempts[-1] > 1)
             await until_depth(work, pending=0, in_flight=0)
-        assert attempts == [1, 2]
-        assert (await work.depth()).redelivered == 1
+        # Delivered, left unacked, delivered again after the ack wait and acked there. (On a
+        # busy machine NATS may hand a pull the first delivery twice, both numbered 1: the
+        # second, also unacked, comes back in turn.)
+        assert attempts[0] == 1
+        assert attempts[-1] > 1
+        assert attempts == sorted(attempts)
+        assert (await work.depth()).redelivered == sum(1 for attempt in attempts if attempt > 1)
 
 
 async def test_in_progress_acks_keep_a_delivery_past_its_ack_wait(server: NatsServer, tmp_path: Path) -> None:
