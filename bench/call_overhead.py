@@ -231,5 +231,38 @@ def markdown(f: dict[str, float], notes: list[str] | None = None) -> list[str]:
     ]
 
 
+def profiles(top: int = 12) -> list[str]:
+    """The flat profiles (own time, share of the loop thread's samples) behind the figures:
+    the engine over 3,000 deliberations, and 420 Deliberate and echo calls, records on tmpfs.
+    Needs pyinstrument (``nox -s bench`` installs it)."""
+    from pyinstrument import Profiler
+
+    def shares(profiler: Profiler) -> list[str]:
+        lines = profiler.output_text(unicode=False, color=False, flat=True).splitlines()
+        rows = [line.split(maxsplit=1) for line in lines if line[:1].isdigit()]
+        duration = profiler.last_session.duration if profiler.last_session else 1.0
+        return [f"{100 * float(seconds) / duration:5.1f}% {where}" for seconds, where in rows[:top]]
+
+    async def engine() -> Profiler:
+        deliberations = DeliberationEngine(checks=(), scorer=Scorer(), quorum=2)
+        for _ in range(200):  # warm-up
+            await deliberations.deliberate(TASK, _council(), rounds=ROUNDS)
+        profiler = Profiler(interval=0.0002, async_mode="disabled")
+        profiler.start()
+        for _ in range(3000):
+            await deliberations.deliberate(TASK, _council(), rounds=ROUNDS)
+        profiler.stop()
+        return profiler
+
+    out = ["engine, in process:", *shares(asyncio.run(engine()))]
+    profiler = Profiler(interval=0.0002, async_mode="disabled")
+    profiler.start()
+    asyncio.run(overhead.measure(calls=400, warmup=20, records_root=TMPFS))
+    profiler.stop()
+    return [*out, "", "Deliberate and echo over gRPC, records on tmpfs:", *shares(profiler)]
+
+
 if __name__ == "__main__":
-    print("\n".join(markdown(run())))
+    import sys
+
+    print("\n".join(profiles() if "--profile" in sys.argv[1:] else markdown(run())))
