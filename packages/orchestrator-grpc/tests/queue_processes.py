@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from nats_support import NatsServer
+from plugin_install import installed_plugins
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.models import Task
@@ -33,7 +34,6 @@ from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.settings import Settings
 from orchestrator_grpc.client import OrchestratorClient
 
-PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "queue-test"
 POSTGRES_URL = os.environ.get("ORCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SERVING = "orchestrator serving on "
@@ -69,14 +69,8 @@ def postgres_schema() -> Iterator[str]:
 
 def environment(directory: Path, nats_url: str, database_url: str, **settings: str) -> dict[str, str]:
     """The processes' environment: the test plugin installed, the DEV council of 3 slow agents."""
-    site = directory / "site"
-    dist_info = site / "queue_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir(parents=True, exist_ok=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: queue-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = queue_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env = installed_plugins(directory / "site", "queue-test-plugin", {PLUGIN_NAME: "queue_test_plugin"})
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__DEV__BACKEND="slow",
         ORCH_COUNCILS__DEV__AGENTS="3",

@@ -15,7 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_test_support import HANG_GUARD, orchestrator_command
-from test_grpc_cli import PLUGIN_NAME, PLUGIN_PATH, Gate, Served, start_server
+from plugin_install import installed_plugins
+from test_grpc_cli import PLUGIN_NAME, Gate, Served, start_server
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -38,14 +39,8 @@ def gate() -> Iterator[Gate]:
 @pytest.fixture
 def environment(tmp_path: Path, gate: Gate) -> dict[str, str]:
     """A server whose GATED agents answer only once the test opens its gate."""
-    site = tmp_path / "site"
-    dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env = installed_plugins(tmp_path / "site", "grpc-cli-test-plugin", {PLUGIN_NAME: "grpc_cli_test_plugin"})
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
         GRPC_CLI_TEST_GATE=gate.address,
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__GATED__BACKEND="gate",

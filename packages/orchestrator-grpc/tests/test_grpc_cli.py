@@ -19,8 +19,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_test_support import HANG_GUARD, orchestrator_command
+from plugin_install import installed_plugins
 
-PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "scripted-cli"
 READY_LINE = "orchestrator serving on "
 # What the test plugin's ``hostile`` agents reply.
@@ -31,13 +31,8 @@ HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold r
 def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Process environment with the test plugin installed (a dist-info on PYTHONPATH)."""
     site = tmp_path_factory.mktemp("site")
-    dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env = installed_plugins(site, "grpc-cli-test-plugin", {PLUGIN_NAME: "grpc_cli_test_plugin"})
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__DEV__BACKEND="scripted",
         ORCH_COUNCILS__DEV__AGENTS="2",

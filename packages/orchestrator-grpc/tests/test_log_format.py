@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import logging
-import os
 import selectors
 import signal
 import subprocess
@@ -19,12 +18,12 @@ from typing import Any
 import grpc
 import pytest
 from grpc_test_support import HANG_GUARD, orchestrator_command, request
+from plugin_install import installed_plugins
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_grpc.observability.event_log import EVENTS_LOGGER
 from orchestrator_grpc.observability.log_format import LogFormat, log_fields, log_handler
 
-PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 READY_LINE = "orchestrator serving on "
 
 
@@ -156,13 +155,10 @@ def test_text_lines_keep_their_format_and_name_the_deliberation_they_belong_to(a
 
 def serve_environment(tmp_path: Path, log_format: LogFormat) -> dict[str, str]:
     """The environment of an ``orchestrator serve`` over the CLI tests' scripted plugin."""
-    dist_info = tmp_path / "site" / "grpc_cli_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text("[orchestrator]\nscripted-cli = grpc_cli_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("ORCH_", "OTEL_"))}
+    env = installed_plugins(
+        tmp_path / "site", "grpc-cli-test-plugin", {"scripted-cli": "grpc_cli_test_plugin"}, without=("ORCH_", "OTEL_")
+    )
     env.update(
-        PYTHONPATH=os.pathsep.join([str(dist_info.parent), str(PLUGIN_PATH)]),
         ORCH_PLUGINS_ENABLED="scripted-cli",
         ORCH_COUNCILS__DEV__BACKEND="scripted",
         ORCH_COUNCILS__DEV__AGENTS="2",

@@ -19,11 +19,11 @@ import grpc
 import pytest
 from grpc_test_support import HANG_GUARD, orchestrator_command
 from metrics_support import parse, total
+from plugin_install import installed_plugins
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 
-PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "scripted-metrics"
 SERVING = "orchestrator serving on "
 METRICS = "orchestrator metrics on "
@@ -32,14 +32,8 @@ METRICS = "orchestrator metrics on "
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
     """Process environment with the scripted test plugin installed (a dist-info on PYTHONPATH)."""
-    site = tmp_path / "site"
-    dist_info = site / "metrics_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: metrics-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env = installed_plugins(tmp_path / "site", "metrics-test-plugin", {PLUGIN_NAME: "grpc_cli_test_plugin"})
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__DEV__BACKEND="scripted",
         ORCH_COUNCILS__DEV__AGENTS="2",

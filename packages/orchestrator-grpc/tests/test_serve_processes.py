@@ -17,10 +17,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_test_support import HANG_GUARD, orchestrator_command, request
+from plugin_install import installed_plugins
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 
-PLUGIN_PATH = Path(__file__).parent / "plugin_path"
 PLUGIN_NAME = "scripted-cli"
 READY_LINE = "orchestrator serving on "
 CONNECTIONS = 24
@@ -33,14 +33,8 @@ def records(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def environment(tmp_path: Path, records: Path) -> dict[str, str]:
-    site = tmp_path / "site"
-    dist_info = site / "grpc_cli_test_plugin-0.0.1.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: grpc-cli-test-plugin\nVersion: 0.0.1\n")
-    (dist_info / "entry_points.txt").write_text(f"[orchestrator]\n{PLUGIN_NAME} = grpc_cli_test_plugin\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCH_")}
+    env = installed_plugins(tmp_path / "site", "grpc-cli-test-plugin", {PLUGIN_NAME: "grpc_cli_test_plugin"})
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), str(PLUGIN_PATH)]),
         ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
         ORCH_COUNCILS__DEV__BACKEND="scripted",
         ORCH_COUNCILS__DEV__AGENTS="2",
