@@ -15,7 +15,7 @@ Councils of the test server, one per behaviour:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from grpc_test_support import (
     lint_score,
     make_settings,
 )
+from nats_support import NatsServer, nats_server
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.errors import BackendRejected, BackendUnavailable
@@ -111,3 +112,10 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> pb_grpc.OrchestratorServiceStub:
     return pb_grpc.OrchestratorServiceStub(channel)
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server with JetStream of the test's own (its store in ``tmp_path``), killed after."""
+    with nats_server(tmp_path) as server:
+        yield server

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from grpc_test_support import HANG_GUARD, ServerFactory
 from metrics_support import parse, total
-from nats_support import NatsServer, nats_server
+from nats_support import NatsServer
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_grpc.observability import state_collector
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    with nats_server(tmp_path) as server:
-        yield server
 
 
 def scrape(url: str) -> str:

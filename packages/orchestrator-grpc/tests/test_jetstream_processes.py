@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from grpc_test_support import HANG_GUARD
-from nats_support import NatsServer, nats_server
+from nats_support import NatsServer
 from queue_processes import (
     FINISH_SECONDS,
     Cluster,
@@ -43,12 +43,6 @@ from orchestrator_core.records.model import DeliberationRecord, RecordStatus
 from orchestrator_grpc.client import OrchestratorClient
 
 WORKER_LOST = "WorkerLost"
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    with nats_server(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,24 +8,16 @@ it behind the submitter's back once the connection is back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from grpc_test_support import HANG_GUARD, ServerFactory
-from nats_support import NatsServer, nats_server
+from nats_support import NatsServer
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_grpc.jetstream import queue
 from orchestrator_grpc.jetstream.queue import JetStreamQueue
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    with nats_server(tmp_path) as server:
-        yield server
 
 
 def submission(n: int) -> pb.SubmitDeliberationRequest:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from grpc_test_support import HANG_GUARD
 from metrics_support import parse, total
-from nats_support import NatsServer, nats_server
+from nats_support import NatsServer
 from queue_processes import (
     Cluster,
     RecordReader,
@@ -32,12 +32,6 @@ from queue_processes import (
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.records.model import RecordStatus
 from orchestrator_grpc.client import OrchestratorClient
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    with nats_server(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

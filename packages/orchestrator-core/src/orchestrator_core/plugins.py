@@ -29,19 +29,16 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pluggy
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
 from pydantic import BaseModel
 
 from orchestrator_core import hookspecs
 from orchestrator_core.errors import OrchestratorError
 from orchestrator_core.hookspecs import (
-    PLUGIN_API_ATTRIBUTE,
-    PLUGIN_API_VERSION,
     PROJECT_NAME,
     AgentBackend,
     Check,
 )
+from orchestrator_core.plugin_api import IncompatiblePlugin, check_plugin_api
 from orchestrator_core.plugin_settings import PluginSettingsError, valid_section_name, validate_section
 from orchestrator_core.settings import Settings
 
@@ -55,15 +52,16 @@ HOOK_NAMES = (
 )
 DEFAULT_LIFECYCLE_TIMEOUT_SECONDS = 10.0
 
+__all__ = [
+    "ENTRY_POINT_GROUP", "FailedPlugin", "IncompatiblePlugin", "PluginHost", "PluginInfo", "PluginLoadError",
+    "check_plugin_api", "load_plugins",
+]
+
 log = logging.getLogger(__name__)
 
 
 class PluginLoadError(OrchestratorError):
     """Plugins failed while strict loading was asked for; the message names every one."""
-
-
-class IncompatiblePlugin(OrchestratorError):
-    """A plugin's declared plugin API range excludes this host's version."""
 
 
 @dataclass(frozen=True)
@@ -88,32 +86,6 @@ class _Registered:
     agents: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     settings: BaseModel | None = None
-
-
-def check_plugin_api(plugin: object, host_version: str = PLUGIN_API_VERSION) -> None:
-    """Accept ``plugin`` unless its ``ORCHESTRATOR_PLUGIN_API`` range excludes ``host_version``.
-
-    A plugin that declares nothing is accepted. Raises :class:`IncompatiblePlugin` naming both
-    versions, or when the declaration is not a PEP 440 specifier set.
-    """
-    declared = getattr(plugin, PLUGIN_API_ATTRIBUTE, None)
-    if declared is None:
-        return
-    if not isinstance(declared, str):
-        raise IncompatiblePlugin(
-            f"{PLUGIN_API_ATTRIBUTE} must be a version range such as '>=1.0,<2', not {type(declared).__name__}"
-        )
-    try:
-        supported = SpecifierSet(declared)
-    except InvalidSpecifier:
-        raise IncompatiblePlugin(
-            f"{PLUGIN_API_ATTRIBUTE} {declared!r} is not a version range such as '>=1.0,<2'"
-        ) from None
-    if not supported.contains(Version(host_version), prereleases=True):
-        raise IncompatiblePlugin(
-            f"the plugin supports orchestrator plugin API {declared}, this orchestrator provides "
-            f"plugin API {host_version}"
-        )
 
 
 class PluginHost:
