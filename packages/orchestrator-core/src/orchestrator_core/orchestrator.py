@@ -51,7 +51,7 @@ from orchestrator_core.records.model import (
 from orchestrator_core.records.opening import new_record
 from orchestrator_core.records.store import DeliberationStore
 from orchestrator_core.records.upkeep import RecordUpkeep
-from orchestrator_core.records.writer import RecordWriter
+from orchestrator_core.records.writer import PROGRESS_INTERVAL_SECONDS, RecordWriter
 from orchestrator_core.scoring import Scorer, no_viable_message
 from orchestrator_core.selection import select_winner, selector_scope
 from orchestrator_core.settings import Settings
@@ -231,7 +231,7 @@ class Orchestrator:
             if answered is not None:
                 return replayed(answered, on_event)
             on_event(DeliberationStarted(record.deliberation_id))
-            writer = RecordWriter(self.store, record, on_event)
+            writer = RecordWriter(self.store, record, on_event, progress_interval=PROGRESS_INTERVAL_SECONDS)
             meter = UsageMeter()
             scope = DeliberationScope(record.deliberation_id, record.kind, record.role, record.num_agents,
                                       record.rounds)

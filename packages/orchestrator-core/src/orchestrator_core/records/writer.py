@@ -6,12 +6,21 @@ only mark the record dirty, so a burst of events costs one write, not one each, 
 deliberation never waits on the database. :meth:`RecordWriter.finish` waits for that task,
 then writes the finished record and returns once it is durable.
 
+With a ``progress_interval`` (a direct run's, :data:`PROGRESS_INTERVAL_SECONDS`) those
+progress writes are spaced: the first no sooner than the interval after
+:meth:`RecordWriter.start`, each next one no sooner than the interval after the one before.
+A deliberation that ends within the interval writes its record twice only (created,
+finished), and a longer one about once per interval, whatever its number of events: every
+write is a JSON encoding of the whole record and, on disk, a sync. The price: a running
+record read from the store (GetDeliberation, ListDeliberations) lags the run by up to the
+interval. The finished record is never delayed.
+
 A run that must not lose a completed call (a queued deliberation, which another worker may
 resume) awaits :meth:`RecordWriter.flush` after each one: it returns once the record as it
 is then is stored (one write at a time; a write in flight is waited for, and covers the
-flushes that came while it ran). A write the store refuses (the record is final, or another
-worker took it over) sets :attr:`RecordWriter.lost`, and a flush then raises
-:class:`RecordLost`, so the run stops.
+flushes that came while it ran); a flush is never held back by ``progress_interval``. A
+write the store refuses (the record is final, or another worker took it over) sets
+:attr:`RecordWriter.lost`, and a flush then raises :class:`RecordLost`, so the run stops.
 
 Phase timings come from the events: a phase's events arrive as its calls return, and
 phases run one after another, so a phase runs from the end of the one before (the record's
@@ -23,6 +32,7 @@ where it started, and a new phase starts when the resumed run does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -47,6 +57,9 @@ from orchestrator_core.records.store import DeliberationStore
 
 log = logging.getLogger(__name__)
 
+PROGRESS_INTERVAL_SECONDS = 0.25
+"""How often a direct run's progress is written at most (see the module's docstring)."""
+
 
 class RecordLost(Exception):
     """The store refused to write the record: it is final already, or another worker took it
@@ -60,6 +73,8 @@ class RecordWriter:
     (progress, flushes and the finished record), e.g. to tell watchers it changed; an error it
     raises is logged. ``started_at`` is when the run began (the first phase starts then);
     by default the record's creation, or now for a record that already has phases.
+    ``progress_interval``: the least time between progress writes of the background task,
+    none by default (see the module's docstring).
     """
 
     def __init__(
@@ -70,6 +85,7 @@ class RecordWriter:
         *,
         on_write: Callable[[DeliberationRecord], None] | None = None,
         started_at: float | None = None,
+        progress_interval: float = 0.0,
     ) -> None:
         self._version = 0
         """Changes made to the record so far; ``_written`` is the latest one stored."""
@@ -82,6 +98,9 @@ class RecordWriter:
         self._forward = forward
         self._on_write = on_write
         self._dirty = asyncio.Event()
+        self._interval = progress_interval
+        self._closed = asyncio.Event()
+        """Set when finishing: cuts short the wait between progress writes."""
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -238,11 +257,18 @@ class RecordWriter:
         self._dirty.set()
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._interval
         while True:
             await self._dirty.wait()
+            if self._interval > 0 and not self._closing and (wait := due - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._closed.wait()
             if self._closing:
                 return
             await self._write_progress()
+            due = loop.time() + self._interval
 
     async def _write_progress(self) -> None:
         try:
@@ -281,6 +307,7 @@ class RecordWriter:
     async def _stop(self) -> None:
         self._closing = True
         self._dirty.set()
+        self._closed.set()
         if self._task is not None:
             await asyncio.shield(self._task)
 
