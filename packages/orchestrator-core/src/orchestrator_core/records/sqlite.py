@@ -7,12 +7,22 @@ order they were made. By default one process owns the file: at startup every rec
 process left RUNNING is interrupted. ``shared`` (``serve --processes N``, several processes on
 one file, which WAL and the busy timeout allow) treats it as PostgreSQL is treated: each
 process renews a lease and only the records of processes whose lease lapsed are interrupted.
+
+Shared, the processes also queue for SQLite's one write lock: each write runs holding an
+exclusive ``flock`` on a file beside the database (``<file>.lock``), taken on the worker
+thread. A process that finds SQLite's lock held otherwise waits in SQLite's busy handler,
+which sleeps (1 ms, then longer) instead of being woken when the lock frees: with a sync
+per commit on disk, two processes wrote slower than one. The kernel wakes a process
+waiting on the ``flock`` when it is released. The busy timeout stays, for other programs
+that write the file without taking the ``flock``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +32,9 @@ from typing import Any, TypeVar
 from orchestrator_core.errors import RecordsUnavailable
 from orchestrator_core.records import migrations, sql
 from orchestrator_core.records.model import DeliberationRecord
+
+if sys.platform != "win32":
+    import fcntl
 
 T = TypeVar("T")
 
@@ -34,6 +47,8 @@ class SQLiteStore(sql.SQLRecordStore):
         self.shared = shared
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._write_lock: _WriteLock | None = None
+        """Shared: the lock the processes queue on for each write (see the module's docstring)."""
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-sqlite")
@@ -55,11 +70,19 @@ class SQLiteStore(sql.SQLRecordStore):
             ) from None
         try:
             connection.execute("PRAGMA busy_timeout = 10000")
-            _set_up(connection, self._path)
+            if self.shared and sys.platform != "win32":
+                self._write_lock = _WriteLock(self._path.with_name(f"{self._path.name}.lock"))
+            _set_up(connection, self._path, self._write_lock)
         except BaseException:
             connection.close()
+            self._close_write_lock()
             raise
         return connection
+
+    def _close_write_lock(self) -> None:
+        lock, self._write_lock = self._write_lock, None
+        if lock is not None:
+            lock.close()
 
     async def close(self) -> None:
         if self._executor is None:
@@ -67,12 +90,13 @@ class SQLiteStore(sql.SQLRecordStore):
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._call(connection.close)
+        await self._call(self._close_write_lock)
         executor, self._executor = self._executor, None
         executor.shutdown(wait=False)
 
     async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
         def create(c: sqlite3.Connection) -> DeliberationRecord | None:
-            with _transaction(c):
+            with _transaction(c, self._write_lock):
                 if record.request_id:
                     c.execute(sql.RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
                     row = c.execute(f"{sql.SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
@@ -85,12 +109,10 @@ class SQLiteStore(sql.SQLRecordStore):
 
     async def heartbeat(self, owner: str) -> None:
         now = time.time()
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO replicas (owner, started_at, heartbeat_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                (owner, now, now),
-            )
+        await self._execute(
+            "INSERT INTO replicas (owner, started_at, heartbeat_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (owner, now, now),
         )
 
     async def interrupt_orphans(
@@ -103,7 +125,7 @@ class SQLiteStore(sql.SQLRecordStore):
         )
 
         def run(c: sqlite3.Connection) -> list[tuple[str]]:
-            with _transaction(c):
+            with _transaction(c, self._write_lock):
                 rows = c.execute(sweep.interrupt, sweep.interrupt_params).fetchall()
                 c.execute(sweep.forget, sweep.forget_params)
                 return rows
@@ -114,10 +136,19 @@ class SQLiteStore(sql.SQLRecordStore):
     # -- plumbing -------------------------------------------------------------
 
     async def _fetch(self, statement: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        return await self._run(lambda c: c.execute(statement, params).fetchall())
+        if statement.startswith("SELECT"):  # a read: WAL readers never wait on the writer
+            return await self._run(lambda c: c.execute(statement, params).fetchall())
+        return await self._run(lambda c: self._write(lambda: c.execute(statement, params).fetchall()))
 
     async def _execute(self, statement: str, params: tuple[object, ...]) -> int:
-        return await self._run(lambda c: c.execute(statement, params).rowcount)
+        return await self._run(lambda c: self._write(lambda: c.execute(statement, params).rowcount))
+
+    def _write(self, work: Callable[[], T]) -> T:
+        """``work`` (one statement, its own transaction) holding the write lock when shared."""
+        if self._write_lock is None:
+            return work()
+        with self._write_lock:
+            return work()
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -136,27 +167,60 @@ class SQLiteStore(sql.SQLRecordStore):
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
 
-class _transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+class _WriteLock:
+    """An exclusive ``flock`` on ``path`` (made if missing), held by one write at a time across
+    the processes that share the database; blocking, so a waiter is woken when it frees. Used
+    on the store's worker thread only."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
-        self._connection.execute("BEGIN IMMEDIATE")
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection,
+    holding ``lock`` (shared: the processes' write lock) from before the BEGIN to after the end."""
+
+    def __init__(self, connection: sqlite3.Connection, lock: _WriteLock | None = None) -> None:
+        self._connection = connection
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        if self._lock is not None:
+            self._lock.__enter__()
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock()
+            raise
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            self._connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__()
 
 
-def _set_up(connection: sqlite3.Connection, path: Path, attempts: int = 50) -> None:
+def _set_up(connection: sqlite3.Connection, path: Path, lock: _WriteLock | None, attempts: int = 50) -> None:
     """WAL, full sync, the schema. Switching to WAL can report "locked" at once, without
     waiting, while another connection opens the same new file; that is retried."""
     for attempt in range(attempts):
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
-            _migrate(connection, path)
+            _migrate(connection, path, lock)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == attempts - 1:
@@ -164,8 +228,8 @@ def _set_up(connection: sqlite3.Connection, path: Path, attempts: int = 50) -> N
             time.sleep(0.1)  # on the store's worker thread, never the event loop
 
 
-def _migrate(connection: sqlite3.Connection, path: Path) -> None:
-    with _transaction(connection):
+def _migrate(connection: sqlite3.Connection, path: Path, lock: _WriteLock | None) -> None:
+    with _transaction(connection, lock):
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "deliberations" in tables and "schema_version" not in tables:
             raise RecordsUnavailable(
