@@ -71,71 +71,95 @@ async def call_agent(
 
     The call runs inside ``telemetry``'s scope for it (``scope``, filled in with how it ended),
     and ``on_call``, when given, receives its record however it ended, a cancellation included.
+    A phase's calls are made the same way by
+    :meth:`~orchestrator_core.phase_calls.PhaseCalls.run`, with one deadline for them all.
     """
     if scope is None:
         scope = AgentCallScope("", "", agent.agent_id, backend_of(agent), "", phase, round_number)
     started = time.time()
+    failed: AgentCallFailed | None = None
     try:
         with telemetry.agent_call(scope):
-            return await _attempt(agent, phase, call, timeout_seconds, round_number, timeout_setting, scope)
+            try:
+                with call_deadline(timeout_seconds), plugin_call(named_call(scope)):
+                    async with Budget(timeout_seconds):
+                        reply = await call()
+                return accepted(reply, scope)
+            except Exception as exc:
+                failed = failure_of(agent, exc, scope, timeout_seconds, timeout_setting)
     finally:
         if on_call is not None:
-            on_call(AgentCall(
-                agent_id=scope.agent_id, phase=phase, round=round_number, started_at=started,
-                finished_at=time.time(), outcome=scope.outcome, usage=scope.usage, truncated=scope.truncated,
-                model=scope.model, error=scope.error,
-            ))
+            on_call(record_of(scope, started))
+    assert failed is not None  # the call returned, or failed with this
+    raise failed
 
 
-async def _attempt(
-    agent: Agent,
-    phase: Phase,
-    call: Callable[[], Awaitable[AgentReply]],
-    timeout_seconds: float,
-    round_number: int,
-    timeout_setting: str,
-    scope: AgentCallScope,
-) -> AgentReply:
+def named_call(scope: AgentCallScope) -> PluginCall:
+    """The plugin call an agent call is, for the watchdog and the failure counters."""
+    return PluginCall(BACKEND, scope.backend, scope.phase.value, scope.agent_id)
+
+
+def accepted(reply: object, scope: AgentCallScope) -> AgentReply:
+    """``reply`` when it is usable, noted in ``scope`` (usage, truncation, model, text, OK);
+    raises when the agent returned something else or an empty text."""
+    if not isinstance(reply, AgentReply):
+        raise _Unusable(f"returned {type(reply).__name__}, not an AgentReply")
+    scope.usage, scope.truncated, scope.response_model = reply.usage, reply.truncated, reply.model
+    if not reply.text.strip():
+        raise AgentError("returned an empty reply")
+    scope.outcome, scope.reply = CallOutcome.OK, reply.text
+    return reply
+
+
+def failure_of(
+    agent: object, error: Exception, scope: AgentCallScope, timeout_seconds: float, timeout_setting: str
+) -> AgentCallFailed:
+    """What an agent call that raised ``error`` (a TimeoutError when its bound ended it)
+    becomes: logged, counted against its plugin (a timeout also told to the agent's breaker),
+    its outcome and error noted in ``scope``."""
+    named = named_call(scope)
     cause: AgentError | None = None
-    usage = TokenUsage()
-    named = PluginCall(BACKEND, scope.backend, phase.value, agent.agent_id)
     bug = False
-    try:
-        with call_deadline(timeout_seconds), plugin_call(named):
-            async with Budget(timeout_seconds):
-                reply = await call()
-        if not isinstance(reply, AgentReply):
-            raise _Unusable(f"returned {type(reply).__name__}, not an AgentReply")
-        usage = reply.usage
-        scope.usage, scope.truncated, scope.response_model = usage, reply.truncated, reply.model
-        if not reply.text.strip():
-            raise AgentError("returned an empty reply")
-        scope.outcome, scope.reply = CallOutcome.OK, reply.text
-        return reply
-    except TimeoutError:
-        error = (
-            f"timed out after {timeout_seconds:g}s ({named.plugin}, agent {agent.agent_id} {phase.value}; "
+    if isinstance(error, TimeoutError):
+        message = (
+            f"timed out after {timeout_seconds:g}s ({named.plugin}, agent {scope.agent_id} {named.call}; "
             f"bound: {timeout_setting})"
         )
-        log.warning("%s", error)
+        log.warning("%s", message)
         count_failure(named, "timeouts")
         report_timeout(agent)
         scope.outcome = CallOutcome.TIMEOUT
-    except AgentError as exc:
-        error, cause = str(exc), exc
-        log.warning("%s failed: %s", named, error)
-        log.debug("%s failed", named, exc_info=exc)
+    elif isinstance(error, AgentError):
+        message, cause = str(error), error
+        log.warning("%s failed: %s", named, message)
+        log.debug("%s failed", named, exc_info=error)
         count_failure(named, "errors")
         scope.outcome = CallOutcome.ERROR
-    except Exception as exc:  # a plugin's bug must not sink the caller
+    else:  # a plugin's bug must not sink the caller
         bug = True
-        shown = "TypeError" if isinstance(exc, _Unusable) else type(exc).__name__
-        error = f"{shown}: {exc} {named.bug_note}"
-        log_plugin_bug(named, exc)
+        shown = "TypeError" if isinstance(error, _Unusable) else type(error).__name__
+        message = f"{shown}: {error} {named.bug_note}"
+        log_plugin_bug(named, error)
         scope.outcome = CallOutcome.BUG
-    scope.error = error
-    failure = AgentFailure(agent_id=agent.agent_id, phase=phase, error=error, round=round_number)
-    raise AgentCallFailed(failure, cause, usage, plugin_bug=bug)
+    scope.error = message
+    failure = AgentFailure(agent_id=scope.agent_id, phase=scope.phase, error=message, round=scope.round)
+    return AgentCallFailed(failure, cause, scope.usage, plugin_bug=bug)
+
+
+def record_of(scope: AgentCallScope, started: float) -> AgentCall:
+    """The record of the call ``scope`` describes, started at ``started`` and ending now."""
+    return AgentCall(
+        agent_id=scope.agent_id,
+        phase=scope.phase,
+        round=scope.round,
+        started_at=started,
+        finished_at=time.time(),
+        outcome=scope.outcome,
+        usage=scope.usage,
+        truncated=scope.truncated,
+        model=scope.model,
+        error=scope.error,
+    )
 
 
 class _Unusable(TypeError):

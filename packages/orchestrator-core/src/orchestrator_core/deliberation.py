@@ -69,7 +69,7 @@ from orchestrator_core.plugin_calls import (
     counting_failures,
 )
 from orchestrator_core.scoring import Scorer, rank
-from orchestrator_core.telemetry import NO_TELEMETRY, CheckScope, PhaseScope, Telemetry
+from orchestrator_core.telemetry import NO_TELEMETRY, NOTHING, CheckScope, PhaseScope, Telemetry
 
 __all__ = ["Checkpoint", "DeliberationEngine", "UsageMeter", "run_concurrently"]
 
@@ -115,8 +115,15 @@ class DeliberationEngine:
         """
         deliberation_id = deliberation_id or uuid.uuid4().hex
         calls = PhaseCalls(
-            deliberation_id, task, agents, quorum=self.quorum, timeout_seconds=self.agent_timeout_seconds,
-            telemetry=self.telemetry, emit=on_event, meter=usage or UsageMeter(), journal=journal or NO_JOURNAL,
+            deliberation_id,
+            task,
+            agents,
+            quorum=self.quorum,
+            timeout_seconds=self.agent_timeout_seconds,
+            telemetry=self.telemetry,
+            emit=on_event,
+            meter=usage or UsageMeter(),
+            journal=journal or NO_JOURNAL,
             checkpoint=checkpoint,
         )
         with counting_failures(self.failures):
@@ -161,6 +168,8 @@ class _Run:
         return outcome
 
     def _phase(self, phase: str, round_number: int = 0) -> AbstractContextManager[None]:
+        if self.telemetry is NO_TELEMETRY:  # observes nothing: no scope to fill in
+            return NOTHING
         return self.telemetry.phase(PhaseScope(self.deliberation_id, self.task.role, phase, round_number))
 
     # -- phases ---------------------------------------------------------------
@@ -171,7 +180,8 @@ class _Run:
             return ProposalGenerated(member.proposal)
 
         await self.calls.run(
-            Phase.GENERATE, 0,
+            Phase.GENERATE,
+            0,
             [Step(m, partial(m.agent.generate, self.task), partial(generated, m)) for m in self.calls.active()],
         )
         self.calls.require_quorum()
@@ -193,10 +203,12 @@ class _Run:
             return CritiqueWritten(critique)
 
         await self.calls.run(
-            Phase.CRITIQUE, round_number,
+            Phase.CRITIQUE,
+            round_number,
             [
-                Step(critic, partial(critic.agent.critique, self.task, author.latest),
-                     partial(critiqued, critic, author))
+                Step(
+                    critic, partial(critic.agent.critique, self.task, author.latest), partial(critiqued, critic, author)
+                )
                 for critic, author in pairs
             ],
         )
@@ -214,10 +226,10 @@ class _Run:
 
         authors = [m for m in self.calls.active() if feedback.get(m.agent_id)]
         await self.calls.run(
-            Phase.REVISE, round_number,
+            Phase.REVISE,
+            round_number,
             [
-                Step(m, partial(m.agent.revise, self.task, m.latest, tuple(feedback[m.agent_id])),
-                     partial(revised, m))
+                Step(m, partial(m.agent.revise, self.task, m.latest, tuple(feedback[m.agent_id])), partial(revised, m))
                 for m in authors
             ],
         )
@@ -229,7 +241,7 @@ class _Run:
         results = await self.calls.concurrently(checks)
         per_proposal = len(self.engine.checks)
         return [
-            (proposal, tuple(results[i * per_proposal:(i + 1) * per_proposal]))
+            (proposal, tuple(results[i * per_proposal : (i + 1) * per_proposal]))
             for i, proposal in enumerate(proposals)
         ]
 
@@ -243,8 +255,13 @@ class _Run:
         scope = CheckScope(self.deliberation_id, self.task.role, check.name, check.kind, proposal.proposal_id)
         with self.telemetry.check(scope):
             result, started_at = await run_check(
-                check, self.task, proposal, scope, timeout_seconds=self.engine.check_timeout_seconds,
-                heavy_slots=self.engine.heavy_check_slots, off_loop=self.engine.off_loop,
+                check,
+                self.task,
+                proposal,
+                scope,
+                timeout_seconds=self.engine.check_timeout_seconds,
+                heavy_slots=self.engine.heavy_check_slots,
+                off_loop=self.engine.off_loop,
             )
         self.calls.emit(CheckCompleted(proposal.proposal_id, result, started_at, time.time()))
         await self.calls.checkpoint_reached()

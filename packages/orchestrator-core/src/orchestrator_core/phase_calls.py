@@ -15,22 +15,29 @@ reply or failure is taken as the original was, and nothing is emitted (the recor
 from __future__ import annotations
 
 import asyncio
+import time
+from asyncio import current_task
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import NamedTuple, NoReturn, TypeVar
 
 from orchestrator_core.agent_calls import (
     AGENT_TIMEOUT_SETTING,
     TASK_AGENT_TIMEOUT,
     AgentCallFailed,
+    accepted,
     backend_of,
-    call_agent,
+    failure_of,
+    named_call,
+    record_of,
 )
+from orchestrator_core.deadlines import SharedDeadline, call_deadline
 from orchestrator_core.errors import AgentError
 from orchestrator_core.events import AgentCallFinished, AgentFailed, DeliberationEvent, EventSink
 from orchestrator_core.hookspecs import Agent, identity_of
 from orchestrator_core.journal import Journal, JournaledCall
-from orchestrator_core.models import AgentCall, AgentFailure, AgentReply, Phase, Proposal, Task, TokenUsage
+from orchestrator_core.models import AgentFailure, AgentReply, Phase, Proposal, Task, TokenUsage
+from orchestrator_core.plugin_calls import entered, left
 from orchestrator_core.quorum import quorum_lost
 from orchestrator_core.telemetry import AgentCallScope, Telemetry
 from orchestrator_core.validation import agent_timeout
@@ -53,13 +60,23 @@ async def _as_coroutine(call: Awaitable[T]) -> T:
 
 
 class UsageMeter:
-    """The tokens one deliberation has spent so far, for the caller to read however it ends."""
+    """The tokens one deliberation has spent so far, for the caller to read however it ends.
+
+    It sums plain counts (a :class:`TokenUsage` per call added would be built and dropped
+    at every call) and makes the total when read."""
+
+    __slots__ = ("_completion", "_prompt")
 
     def __init__(self) -> None:
-        self.total = TokenUsage()
+        self._prompt = self._completion = 0
+
+    @property
+    def total(self) -> TokenUsage:
+        return TokenUsage(self._prompt, self._completion)
 
     def add(self, usage: TokenUsage) -> None:
-        self.total += usage
+        self._prompt += usage.prompt_tokens
+        self._completion += usage.completion_tokens
 
 
 @dataclass
@@ -69,12 +86,15 @@ class Member:
     agent: Agent
     model: str = ""
     """The model the agent was configured with, for its calls' records and telemetry."""
+    backend: str = ""
+    """The backend that made the agent (:func:`backend_of`), named by its calls."""
     proposal: Proposal | None = None
     active: bool = True
+    agent_id: str = field(init=False)
+    """The agent's id (read a few times per call: kept rather than asked of the agent)."""
 
-    @property
-    def agent_id(self) -> str:
-        return self.agent.agent_id
+    def __post_init__(self) -> None:
+        self.agent_id = self.agent.agent_id
 
     @property
     def latest(self) -> Proposal:
@@ -83,8 +103,7 @@ class Member:
         return self.proposal
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One agent call of a phase: whose, the call, and ``made``, which takes the reply into
     the deliberation (the member's proposal, the feedback) and returns the event saying so."""
 
@@ -123,7 +142,7 @@ class PhaseCalls:
             raise ValueError("a deliberation needs at least one agent")
         self.deliberation_id = deliberation_id
         self.task = task
-        self.members = [Member(agent, identity_of(agent).model) for agent in agents]
+        self.members = [Member(agent, identity_of(agent).model, backend_of(agent)) for agent in agents]
         self.quorum = min(quorum, len(agents))
         self.timeout = agent_timeout(task, timeout_seconds)
         self.timeout_setting = AGENT_TIMEOUT_SETTING if self.timeout >= timeout_seconds else TASK_AGENT_TIMEOUT
@@ -155,23 +174,45 @@ class PhaseCalls:
         done = sorted(((e, s) for e, s in entries if e is not None), key=lambda pair: pair[0].position)
         for entry, step in done:
             self._replay(step, entry)
-        await self.concurrently([self._call(s, phase, round_number) for e, s in entries if e is None])
+        to_make = [s for e, s in entries if e is None]
+        if not to_make:
+            return
+        # The calls start together with the same timeout: one deadline ends those still
+        # running then (what a Budget per call would do), and their tasks inherit the
+        # backends' deadline from here (they copy the context as they are created).
+        bound = SharedDeadline(self.timeout)
+        try:
+            with call_deadline(self.timeout):
+                async with asyncio.TaskGroup() as group:
+                    for step in to_make:
+                        bound.watch(group.create_task(self._call(step, phase, round_number, bound)))
+        except BaseExceptionGroup as group:
+            self._raise_from(group)
+        finally:
+            bound.close()
 
     async def concurrently(self, calls: Sequence[Awaitable[T]]) -> list[T]:
         """:func:`run_concurrently`, with a lost quorum raised as QuorumLost and a failed
         checkpoint as its own error."""
+        if not calls:
+            return []
         try:
             return await run_concurrently(calls)
         except BaseExceptionGroup as group:
-            checkpoint, _ = group.split(_CheckpointFailed)
-            if checkpoint is not None:
-                failed = _first(checkpoint)
-                raise (failed.__cause__ or failed) from None
-            _, rest = group.split(_QuorumGone)
-            if rest is not None:
-                raise rest from None
-            self.require_quorum()
-            raise AssertionError("unreachable: the quorum was lost") from None  # pragma: no cover
+            self._raise_from(group)
+
+    def _raise_from(self, group: BaseExceptionGroup[BaseException]) -> NoReturn:
+        """What a phase's failed task group means: a failed checkpoint's own error, a lost
+        quorum as QuorumLost, anything else as it is."""
+        checkpoint, _ = group.split(_CheckpointFailed)
+        if checkpoint is not None:
+            failed = _first(checkpoint)
+            raise (failed.__cause__ or failed) from None
+        _, rest = group.split(_QuorumGone)
+        if rest is not None:
+            raise rest from None
+        self.require_quorum()
+        raise AssertionError("unreachable: the quorum was lost") from None  # pragma: no cover
 
     async def checkpoint_reached(self) -> None:
         """Await the checkpoint, if there is one; its failure ends the phase."""
@@ -182,32 +223,59 @@ class PhaseCalls:
         except Exception as exc:
             raise _CheckpointFailed from exc
 
-    async def _call(self, step: Step, phase: Phase, round_number: int) -> None:
-        """One agent call (see :func:`~orchestrator_core.agent_calls.call_agent`), its
-        product emitted as it ends; a failure is recorded, never raised, unless it loses the
-        quorum."""
+    async def _call(self, step: Step, phase: Phase, round_number: int, bound: SharedDeadline) -> None:
+        """One agent call, made as :func:`~orchestrator_core.agent_calls.call_agent` makes
+        it, within the phase's deadline (``bound``), its product emitted as it ends; a failure
+        is recorded, never raised, unless it loses the quorum.
+
+        One coroutine for the whole call (not this, ``call_agent`` and its attempt nested):
+        its task is its own, so it names the running plugin call for the watchdog by its task."""
         member = step.member
         scope = AgentCallScope(
-            self.deliberation_id, self.task.role, member.agent_id, backend_of(member.agent), member.model,
-            phase, round_number, task=self.task.description,
+            self.deliberation_id,
+            self.task.role,
+            member.agent_id,
+            member.backend,
+            member.model,
+            phase,
+            round_number,
+            task=self.task.description,
         )
+        task = current_task()
+        assert task is not None  # a task of the phase's group
+        started = time.time()
+        failed: AgentCallFailed | None = None
         try:
-            reply = await call_agent(
-                member.agent, phase, step.call, timeout_seconds=self.timeout, round_number=round_number,
-                timeout_setting=self.timeout_setting, telemetry=self.telemetry, scope=scope,
-                on_call=self._call_finished,
-            )
-        except AgentCallFailed as failed:
+            with self.telemetry.agent_call(scope):
+                entered(task, named_call(scope))
+                try:
+                    try:
+                        reply = await step.call()
+                    finally:
+                        left(task)
+                        timed_out = bound.release(task)
+                    reply = accepted(reply, scope)
+                except asyncio.CancelledError:
+                    if not timed_out:
+                        raise
+                    failed = failure_of(member.agent, TimeoutError(), scope, self.timeout, self.timeout_setting)
+                except Exception as exc:
+                    failed = failure_of(member.agent, exc, scope, self.timeout, self.timeout_setting)
+        finally:
+            self.emit(AgentCallFinished(record_of(scope, started)))
+        if failed is not None:
             self.meter.add(failed.usage)  # spent, even though the reply was unusable
             self._take_out(member, failed.failure, failed.cause, plugin_bug=failed.plugin_bug)
             self.emit(AgentFailed(failed.failure))
-            await self.checkpoint_reached()
+            if self.checkpoint is not None:
+                await self.checkpoint_reached()
             if len(self.active()) < self.quorum:
                 raise _QuorumGone from None
             return
         self.meter.add(reply.usage)
         self.emit(step.made(reply))
-        await self.checkpoint_reached()
+        if self.checkpoint is not None:
+            await self.checkpoint_reached()
 
     def _replay(self, step: Step, entry: JournaledCall) -> None:
         """A journaled call, taken as the original was: its reply used, or its failure taking
@@ -225,9 +293,6 @@ class PhaseCalls:
             self.bugs.append(backend_of(member.agent))
         self.failures.append(failure)
         self.causes.append(cause)
-
-    def _call_finished(self, call: AgentCall) -> None:
-        self.emit(AgentCallFinished(call))
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

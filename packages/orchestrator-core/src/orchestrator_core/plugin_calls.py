@@ -32,8 +32,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -103,23 +102,43 @@ class plugin_call:
         except RuntimeError:  # no running loop: a call made in a worker thread
             self._task = None
         if self._task is not None:
-            _BY_TASK.setdefault(self._task, []).append(self._call)
+            entered(self._task, self._call)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
             _CURRENT.reset(self._token)
-        task = self._task
-        if task is not None:
-            stack = _BY_TASK.get(task)
-            if stack:
-                stack.pop()
-                if not stack:
-                    del _BY_TASK[task]
+        if self._task is not None:
+            left(self._task)
+
+
+def entered(task: asyncio.Task[Any], call: PluginCall) -> None:
+    """``task`` runs ``call`` from now on (until :func:`left`): what :class:`plugin_call` does
+    without its context variable, for a caller that has its task at hand (a phase's agent
+    call, whose task is its own)."""
+    stack = _BY_TASK.get(task)
+    if stack is None:
+        _BY_TASK[task] = [call]
+    else:
+        stack.append(call)
+
+
+def left(task: asyncio.Task[Any]) -> None:
+    """``task`` has left the innermost plugin call it :func:`entered`."""
+    stack = _BY_TASK.get(task)
+    if stack:
+        stack.pop()
+        if not stack:
+            del _BY_TASK[task]
 
 
 def current_plugin_call() -> PluginCall | None:
-    """The plugin call the caller runs inside, if any."""
-    return _CURRENT.get()
+    """The plugin call the caller runs inside, if any: its task's innermost, else (in a worker
+    thread) the one the caller's context carries."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: a worker thread
+        task = None
+    return plugin_call_of(task) or _CURRENT.get()
 
 
 def plugin_call_of(task: asyncio.Task[Any] | None) -> PluginCall | None:
@@ -166,9 +185,7 @@ class PluginFailureCounters:
 
     def snapshot(self) -> tuple[PluginFailures, ...]:
         with self._lock:
-            return tuple(
-                PluginFailures(kind, name, **counts) for (kind, name), counts in sorted(self._counts.items())
-            )
+            return tuple(PluginFailures(kind, name, **counts) for (kind, name), counts in sorted(self._counts.items()))
 
     def of(self, kind: str, name: str) -> PluginFailures:
         """One plugin object's failures (all 0 when it never failed)."""
@@ -179,14 +196,22 @@ class PluginFailureCounters:
 _COUNTERS: ContextVar[PluginFailureCounters | None] = ContextVar("orchestrator_plugin_failures", default=None)
 
 
-@contextmanager
-def counting_failures(counters: PluginFailureCounters) -> Iterator[None]:
-    """Within the block, plugin failures are counted in ``counters``."""
-    token = _COUNTERS.set(counters)
-    try:
-        yield
-    finally:
-        _COUNTERS.reset(token)
+class counting_failures:
+    """Within the block, plugin failures are counted in ``counters`` (a class, not a
+    generator: it wraps every deliberation)."""
+
+    __slots__ = ("_counters", "_token")
+
+    def __init__(self, counters: PluginFailureCounters) -> None:
+        self._counters = counters
+        self._token: contextvars.Token[PluginFailureCounters | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _COUNTERS.set(self._counters)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _COUNTERS.reset(self._token)
 
 
 def count_failure(call: PluginCall, what: str) -> None:
@@ -198,9 +223,7 @@ def count_failure(call: PluginCall, what: str) -> None:
 
 def log_plugin_bug(call: PluginCall, error: BaseException, detail: str = "") -> None:
     """A plugin's bug, logged with its traceback and the call that hit it, and counted."""
-    log.error(
-        "plugin bug in %s: %s%s", call, _describe(error), f" ({detail})" if detail else "", exc_info=error
-    )
+    log.error("plugin bug in %s: %s%s", call, _describe(error), f" ({detail})" if detail else "", exc_info=error)
     count_failure(call, "bugs")
 
 
@@ -251,8 +274,11 @@ class OffLoopRunner:
             if abandoned.is_set():
                 with self._lock:
                     self._abandoned -= 1
-                log.warning("%s finished in its thread %.1fs after it started; it had been abandoned",
-                            call, time.monotonic() - started)
+                log.warning(
+                    "%s finished in its thread %.1fs after it started; it had been abandoned",
+                    call,
+                    time.monotonic() - started,
+                )
                 return
             with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
                 loop.call_soon_threadsafe(settle, outcome)
@@ -266,8 +292,10 @@ class OffLoopRunner:
                 with self._lock:
                     self._abandoned += 1
                 abandoned.set()
-                log.warning("%s is still running in its thread; it is abandoned (a daemon thread: it "
-                            "cannot hold up shutdown)", call)
+                log.warning(
+                    "%s is still running in its thread; it is abandoned (a daemon thread: it cannot hold up shutdown)",
+                    call,
+                )
             raise
 
 
@@ -307,6 +335,11 @@ def unset_stall_clock(loop: asyncio.AbstractEventLoop, clock: StallClock) -> Non
         del _CLOCKS[loop]
 
 
+def stall_clock(loop: asyncio.AbstractEventLoop) -> StallClock | None:
+    """The stall clock of ``loop``'s watchdog, when one watches it."""
+    return _CLOCKS.get(loop)
+
+
 class Budget:
     """Like ``asyncio.timeout(seconds)``, counting only the call's own time: loop stalls that
     other tasks caused while it ran (as the loop watchdog saw them) move its deadline.
@@ -341,7 +374,7 @@ class Budget:
         if self._task is None:
             raise RuntimeError("Budget should be used inside a task")
         self._cancelling = self._task.cancelling()
-        self._clock = _CLOCKS.get(self._loop)
+        self._clock = stall_clock(self._loop)
         self._baseline = self._stalled()
         self._deadline = self._loop.time() + self.seconds
         self._handle = self._loop.call_at(self._deadline, self._on_deadline)

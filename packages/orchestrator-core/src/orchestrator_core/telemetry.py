@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from orchestrator_core.models import CallOutcome, Phase, TokenUsage
 
 __all__ = [
+    "NOTHING",
     "NO_TELEMETRY",
+    "NO_USAGE",
     "AgentCallScope",
     "CheckScope",
     "DeliberationScope",
@@ -30,8 +32,10 @@ __all__ = [
     "TelemetryChain",
 ]
 
-_NOTHING: AbstractContextManager[None] = contextlib.nullcontext()
+NOTHING: AbstractContextManager[None] = contextlib.nullcontext()
 """Reusable: a nullcontext may be entered any number of times, at once or in turn."""
+NO_USAGE = TokenUsage()
+"""The usage of a call that has reported none (immutable, so one serves every scope)."""
 
 
 @dataclass
@@ -80,7 +84,7 @@ class AgentCallScope:
     task: str = ""
     """The task's text: for an observer that opts in to showing prompts."""
     outcome: CallOutcome = CallOutcome.CANCELLED
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage: TokenUsage = NO_USAGE
     truncated: bool = False
     response_model: str = ""
     """The model that answered, as the model server named it."""
@@ -107,16 +111,16 @@ class Telemetry:
     """Observes nothing: the default, and the base of every observer."""
 
     def deliberation(self, scope: DeliberationScope) -> AbstractContextManager[None]:
-        return _NOTHING
+        return NOTHING
 
     def phase(self, scope: PhaseScope) -> AbstractContextManager[None]:
-        return _NOTHING
+        return NOTHING
 
     def agent_call(self, scope: AgentCallScope) -> AbstractContextManager[None]:
-        return _NOTHING
+        return NOTHING
 
     def check(self, scope: CheckScope) -> AbstractContextManager[None]:
-        return _NOTHING
+        return NOTHING
 
 
 NO_TELEMETRY = Telemetry()
