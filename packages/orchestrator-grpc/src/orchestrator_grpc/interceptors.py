@@ -73,7 +73,14 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None, method: str) -> Callab
 
 
 class DecodeGuard(ServerInterceptor):
-    """Undecodable requests of unary-request methods become INVALID_ARGUMENT."""
+    """Undecodable requests of unary-request methods become INVALID_ARGUMENT.
+
+    The guarded handler of a method is built once and kept: gRPC hands this interceptor the
+    same handler for every call of a method, and the guard runs before every call."""
+
+    def __init__(self) -> None:
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
+        """method -> (its handler, the guarded handler)."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -82,32 +89,42 @@ class DecodeGuard(ServerInterceptor):
         if handler is None or handler.request_streaming:
             return handler
         method = method_of(handler_call_details)
-        inner_unary: Any = handler.unary_unary  # async in grpc.aio, whatever the stubs say
-        inner_stream: Any = handler.unary_stream
+        kept = self._guarded.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        guarded = _guarded(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-            assert inner_unary is not None
-            return await inner_unary(request, context)
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-            assert inner_stream is not None
-            async for item in inner_stream(request, context):
-                yield item
+def _guarded(handler: Handler, method: str) -> Handler:
+    """``handler`` (a unary-request method's) with an undecodable request answered INVALID_ARGUMENT."""
+    inner_unary: Any = handler.unary_unary  # async in grpc.aio, whatever the stubs say
+    inner_stream: Any = handler.unary_stream
 
-        async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            """For a streaming method that writes with ``context.write`` (e.g. health's Watch)."""
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-            assert inner_stream is not None
-            await inner_stream(request, context)
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        assert inner_unary is not None
+        return await inner_unary(request, context)
 
-        respond = streaming if inspect.isasyncgenfunction(inner_stream) else writing
-        behaviour = respond if handler.response_streaming else unary
-        return shaped_like(handler, behaviour, _tolerant(handler.request_deserializer, method))
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        assert inner_stream is not None
+        async for item in inner_stream(request, context):
+            yield item
+
+    async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """For a streaming method that writes with ``context.write`` (e.g. health's Watch)."""
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        assert inner_stream is not None
+        await inner_stream(request, context)
+
+    respond = streaming if inspect.isasyncgenfunction(inner_stream) else writing
+    behaviour = respond if handler.response_streaming else unary
+    return shaped_like(handler, behaviour, _tolerant(handler.request_deserializer, method))
 
 
 class DrainGate(ServerInterceptor):

@@ -15,7 +15,6 @@ the backend and says to see the service log, where the bug is logged with its tr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import uuid
@@ -108,41 +107,46 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-@contextlib.asynccontextmanager
-async def _mapped_errors(context: _Context) -> AsyncIterator[None]:
-    """Ends the call with the status an error raised in the block maps to. An abort already
-    under way keeps its own status; the handler's own cancellation propagates."""
-    try:
-        yield
-    except grpc.aio.AbortError:
-        raise
-    except asyncio.CancelledError as error:
-        if _being_cancelled():
-            raise
-        await abort_for(context, error)
-    except Exception as error:
-        await abort_for(context, error)
-
-
 def unary_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Wraps a unary servicer method (``self, request, context``) with the mapping."""
+    """Wraps a unary servicer method (``self, request, context``) with the mapping: an error
+    raised in it ends the call with the status it maps to. An abort already under way keeps
+    its own status; the handler's own cancellation propagates.
+
+    Plain ``except`` clauses rather than an async context manager: the wrapper runs around
+    every call, and a call that returns then costs the ``try`` alone."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        async with _mapped_errors(cast(_Context, args[-1])):
+        try:
             return await method(*args, **kwargs)
+        except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                raise
+            await abort_for(cast(_Context, args[-1]), error)
+        except Exception as error:
+            await abort_for(cast(_Context, args[-1]), error)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     return wrapper
 
 
 def stream_errors(method: Callable[P, AsyncIterator[R]]) -> Callable[P, AsyncIterator[R]]:
-    """Wraps a server-streaming servicer method (an async generator) with the mapping."""
+    """Wraps a server-streaming servicer method (an async generator) with the same mapping."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
-        async with _mapped_errors(cast(_Context, args[-1])):
+        try:
             async for item in method(*args, **kwargs):
                 yield item
+        except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                raise
+            await abort_for(cast(_Context, args[-1]), error)
+        except Exception as error:
+            await abort_for(cast(_Context, args[-1]), error)
 
     return wrapper

@@ -40,8 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
 from orchestrator_core.models import CallOutcome
 from orchestrator_core.telemetry import AgentCallScope, CheckScope, DeliberationScope, PhaseScope, Telemetry
@@ -60,65 +59,54 @@ class EventLog(Telemetry):
         self.log = logger if logger is not None else logging.getLogger(EVENTS_LOGGER)
 
     def deliberation(self, scope: DeliberationScope) -> AbstractContextManager[None]:
-        return self._deliberation(scope)
+        return _LoggedDeliberation(self, scope)
 
     def phase(self, scope: PhaseScope) -> AbstractContextManager[None]:
-        return self._phase(scope)
+        return _LoggedPhase(self, scope)
 
     def agent_call(self, scope: AgentCallScope) -> AbstractContextManager[None]:
         return _LoggedCall(self, scope)
 
     def check(self, scope: CheckScope) -> AbstractContextManager[None]:
-        return self._check(scope)
+        return _LoggedCheck(self, scope)
 
-    @contextmanager
-    def _deliberation(self, scope: DeliberationScope) -> Iterator[None]:
-        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role):
-            ids = {"deliberation_id": scope.deliberation_id, "role": scope.role}
-            self.log.info(
-                "%s started: role %s, %d agents, %d rounds", scope.kind, scope.role, scope.num_agents, scope.rounds,
-                extra={
-                    "event": "deliberation_started", **ids, "kind": scope.kind, "agents": scope.num_agents,
-                    "rounds": scope.rounds,
-                },
-            )
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                seconds = time.monotonic() - started
-                succeeded = scope.status == "succeeded"
-                self.log.log(
-                    logging.INFO if succeeded else logging.WARNING,
-                    "%s %s%s in %.3fs: %d rounds run, %d viable proposals, %d+%d tokens",
-                    scope.kind, scope.status, f" ({scope.error_kind})" if scope.error_kind else "", seconds,
-                    scope.rounds_run, scope.viable_proposals, scope.usage.prompt_tokens,
-                    scope.usage.completion_tokens,
-                    extra={
-                        "event": "deliberation_finished", **ids, "kind": scope.kind, "status": scope.status,
-                        "error_kind": scope.error_kind, "duration_seconds": seconds, "rounds_run": scope.rounds_run,
-                        "viable_proposals": scope.viable_proposals, "input_tokens": scope.usage.prompt_tokens,
-                        "output_tokens": scope.usage.completion_tokens,
-                    },
-                )
+    def _deliberation_started(self, scope: DeliberationScope) -> None:
+        self.log.info(
+            "%s started: role %s, %d agents, %d rounds", scope.kind, scope.role, scope.num_agents, scope.rounds,
+            extra={
+                "event": "deliberation_started", "deliberation_id": scope.deliberation_id, "role": scope.role,
+                "kind": scope.kind, "agents": scope.num_agents, "rounds": scope.rounds,
+            },
+        )
 
-    @contextmanager
-    def _phase(self, scope: PhaseScope) -> Iterator[None]:
-        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase):
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                if self.log.isEnabledFor(logging.DEBUG):
-                    seconds = time.monotonic() - started
-                    self.log.debug(
-                        "phase %s%s ended in %.3fs", scope.phase, _round(scope.round), seconds,
-                        extra={
-                            "event": "phase_finished", "deliberation_id": scope.deliberation_id,
-                            "role": scope.role, "phase": scope.phase, "round": scope.round,
-                            "duration_seconds": seconds,
-                        },
-                    )
+    def _deliberation_finished(self, scope: DeliberationScope, seconds: float) -> None:
+        succeeded = scope.status == "succeeded"
+        level = logging.INFO if succeeded else logging.WARNING
+        if not self.log.isEnabledFor(level):
+            return
+        self.log.log(
+            level,
+            "%s %s%s in %.3fs: %d rounds run, %d viable proposals, %d+%d tokens",
+            scope.kind, scope.status, f" ({scope.error_kind})" if scope.error_kind else "", seconds,
+            scope.rounds_run, scope.viable_proposals, scope.usage.prompt_tokens,
+            scope.usage.completion_tokens,
+            extra={
+                "event": "deliberation_finished", "deliberation_id": scope.deliberation_id, "role": scope.role,
+                "kind": scope.kind, "status": scope.status, "error_kind": scope.error_kind,
+                "duration_seconds": seconds, "rounds_run": scope.rounds_run,
+                "viable_proposals": scope.viable_proposals, "input_tokens": scope.usage.prompt_tokens,
+                "output_tokens": scope.usage.completion_tokens,
+            },
+        )
+
+    def _phase_finished(self, scope: PhaseScope, seconds: float) -> None:
+        self.log.debug(
+            "phase %s%s ended in %.3fs", scope.phase, _round(scope.round), seconds,
+            extra={
+                "event": "phase_finished", "deliberation_id": scope.deliberation_id, "role": scope.role,
+                "phase": scope.phase, "round": scope.round, "duration_seconds": seconds,
+            },
+        )
 
     def _call_finished(self, scope: AgentCallScope, level: int, seconds: float) -> None:
         model = scope.response_model or scope.model
@@ -138,28 +126,100 @@ class EventLog(Telemetry):
             },
         )
 
-    @contextmanager
-    def _check(self, scope: CheckScope) -> Iterator[None]:
-        with log_fields(deliberation_id=scope.deliberation_id, role=scope.role):
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                level = logging.WARNING if scope.outcome in _CHECK_PROBLEMS else logging.DEBUG
-                if self.log.isEnabledFor(level):
-                    seconds = max(0.0, time.monotonic() - started - scope.waited_seconds)
-                    self.log.log(
-                        level,
-                        "check %s of proposal %s %s in %.3fs%s",
-                        scope.check, scope.proposal_id, scope.outcome, seconds,
-                        f" (after {scope.waited_seconds:.3f}s waiting for a slot)" if scope.waited_seconds else "",
-                        extra={
-                            "event": "check_finished", "deliberation_id": scope.deliberation_id,
-                            "role": scope.role, "check": scope.check, "check_kind": scope.kind,
-                            "proposal_id": scope.proposal_id, "outcome": scope.outcome,
-                            "duration_seconds": seconds, "waited_seconds": scope.waited_seconds,
-                        },
-                    )
+    def _check_finished(self, scope: CheckScope, level: int, seconds: float) -> None:
+        self.log.log(
+            level,
+            "check %s of proposal %s %s in %.3fs%s",
+            scope.check, scope.proposal_id, scope.outcome, seconds,
+            f" (after {scope.waited_seconds:.3f}s waiting for a slot)" if scope.waited_seconds else "",
+            extra={
+                "event": "check_finished", "deliberation_id": scope.deliberation_id,
+                "role": scope.role, "check": scope.check, "check_kind": scope.kind,
+                "proposal_id": scope.proposal_id, "outcome": scope.outcome,
+                "duration_seconds": seconds, "waited_seconds": scope.waited_seconds,
+            },
+        )
+
+
+class _LoggedDeliberation:
+    """A deliberation under the event log: its ids bound to what is logged inside it, a line
+    as it starts and one as it ends (classes rather than generators, here and below: they
+    wrap every deliberation, phase and call, and with a line's level off they cost the
+    level's check and a context variable's set and reset)."""
+
+    __slots__ = ("_fields", "_log", "_scope", "_started")
+
+    def __init__(self, log: EventLog, scope: DeliberationScope) -> None:
+        self._log = log
+        self._scope = scope
+        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role)
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._fields.__enter__()
+        try:
+            if self._log.log.isEnabledFor(logging.INFO):
+                self._log._deliberation_started(self._scope)
+        except BaseException:
+            self._fields.__exit__()
+            raise
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._log._deliberation_finished(self._scope, time.monotonic() - self._started)
+        finally:
+            self._fields.__exit__()
+
+
+class _LoggedPhase:
+    """A phase under the event log: its ids bound, a DEBUG line when it ends."""
+
+    __slots__ = ("_fields", "_log", "_scope", "_started")
+
+    def __init__(self, log: EventLog, scope: PhaseScope) -> None:
+        self._log = log
+        self._scope = scope
+        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase)
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._fields.__enter__()
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._log.log.isEnabledFor(logging.DEBUG):
+                self._log._phase_finished(self._scope, time.monotonic() - self._started)
+        finally:
+            self._fields.__exit__()
+
+
+class _LoggedCheck:
+    """A check under the event log: its ids bound, a line when it ends (WARNING on a
+    timeout or an error, else DEBUG), its time without the wait for a slot."""
+
+    __slots__ = ("_fields", "_log", "_scope", "_started")
+
+    def __init__(self, log: EventLog, scope: CheckScope) -> None:
+        self._log = log
+        self._scope = scope
+        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role)
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._fields.__enter__()
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            scope = self._scope
+            level = logging.WARNING if scope.outcome in _CHECK_PROBLEMS else logging.DEBUG
+            if self._log.log.isEnabledFor(level):
+                seconds = max(0.0, time.monotonic() - self._started - scope.waited_seconds)
+                self._log._check_finished(scope, level, seconds)
+        finally:
+            self._fields.__exit__()
 
 
 class _LoggedCall:
