@@ -199,3 +199,24 @@ def test_the_usage_meter_sums_what_each_call_cost() -> None:
     meter.add(TokenUsage(3, 4))
     meter.add(TokenUsage(1, 0))
     assert meter.total == TokenUsage(4, 4)
+
+
+async def test_the_next_phase_keeps_the_timer_and_is_bounded_by_its_own_deadline() -> None:
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    bound = SharedDeadline(0.05)
+    first = asyncio.create_task(asyncio.sleep(0))
+    bound.watch(first)
+    await first
+    assert bound.release(first) is False
+    await asyncio.sleep(0.03)
+    bound.restart(0.15)  # the timer armed for the first phase (0.05) is kept, then set again
+    second = asyncio.create_task(hang())
+    bound.watch(second)
+    await asyncio.sleep(0.1)  # past the first phase's deadline, within the second's
+    assert not second.done()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert bound.release(second) is True
+    bound.close()

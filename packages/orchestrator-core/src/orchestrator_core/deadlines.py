@@ -94,6 +94,22 @@ class SharedDeadline:
         self._expiring.discard(task)
         return task.uncancel() == 0
 
+    def restart(self, seconds: float) -> None:
+        """Bound the next calls (the next phase's, the previous all ended) by a deadline
+        ``seconds`` from now. An armed timer is kept when it fires no later than that (it is
+        set again then, for whatever still runs), so a deliberation's phases, one after another
+        with the same timeout, share one timer handle instead of arming and cancelling one each."""
+        self.seconds = seconds
+        self._deadline = self._loop.time() + seconds
+        self._watched.clear()
+        self._moved.clear()
+        self._expiring.clear()
+        if self._handle is not None and self._due > self._deadline:
+            self._handle.cancel()
+            self._handle = None
+        if self._handle is None:
+            self._due = self._deadline
+
     def close(self) -> None:
         """Stop the timer (every call has ended)."""
         if self._handle is not None:

@@ -126,8 +126,11 @@ class DeliberationEngine:
             journal=journal or NO_JOURNAL,
             checkpoint=checkpoint,
         )
-        with counting_failures(self.failures):
-            return await _Run(self, calls).execute(rounds)
+        try:
+            with counting_failures(self.failures):
+                return await _Run(self, calls).execute(rounds)
+        finally:
+            calls.close()
 
 
 class _Run:

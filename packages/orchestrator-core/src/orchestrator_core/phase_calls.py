@@ -19,6 +19,7 @@ import time
 from asyncio import current_task
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple, NoReturn, TypeVar
 
 from orchestrator_core.agent_calls import (
@@ -155,6 +156,8 @@ class PhaseCalls:
         self.causes: list[AgentError | None] = []
         self.bugs: list[str] = []
         """The backends whose bug failed an agent."""
+        self._bound: SharedDeadline | None = None
+        """The phases' deadline (one after another, each phase restarts it)."""
 
     def active(self) -> list[Member]:
         return [m for m in self.members if m.active]
@@ -170,17 +173,23 @@ class PhaseCalls:
         """All of one phase's calls at once; when a failure loses the quorum, the rest are
         cancelled and QuorumLost is raised. Journaled calls are taken first, in the order
         they ended, as they ended before the calls still to make."""
-        entries = [(self.journal.call(s.member.agent_id, phase, round_number), s) for s in steps]
-        done = sorted(((e, s) for e, s in entries if e is not None), key=lambda pair: pair[0].position)
-        for entry, step in done:
-            self._replay(step, entry)
-        to_make = [s for e, s in entries if e is None]
+        to_make = steps
+        if self.journal.calls:  # a resumed run: some calls may be journaled
+            entries = [(self.journal.call(s.member.agent_id, phase, round_number), s) for s in steps]
+            done = sorted(((e, s) for e, s in entries if e is not None), key=lambda pair: pair[0].position)
+            for entry, step in done:
+                self._replay(step, entry)
+            to_make = [s for e, s in entries if e is None]
         if not to_make:
             return
         # The calls start together with the same timeout: one deadline ends those still
         # running then (what a Budget per call would do), and their tasks inherit the
         # backends' deadline from here (they copy the context as they are created).
-        bound = SharedDeadline(self.timeout)
+        bound = self._bound
+        if bound is None:
+            bound = self._bound = SharedDeadline(self.timeout)
+        else:
+            bound.restart(self.timeout)
         try:
             with call_deadline(self.timeout):
                 async with asyncio.TaskGroup() as group:
@@ -188,8 +197,11 @@ class PhaseCalls:
                         bound.watch(group.create_task(self._call(step, phase, round_number, bound)))
         except BaseExceptionGroup as group:
             self._raise_from(group)
-        finally:
-            bound.close()
+
+    def close(self) -> None:
+        """The deliberation is over: its phases' deadline timer is stopped."""
+        if self._bound is not None:
+            self._bound.close()
 
     async def concurrently(self, calls: Sequence[Awaitable[T]]) -> list[T]:
         """:func:`run_concurrently`, with a lost quorum raised as QuorumLost and a failed
@@ -247,7 +259,7 @@ class PhaseCalls:
         failed: AgentCallFailed | None = None
         try:
             with self.telemetry.agent_call(scope):
-                entered(task, named_call(scope))
+                entered(task, partial(named_call, scope))
                 try:
                     try:
                         reply = await step.call()

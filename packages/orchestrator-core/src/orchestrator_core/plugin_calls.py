@@ -78,7 +78,10 @@ class PluginCall:
 # -- which plugin call is running ---------------------------------------------------------
 
 _CURRENT: ContextVar[PluginCall | None] = ContextVar("orchestrator_plugin_call", default=None)
-_BY_TASK: dict[asyncio.Task[Any], list[PluginCall]] = {}
+NamedCall = PluginCall | Callable[[], PluginCall]
+"""A plugin call, or what names it when asked (built only if the watchdog asks)."""
+
+_BY_TASK: dict[asyncio.Task[Any], list[NamedCall]] = {}
 """The plugin calls each task is inside, innermost last; read by the watchdog's thread."""
 
 
@@ -111,10 +114,11 @@ class plugin_call:
             left(self._task)
 
 
-def entered(task: asyncio.Task[Any], call: PluginCall) -> None:
+def entered(task: asyncio.Task[Any], call: NamedCall) -> None:
     """``task`` runs ``call`` from now on (until :func:`left`): what :class:`plugin_call` does
     without its context variable, for a caller that has its task at hand (a phase's agent
-    call, whose task is its own)."""
+    call, whose task is its own). ``call`` may be a function that names it, called only when
+    the watchdog asks (from its thread: it must only read what does not change)."""
     stack = _BY_TASK.get(task)
     if stack is None:
         _BY_TASK[task] = [call]
@@ -147,9 +151,10 @@ def plugin_call_of(task: asyncio.Task[Any] | None) -> PluginCall | None:
         return None
     stack = _BY_TASK.get(task)
     try:
-        return stack[-1] if stack else None
+        found = stack[-1] if stack else None
     except IndexError:  # emptied meanwhile by the loop's thread
         return None
+    return found if found is None or isinstance(found, PluginCall) else found()
 
 
 # -- failures per plugin ----------------------------------------------------------------------
