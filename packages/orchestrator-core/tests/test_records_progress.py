@@ -32,6 +32,7 @@ class CountedWrites(WatchedStore):
         self.creates = 0
         self.progress_at: list[float] = []
         self.finals = 0
+        self.progress_stored = 0
 
     async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
         self.creates += 1
@@ -43,7 +44,9 @@ class CountedWrites(WatchedStore):
             self.finals += 1
         else:
             self.progress_at.append(asyncio.get_running_loop().time())
-        return await super().update(record)
+        written = await super().update(record)
+        self.progress_stored += not record.status.finished
+        return written
 
 
 def proposal(n: int) -> Proposal:
@@ -132,7 +135,7 @@ async def test_a_running_record_shows_the_run_within_the_interval(make_orchestra
     counted = CountedWrites(orchestrator.store)
     orchestrator.store = counted
     run = asyncio.create_task(orchestrator.deliberate(DeliberationRequest(Task("DEV", "Write fizzbuzz"), rounds=1)))
-    await until(lambda: bool(counted.progress_at), "a progress write while the deliberation ran")
+    await until(lambda: counted.progress_stored > 0, "a progress write while the deliberation ran")
     page = await orchestrator.list_records(status=RecordStatus.RUNNING)
     (running,) = page.records
     await cancelled(run)

@@ -2,11 +2,18 @@
 
 The file is in WAL mode with ``synchronous=FULL``: a record is on disk when a write
 returns, so a killed process loses nothing it had finished writing. Every call runs on one
-dedicated worker thread, so the event loop never waits on the disk and calls stay in the
-order they were made. By default one process owns the file: at startup every record another
-process left RUNNING is interrupted. ``shared`` (``serve --processes N``, several processes on
-one file, which WAL and the busy timeout allow) treats it as PostgreSQL is treated: each
-process renews a lease and only the records of processes whose lease lapsed are interrupted.
+dedicated worker thread, so the event loop never waits on the disk.
+
+Record writes (``create``, ``update``) commit in groups: those made while a commit is in
+flight wait for it, then commit together in one transaction, one sync for all of them (each
+in a savepoint of its own, so one that fails fails alone). Each returns once its group is
+durable. Alone, a write is its own group and commits at once: the group costs nothing
+until the writes come faster than the disk syncs them, and then it saves a sync per write.
+
+By default one process owns the file: at startup every record another process left RUNNING
+is interrupted. ``shared`` (``serve --processes N``, several processes on one file, which
+WAL and the busy timeout allow) treats it as PostgreSQL is treated: each process renews a
+lease and only the records of processes whose lease lapsed are interrupted.
 
 Shared, the processes also queue for SQLite's one write lock: each write runs holding an
 exclusive ``flock`` on a file beside the database (``<file>.lock``), taken on the worker
@@ -24,8 +31,9 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +45,8 @@ if sys.platform != "win32":
     import fcntl
 
 T = TypeVar("T")
+_Waiting = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+"""A record write waiting for its group's commit, and where its outcome goes."""
 
 
 class SQLiteStore(sql.SQLRecordStore):
@@ -49,6 +59,9 @@ class SQLiteStore(sql.SQLRecordStore):
         self._executor: ThreadPoolExecutor | None = None
         self._write_lock: _WriteLock | None = None
         """Shared: the lock the processes queue on for each write (see the module's docstring)."""
+        self._group: list[_Waiting] = []
+        """Record writes waiting for the commit in flight; they make the next group."""
+        self._committing: asyncio.Future[list[Any]] | None = None
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-sqlite")
@@ -87,6 +100,8 @@ class SQLiteStore(sql.SQLRecordStore):
     async def close(self) -> None:
         if self._executor is None:
             return
+        while self._committing is not None:  # the writes already made are committed first
+            await asyncio.wait({self._committing})
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._call(connection.close)
@@ -95,17 +110,24 @@ class SQLiteStore(sql.SQLRecordStore):
         executor.shutdown(wait=False)
 
     async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
-        def create(c: sqlite3.Connection) -> DeliberationRecord | None:
-            with _transaction(c, self._write_lock):
-                if record.request_id:
-                    c.execute(sql.RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
-                    row = c.execute(f"{sql.SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
-                    if row is not None:
-                        return sql.decode_row(row)
-                c.execute(sql.INSERT_RECORD, sql.insert_params(record))
-                return None
+        params = sql.insert_params(record)
 
-        return await self._run(create)
+        def create(c: sqlite3.Connection) -> DeliberationRecord | None:
+            if record.request_id:
+                c.execute(sql.RELEASE_REQUEST, (record.request_id, record.request_fingerprint))
+                row = c.execute(f"{sql.SELECT_RECORD} WHERE request_key = ?", (record.request_id,)).fetchone()
+                if row is not None:
+                    return sql.decode_row(row)
+            c.execute(sql.INSERT_RECORD, params)
+            return None
+
+        created: DeliberationRecord | None = await self._grouped(create)
+        return created
+
+    async def update(self, record: DeliberationRecord) -> bool:
+        params = sql.update_params(record)
+        changed: int = await self._grouped(lambda c: c.execute(sql.UPDATE_RECORD, params).rowcount)
+        return changed > 0
 
     async def heartbeat(self, owner: str) -> None:
         now = time.time()
@@ -134,6 +156,77 @@ class SQLiteStore(sql.SQLRecordStore):
         return tuple(row[0] for row in rows)
 
     # -- plumbing -------------------------------------------------------------
+
+    async def _grouped(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``work``'s result once it is committed with its group (see the module's docstring).
+        A cancelled caller's write is still made."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._group.append((work, future))
+        if self._committing is None:
+            self._commit_next()
+        return await future
+
+    def _commit_next(self) -> None:
+        """Hand the waiting writes to the worker thread as one group."""
+        group, self._group = self._group, []
+        if self._executor is None:
+            self._resolve(group, RecordsUnavailable("the record store is not open"))
+            return
+        works = [work for work, _ in group]
+        committing = asyncio.get_running_loop().run_in_executor(self._executor, self._commit_group, works)
+        committing.add_done_callback(partial(self._committed, group))
+        self._committing = committing
+
+    def _committed(self, group: list[_Waiting], committing: asyncio.Future[list[Any]]) -> None:
+        """The group's commit ended: tell its writers, then commit the writes made meanwhile."""
+        self._committing = None
+        if committing.cancelled():
+            self._resolve(group, RecordsUnavailable("the record store stopped writing"))
+        elif (error := committing.exception()) is not None:
+            self._resolve(group, error)
+        else:
+            self._resolve(group, *committing.result())
+        if self._group:
+            self._commit_next()
+
+    @staticmethod
+    def _resolve(group: list[_Waiting], *outcomes: object) -> None:
+        """Each writer's outcome, or one for all of them (the transaction failed)."""
+        for (_, future), outcome in zip(group, outcomes if len(outcomes) > 1 else outcomes * len(group), strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(outcome, _Failed):
+                future.set_exception(outcome.error)
+            elif isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _commit_group(self, works: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        """On the worker thread: ``works`` in one transaction, each in a savepoint, so a write
+        that raises is undone alone and its error (a :class:`_Failed`) is its outcome. An
+        operational error (the disk, a lock) fails the transaction, every write in it."""
+        c = self._connection
+        if c is None:
+            raise RecordsUnavailable("the record store is not open")
+        outcomes: list[Any] = []
+        try:
+            with _transaction(c, self._write_lock):
+                if len(works) == 1:
+                    return [works[0](c)]
+                for work in works:
+                    c.execute("SAVEPOINT grouped")
+                    try:
+                        outcomes.append(work(c))
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:
+                        c.execute("ROLLBACK TO grouped")
+                        outcomes.append(_Failed(exc))
+                    c.execute("RELEASE grouped")
+        except sqlite3.OperationalError as exc:
+            raise RecordsUnavailable(f"the records file {self._path} failed: {exc}") from exc
+        return outcomes
 
     async def _fetch(self, statement: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         if statement.startswith("SELECT"):  # a read: WAL readers never wait on the writer
@@ -165,6 +258,15 @@ class SQLiteStore(sql.SQLRecordStore):
         if self._executor is None:
             raise RecordsUnavailable("the record store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+class _Failed:
+    """A grouped write that raised: its error, for its caller alone."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class _WriteLock:
