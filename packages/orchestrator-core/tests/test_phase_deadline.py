@@ -11,12 +11,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from orchestrator_core.agent_calls import record_of
 from orchestrator_core.deadlines import SharedDeadline, seconds_left
 from orchestrator_core.deliberation import DeliberationEngine, UsageMeter
 from orchestrator_core.events import AgentCallFinished, DeliberationEvent
-from orchestrator_core.models import AgentReply, CallOutcome, Critique, Phase, Proposal, Task, TokenUsage
+from orchestrator_core.models import AgentCall, AgentReply, CallOutcome, Critique, Phase, Proposal, Task, TokenUsage
 from orchestrator_core.plugin_calls import BACKEND, PluginCall, PluginFailureCounters, current_plugin_call
 from orchestrator_core.scoring import Scorer
+from orchestrator_core.telemetry import AgentCallScope
 from orchestrator_core.testing import ScriptedAgent
 from orchestrator_core.watchdog import LoopWatchdog
 
@@ -220,3 +222,22 @@ async def test_the_next_phase_keeps_the_timer_and_is_bounded_by_its_own_deadline
         await second
     assert bound.release(second) is True
     bound.close()
+
+
+def test_a_calls_record_takes_every_field_from_its_scope() -> None:
+    scope = AgentCallScope("d-1", "DEV", "dev-2", "openai", "m-1", Phase.REVISE, 3)
+    scope.outcome, scope.usage, scope.truncated, scope.error = CallOutcome.ERROR, TokenUsage(5, 6), True, "boom"
+    record = record_of(scope, 12.5)
+    assert record == AgentCall(
+        agent_id="dev-2",
+        phase=Phase.REVISE,
+        round=3,
+        started_at=12.5,
+        finished_at=record.finished_at,
+        outcome=CallOutcome.ERROR,
+        usage=TokenUsage(5, 6),
+        truncated=True,
+        model="m-1",
+        error="boom",
+    )
+    assert record.finished_at >= 12.5

@@ -147,18 +147,19 @@ def failure_of(
 
 
 def record_of(scope: AgentCallScope, started: float) -> AgentCall:
-    """The record of the call ``scope`` describes, started at ``started`` and ending now."""
+    """The record of the call ``scope`` describes, started at ``started`` and ending now
+    (built with positional arguments: it is built for every call)."""
     return AgentCall(
-        agent_id=scope.agent_id,
-        phase=scope.phase,
-        round=scope.round,
-        started_at=started,
-        finished_at=time.time(),
-        outcome=scope.outcome,
-        usage=scope.usage,
-        truncated=scope.truncated,
-        model=scope.model,
-        error=scope.error,
+        scope.agent_id,
+        scope.phase,
+        scope.round,
+        started,
+        time.time(),
+        scope.outcome,
+        scope.usage,
+        scope.truncated,
+        scope.model,
+        scope.error,
     )
 
 
