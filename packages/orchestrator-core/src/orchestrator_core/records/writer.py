@@ -32,7 +32,6 @@ where it started, and a new phase starts when the resumed run does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -99,8 +98,10 @@ class RecordWriter:
         self._on_write = on_write
         self._dirty = asyncio.Event()
         self._interval = progress_interval
-        self._closed = asyncio.Event()
-        """Set when finishing: cuts short the wait between progress writes."""
+        self._timer: asyncio.TimerHandle | None = None
+        """Spaced: when the next progress write may start (see :meth:`_due`)."""
+        self._due_on_change = False
+        """Spaced: the interval has passed with nothing new; the next change starts a write."""
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -120,7 +121,13 @@ class RecordWriter:
         """Set once the store refused a write: the record is final, or another worker has it."""
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush_loop())
+        """Start writing progress in the background: at once after each change, or, spaced,
+        from a timer (no task until a write is due: a run that ends sooner makes none)."""
+        loop = asyncio.get_running_loop()
+        if self._interval > 0:
+            self._timer = loop.call_later(self._interval, self._due)
+        else:
+            self._task = loop.create_task(self._flush_loop())
 
     # -- following the deliberation -----------------------------------------------
 
@@ -255,20 +262,31 @@ class RecordWriter:
         self._updated_at = time.time()
         self._version += 1
         self._dirty.set()
+        if self._due_on_change:
+            self._due_on_change = False
+            self._task = asyncio.get_running_loop().create_task(self._spaced_write())
 
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + self._interval
         while True:
             await self._dirty.wait()
-            if self._interval > 0 and not self._closing and (wait := due - loop.time()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._closed.wait()
             if self._closing:
                 return
             await self._write_progress()
-            due = loop.time() + self._interval
+
+    def _due(self) -> None:
+        """Spaced: the interval has passed; write what changed, or the next change at once."""
+        self._timer = None
+        if self._closing or self.lost.is_set():
+            return
+        if self._written < self._version:
+            self._task = asyncio.get_running_loop().create_task(self._spaced_write())
+        else:
+            self._due_on_change = True
+
+    async def _spaced_write(self) -> None:
+        await self._write_progress()
+        if not self._closing:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._due)
 
     async def _write_progress(self) -> None:
         try:
@@ -307,7 +325,10 @@ class RecordWriter:
     async def _stop(self) -> None:
         self._closing = True
         self._dirty.set()
-        self._closed.set()
+        self._due_on_change = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             await asyncio.shield(self._task)
 
