@@ -8,7 +8,8 @@ then writes the finished record and returns once it is durable.
 
 With a ``progress_interval`` (a direct run's, :data:`PROGRESS_INTERVAL_SECONDS`) those
 progress writes are spaced: the first no sooner than the interval after
-:meth:`RecordWriter.start`, each next one no sooner than the interval after the one before.
+:meth:`RecordWriter.start`, each next one no sooner than the interval after the one before
+(a timer starts each write's task, so a run that ends sooner runs none).
 A deliberation that ends within the interval writes its record twice only (created,
 finished), and a longer one about once per interval, whatever its number of events: every
 write is a JSON encoding of the whole record and, on disk, a sync. The price: a running
