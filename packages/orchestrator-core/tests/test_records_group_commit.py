@@ -93,3 +93,27 @@ async def test_a_write_that_fails_in_a_group_fails_alone(tmp_path: Path) -> None
         "d1": RecordStatus.RUNNING,
         "d2": RecordStatus.RUNNING,
     }
+
+
+async def test_a_write_withdrawn_while_it_waits_for_the_commit_in_flight_is_not_made(tmp_path: Path) -> None:
+    """A caller that gives up (its deadline) before its group is handed over leaves nothing:
+    no record running for ever without a runner."""
+    store = HeldFirstGroup(tmp_path / "records.sqlite3")
+    await store.open()
+    first = asyncio.create_task(store.create(running("d0")))
+    await until(lambda: store.groups == [1], "the first write's commit began")
+    withdrawn = asyncio.create_task(store.create(running("d1")))
+    kept = asyncio.create_task(store.create(running("d2")))
+    await asyncio.sleep(0)
+    withdrawn.cancel()
+    store.release.set()
+    async with asyncio.timeout(HANG_GUARD):
+        await asyncio.gather(first, kept)
+    try:
+        stored = {i: await store.get(i) for i in ("d0", "d1", "d2")}
+    finally:
+        await store.close()
+
+    assert withdrawn.cancelled()
+    assert store.groups == [1, 1]
+    assert [i for i, r in stored.items() if r is not None] == ["d0", "d2"]

@@ -159,7 +159,9 @@ class SQLiteStore(sql.SQLRecordStore):
 
     async def _grouped(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """``work``'s result once it is committed with its group (see the module's docstring).
-        A cancelled caller's write is still made."""
+        A caller cancelled while its write waits for the commit in flight withdraws the write
+        (as a call not yet started on the worker thread is dropped); once its group is handed
+        to the thread, the write is made."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._group.append((work, future))
         if self._committing is None:
@@ -168,7 +170,9 @@ class SQLiteStore(sql.SQLRecordStore):
 
     def _commit_next(self) -> None:
         """Hand the waiting writes to the worker thread as one group."""
-        group, self._group = self._group, []
+        group, self._group = [waiting for waiting in self._group if not waiting[1].done()], []
+        if not group:
+            return
         if self._executor is None:
             self._resolve(group, RecordsUnavailable("the record store is not open"))
             return
