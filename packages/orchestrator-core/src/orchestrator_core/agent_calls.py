@@ -1,5 +1,6 @@
 """One agent call, made the same way wherever the core makes one: the deliberation's
-phases and the selection of a winner.
+phases (:class:`~orchestrator_core.phase_calls.PhaseCalls`, with the functions here and one
+deadline per phase) and the selection of a winner (:func:`call_agent`).
 
 The call is bounded by the agent timeout, and the backend sees that bound as its deadline
 (:mod:`orchestrator_core.deadlines`), so it can plan retries within it. A call the timeout

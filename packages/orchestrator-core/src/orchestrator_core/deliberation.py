@@ -4,9 +4,10 @@ Every phase runs its agent calls at once, so the critical path is (1 + 2R) agent
 plus the slowest proposal's checks. An agent that raises or times out is recorded as a
 failure and takes no further part; the council goes on while a quorum remains.
 Each agent call is bounded by the agent timeout: the server's, or the task's
-``constraints.agent_timeout_seconds`` when that is tighter (the call itself is made by
-:func:`~orchestrator_core.agent_calls.call_agent`, as the selection's is). A phase starts
-all its calls together, so the same figure bounds each agent phase.
+``constraints.agent_timeout_seconds`` when that is tighter (the call itself is made as
+:func:`~orchestrator_core.agent_calls.call_agent` makes the selection's). A phase starts
+all its calls together, so the same figure bounds each agent phase, and one deadline ends
+the calls still running then (:class:`~orchestrator_core.phase_calls.PhaseCalls`).
 Cancelling the task that awaits :meth:`DeliberationEngine.deliberate` cancels every
 agent call and check in flight.
 

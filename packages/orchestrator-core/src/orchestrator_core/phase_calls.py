@@ -10,6 +10,13 @@ completed call even when the run stops mid-phase, and the checkpoint (e.g.
 :meth:`~orchestrator_core.records.writer.RecordWriter.flush`) makes it durable before the
 result is used. A call in the :class:`~orchestrator_core.journal.Journal` is not made: its
 reply or failure is taken as the original was, and nothing is emitted (the record has it).
+
+Each call is made as :func:`~orchestrator_core.agent_calls.call_agent` makes one (its checks
+of the reply and its failures are the same functions), with two differences that cost less per
+call: a phase's calls, which start together with the same timeout, share one deadline
+(:class:`~orchestrator_core.deadlines.SharedDeadline`, one timer for the deliberation's phases
+in turn) instead of a :class:`~orchestrator_core.plugin_calls.Budget` each, and each call is
+one coroutine in a task of its own.
 """
 
 from __future__ import annotations
