@@ -8,8 +8,14 @@ A DEV council of 3 agents (the sample plugin's backend) whose every call takes L
 - throughput: 1600 deliberations, 800 at a time (a bound of 800 / 0.6 s = 1333 /s, above
   what either server reaches, so the server is what limits it), 2 processes over 1 (≥ 1.7).
 
+The records are in SQLite on disk and on tmpfs, and in PostgreSQL (``ORCH_BENCH_POSTGRES_URL``,
+by default ``postgresql://postgres@127.0.0.1:5432/test``: a database of its own is made there
+for each server and dropped after), the store meant for several processes on durable storage.
+
 The client is ``bench/load.py`` in ``CLIENTS`` processes, each on ``CONNECTIONS`` connections
 (``SO_REUSEPORT`` spreads connections, not calls), started together at one wall-clock time.
+With 2 server processes, the busiest one's share of the server's CPU is reported: the kernel
+hashes each connection to a process, so the split is seldom even.
 The bare echo answers a real ``DeliberateResponse``'s bytes after 0.6 s: the client alone at
 the same concurrency, to show it is not the bottleneck.
 """
@@ -28,7 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import grpc
@@ -44,6 +50,10 @@ CLIENTS = 2
 CONNECTIONS = 8
 LATENCY_LOAD = (200, 200)  # requests, at once
 THROUGHPUT_LOAD = (1600, 800)
+POSTGRES_URL = os.environ.get("ORCH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_POOL = 50
+"""Connections per server process: at the default 10, 200 deliberations at once queue for
+the pool's connections (p99 over the critical path 3.4 at one process) rather than for a core."""
 
 
 @contextmanager
@@ -65,12 +75,42 @@ def _started(command: list[str], env: dict[str, str], ready: str) -> Iterator[su
             process.wait()
 
 
-def _serve(processes: int, port: int, records: Path) -> AbstractContextManager[subprocess.Popen[str]]:
+@contextmanager
+def _postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for one server's records, dropped after; None (and the
+    PostgreSQL rows left out) when there is no server at POSTGRES_URL or no psycopg."""
+    try:
+        import psycopg
+        from psycopg import sql
+
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except Exception as error:  # any reason the database is not there
+        print(f"no PostgreSQL rows: {POSTGRES_URL}: {error}", file=sys.stderr)
+        yield None
+        return
+    name = f"orchestrator_bench_load_{os.getpid()}"
+    with admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            with suppress(psycopg.Error):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _serve(processes: int, port: int, records: Path | str) -> AbstractContextManager[subprocess.Popen[str]]:
+    """``records``: the SQLite file, or a ``postgresql://`` URL."""
+    where = (
+        {"ORCH_DATABASE_URL": records, "ORCH_DATABASE_POOL_SIZE": str(POSTGRES_POOL)}
+        if isinstance(records, str)
+        else {"ORCH_DATABASE_PATH": str(records)}
+    )
     env = {
         **os.environ,
         "ORCH_HOST": "127.0.0.1",
         "ORCH_PORT": str(port),
-        "ORCH_DATABASE_PATH": str(records),
+        **where,
         "ORCH_LOG_LEVEL": "WARNING",
         "ORCH_PLUGINS_ENABLED": "sample",
         "ORCH_COUNCILS__DEV__BACKEND": "sample-template",
@@ -83,16 +123,37 @@ def _serve(processes: int, port: int, records: Path) -> AbstractContextManager[s
     return _started(command, env, "orchestrator serving on ")
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) of process ``pid`` and its children so far (0 for None)."""
+def _cpu_seconds(pid: int | None) -> list[float]:
+    """CPU time (user + system) so far of process ``pid`` and of each of its children, in
+    that order (nothing for None)."""
     if pid is None:
-        return 0.0
+        return []
     pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-    ticks = 0
+    seconds = []
     for one in pids:
         fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        seconds.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime
+    return seconds
+
+
+def _postgres_cpu_seconds() -> float:
+    """CPU time so far of every PostgreSQL process on this machine (its backends serve the
+    records; other work on the same server is counted too)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            name, _, rest = stat.read_text().partition(") ")
+            if name.endswith("(postgres"):
+                fields = rest.split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _busiest_share(before: list[float], after: list[float]) -> float:
+    """The busiest process's share of the CPU the processes used between the two readings
+    (1 for a server of one process)."""
+    used = [late - early for early, late in zip(before, after, strict=False)]
+    return max(used) / sum(used) if sum(used) > 0 else 1.0
 
 
 def _drive(address: str, requests: int, concurrency: int, server: int | None) -> dict[str, float | str]:
@@ -101,6 +162,7 @@ def _drive(address: str, requests: int, concurrency: int, server: int | None) ->
     start_at = time.time() + 2.0  # after every client has imported grpc and connected
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = _cpu_seconds(server)
+    database_before = _postgres_cpu_seconds()
     clients = [
         subprocess.Popen(
             [
@@ -114,7 +176,9 @@ def _drive(address: str, requests: int, concurrency: int, server: int | None) ->
     ]
     results = [json.loads(client.communicate(timeout=600)[0]) for client in clients]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = _cpu_seconds(server) - server_before
+    server_after = _cpu_seconds(server)
+    database_cpu = _postgres_cpu_seconds() - database_before
+    server_cpu = sum(server_after) - sum(server_before)
     walls = sorted(w for r in results for w in r["walls"])
     codes: Counter[str] = Counter()
     for r in results:
@@ -127,6 +191,8 @@ def _drive(address: str, requests: int, concurrency: int, server: int | None) ->
         "wall_p99_seconds": walls[min(len(walls) - 1, int(0.99 * len(walls)))],
         "client_cpu_ms_per_call": client_cpu * 1000 / requests,
         "server_cpu_ms_per_call": server_cpu * 1000 / requests,
+        "busiest_process_share": _busiest_share(server_before, server_after),
+        "postgres_cpu_ms_per_call": database_cpu * 1000 / requests,
         "load_average": os.getloadavg()[0],  # the machine's own load: other work shares its cores
         "codes": json.dumps(dict(codes)),
     }
@@ -147,81 +213,126 @@ def _measure(address: str, repeats: int, server: int | None) -> dict[str, dict[s
     return {"latency": latency, "throughput": throughput}
 
 
-def run(repeats: int = 3) -> dict[str, dict[str, dict[str, float | str]]]:
+MEDIA = ("disk", "tmpfs", "PostgreSQL")
+
+
+@contextmanager
+def _records(medium: str, scratch: str, memory: str, processes: int) -> Iterator[Path | str | None]:
+    """Where a server of ``processes`` keeps its records on ``medium`` (None: not here)."""
+    if medium == "PostgreSQL":
+        with _postgres_database() as url:
+            yield url
+    else:
+        yield Path(scratch if medium == "disk" else memory) / f"records-{processes}.sqlite3"
+
+
+def run(
+    repeats: int = 3, media: tuple[str, ...] = MEDIA, echo: bool = True
+) -> dict[str, dict[str, dict[str, float | str]]]:
     figures = {}
     shm = Path("/dev/shm")
     in_memory = shm if shm.is_dir() else None
     with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryDirectory(dir=in_memory) as memory:
         response = Path(scratch) / "response.bin"
-        runs = [(1, "disk", scratch), (2, "disk", scratch), (1, "tmpfs", memory), (2, "tmpfs", memory)]
-        for processes, medium, directory in runs:
-            port = free_port()
-            records = Path(directory) / f"records-{processes}.sqlite3"
-            with _serve(processes, port, records) as server:
-                address = f"127.0.0.1:{port}"
-                if not response.exists():
-                    with grpc.insecure_channel(address) as channel:
-                        answer = pb_grpc.OrchestratorServiceStub(channel).Deliberate(
-                            pb.DeliberateRequest(role="DEV", task="Write a function that adds two numbers", rounds=1),
-                            timeout=30,
+        for medium in media:
+            for processes in (1, 2):
+                with _records(medium, scratch, memory, processes) as records:
+                    if records is None:
+                        continue
+                    port = free_port()
+                    with _serve(processes, port, records) as server:
+                        address = f"127.0.0.1:{port}"
+                        if not response.exists():
+                            _keep_response(address, response)
+                        figures[f"serve --processes {processes}, records on {medium}"] = _measure(
+                            address, repeats, server.pid
                         )
-                    response.write_bytes(answer.SerializeToString())
-                figures[f"serve --processes {processes}, records on {medium}"] = _measure(address, repeats, server.pid)
-        port = free_port()
-        echo = [
-            sys.executable, str(HERE / "echo_server.py"), "--port", str(port),
-            "--response", str(response), "--delay", str(CRITICAL_PATH),
-        ]
-        with _started(echo, dict(os.environ), "ready") as server:
-            figures["bare grpc.aio echo (the client alone)"] = _measure(f"127.0.0.1:{port}", repeats, server.pid)
+        if echo:
+            port = free_port()
+            command = [
+                sys.executable, str(HERE / "echo_server.py"), "--port", str(port),
+                "--response", str(response), "--delay", str(CRITICAL_PATH),
+            ]
+            with _started(command, dict(os.environ), "ready") as server:
+                figures["bare grpc.aio echo (the client alone)"] = _measure(f"127.0.0.1:{port}", repeats, server.pid)
     return figures
 
 
-def _throughput(figures: dict[str, dict[str, dict[str, float | str]]], processes: int, medium: str) -> float:
-    return float(figures[f"serve --processes {processes}, records on {medium}"]["throughput"]["throughput_per_second"])
+def _keep_response(address: str, response: Path) -> None:
+    """A real DeliberateResponse's bytes, for the echo to answer."""
+    with grpc.insecure_channel(address) as channel:
+        answer = pb_grpc.OrchestratorServiceStub(channel).Deliberate(
+            pb.DeliberateRequest(role="DEV", task="Write a function that adds two numbers", rounds=1), timeout=30
+        )
+    response.write_bytes(answer.SerializeToString())
+
+
+def _throughput(figures: dict[str, dict[str, dict[str, float | str]]], processes: int, medium: str) -> float | None:
+    measured = figures.get(f"serve --processes {processes}, records on {medium}")
+    return None if measured is None else float(measured["throughput"]["throughput_per_second"])
+
+
+def _scaling(figures: dict[str, dict[str, dict[str, float | str]]]) -> str:
+    """Throughput of 2 processes over 1, per store measured."""
+    ratios = []
+    for medium in MEDIA:
+        one, two = _throughput(figures, 1, medium), _throughput(figures, 2, medium)
+        if one and two:
+            ratios.append(f"**{two / one:.2f}x** with the records {'in' if medium == 'PostgreSQL' else 'on'} {medium}")
+    return ", ".join(ratios)
+
+
+def _database_cpu(name: str, measured: dict[str, float | str]) -> str:
+    if not name.endswith("PostgreSQL"):
+        return ""
+    return f" + {float(measured['postgres_cpu_ms_per_call']):.2f} ms PostgreSQL's"
 
 
 def markdown(figures: dict[str, dict[str, dict[str, float | str]]], notes: list[str]) -> list[str]:
-    one, two = _throughput(figures, 1, "disk"), _throughput(figures, 2, "disk")
-    one_tmpfs, two_tmpfs = _throughput(figures, 1, "tmpfs"), _throughput(figures, 2, "tmpfs")
     lines = [
         "## Load over the cores",
         "",
         "`python bench/run.py --only-load` (bench/cores.py): a DEV council of 3 agents (the sample",
         "plugin's backend) whose every call takes L = 200 ms, 1 round: critical path 0.6 s; records",
-        f"in SQLite, on disk and on tmpfs. The client (`bench/load.py`) runs in {CLIENTS} processes of its own, "
-        f"{CONNECTIONS} connections each,",
-        "started together; the bare echo answers a real `DeliberateResponse` after 0.6 s. Median of 3",
-        "runs. Latency: 200 at once, p99 over the critical path (target ≤ 1.1). Throughput: 1600,",
-        "800 at a time (the bound 800 / 0.6 s = 1333 /s is above every server figure).",
+        "in SQLite on disk and on tmpfs, and in PostgreSQL (a local server, a database of its own per",
+        f"server). The client (`bench/load.py`) runs in {CLIENTS} processes of its own, {CONNECTIONS} connections",
+        "each, started together, each connection keeping its share of the calls in flight (as",
+        "independent clients do); the bare echo answers a real `DeliberateResponse` after 0.6 s. Median",
+        "of 3 runs. Latency: 200 at once, p99 over the critical path (target ≤ 1.1). Throughput: 1600,",
+        "800 at a time (the bound 800 / 0.6 s = 1333 /s is above every server figure). Server CPU:",
+        "the server's processes (and PostgreSQL's, given apart); busiest share: the busiest server",
+        "process's share of it (the kernel spreads connections, not calls, over the processes).",
         "",
         "| server | 200 at once: p50 | p99 | p99 / critical path | throughput (800 at a time) "
-        "| server CPU per call | client CPU per call | load average | status codes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server CPU per call | busiest share | client CPU per call | load average | status codes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, f in figures.items():
         lat, thr = f["latency"], f["throughput"]
         lines.append(
             f"| {name} | {float(lat['wall_p50_seconds']):.3f} s | {float(lat['wall_p99_seconds']):.3f} s | "
             f"{float(lat['p99_over_critical_path']):.2f} | {float(thr['throughput_per_second']):.0f} /s | "
-            f"{float(thr['server_cpu_ms_per_call']):.2f} ms | {float(thr['client_cpu_ms_per_call']):.2f} ms "
-            f"| {float(thr['load_average']):.1f} | {thr['codes']} |"
+            f"{float(thr['server_cpu_ms_per_call']):.2f} ms{_database_cpu(name, thr)} "
+            f"| {float(thr['busiest_process_share']):.2f} "
+            f"| {float(thr['client_cpu_ms_per_call']):.2f} ms | {float(thr['load_average']):.1f} | {thr['codes']} |"
         )
-    served = figures["serve --processes 2, records on tmpfs"]["throughput"]
-    per_call = float(served["server_cpu_ms_per_call"]) + float(served["client_cpu_ms_per_call"])
-    cores = os.cpu_count() or 1
     lines += [
         "",
-        f"Throughput of 2 processes over 1: **{two / one:.2f}x** with the records on disk, "
-        f"**{two_tmpfs / one_tmpfs:.2f}x** on tmpfs",
-        "(target ≥ 1.7); load average: the machine's, read after each run (other work shares the",
-        "cores when it exceeds what the benchmark itself runs). The CPU per call (server and client,",
-        f"tmpfs, throughput run) puts the ceiling of this machine's {cores} cores at "
-        f"{cores * 1000 / per_call:.0f} /s,",
-        f"{cores * 1000 / per_call / one_tmpfs:.2f}x one process, if nothing else ran.",
-        "",
+        f"Throughput of 2 processes over 1: {_scaling(figures)} (target ≥ 1.7); load average: the",
+        "machine's, read after each run (other work shares the cores when it exceeds what the",
+        "benchmark itself runs).",
     ]
-    return [*lines, *notes] if notes else lines[:-1]
+    served = figures.get("serve --processes 2, records on tmpfs", {}).get("throughput")
+    one_tmpfs = _throughput(figures, 1, "tmpfs")
+    if served is not None and one_tmpfs:
+        per_call = float(served["server_cpu_ms_per_call"]) + float(served["client_cpu_ms_per_call"])
+        cores = os.cpu_count() or 1
+        lines += [
+            "The CPU per call (server and client, tmpfs, throughput run) puts the ceiling of this",
+            f"machine's {cores} cores at {cores * 1000 / per_call:.0f} /s, "
+            f"{cores * 1000 / per_call / one_tmpfs:.2f}x one process, if nothing else ran.",
+        ]
+    return [*lines, "", *notes] if notes else lines
 
 
 if __name__ == "__main__":

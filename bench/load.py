@@ -53,9 +53,14 @@ async def drive(
 ) -> dict:
     """``requests`` calls, ``concurrency`` at a time, spread over ``connections`` channels of
     their own (``serve --processes`` spreads connections, not calls); from the wall-clock
-    time ``start_at`` when given, so that several client processes start together."""
+    time ``start_at`` when given, so that several client processes start together.
+
+    Each connection is a client of its own: it keeps its share of the concurrency in flight
+    and sends its next call when one of its own answers, as independent clients do. (With one
+    pool of slots shared by every connection, a call answered on a connection to an idle
+    server process would start the next call on a connection to a busy one, and the busier
+    process, holding more of the kernel's connections, would set the pace of all.)"""
     request = pb.DeliberateRequest(role=role, task="Write a function that adds two numbers", rounds=rounds)
-    slots = asyncio.Semaphore(concurrency)
     walls: list[float] = []
     codes: Counter[str] = Counter()
     # A local subchannel pool: each channel its own TCP connection.
@@ -63,27 +68,32 @@ async def drive(
         grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(connections)
     ]
+    remaining = requests
     try:
         stubs = [pb_grpc.OrchestratorServiceStub(channel) for channel in channels]
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), 30)
 
-        async def one(n: int) -> None:
-            async with slots:
+        async def caller(stub: pb_grpc.OrchestratorServiceStub) -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
                 started = time.perf_counter()
                 try:
-                    await stubs[n % connections].Deliberate(request, timeout=deadline)
+                    await stub.Deliberate(request, timeout=deadline)
                     codes["OK"] += 1
                     walls.append(time.perf_counter() - started)
                 except grpc.aio.AioRpcError as error:
                     codes[error.code().name] += 1
 
+        # concurrency callers, dealt to the connections in turn: each connection's share.
+        callers = [stubs[n % connections] for n in range(min(concurrency, requests))]
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.time()))
         began = time.time()
         started = time.perf_counter()
         async with asyncio.timeout(MAX_SECONDS):
-            await asyncio.gather(*(one(n) for n in range(requests)))
+            await asyncio.gather(*(caller(stub) for stub in callers))
         elapsed = time.perf_counter() - started
     finally:
         for channel in channels:
