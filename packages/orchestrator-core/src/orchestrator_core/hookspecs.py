@@ -200,7 +200,16 @@ def identity_of(agent: object) -> AgentIdentity:
         return AgentIdentity()
     if not isinstance(identity, AgentIdentity):
         return AgentIdentity()
-    source = identity.source if identity.source in IDENTITY_SOURCES else ""
+    source = identity.source
+    if (
+        type(identity) is AgentIdentity
+        and type(identity.model) is str
+        and type(identity.endpoint) is str
+        and type(source) is str
+        and (not source or source in IDENTITY_SOURCES)
+    ):
+        return identity  # already what it would be rebuilt as (immutable, so it can be shared)
+    source = source if source in IDENTITY_SOURCES else ""
     return AgentIdentity(model=str(identity.model), endpoint=str(identity.endpoint), source=source)
 
 

@@ -62,20 +62,26 @@ class Scorer:
         return sum(self.weight(r.kind) * r.score for r in results) / total_weight
 
 
-def rank(
-    judged: Sequence[tuple[Proposal, tuple[CheckResult, ...]]], scorer: Scorer
-) -> tuple[RankedProposal, ...]:
+def rank(judged: Sequence[tuple[Proposal, tuple[CheckResult, ...]]], scorer: Scorer) -> tuple[RankedProposal, ...]:
     """Rank proposals best first: viable ones above the rest, each group by score; ties keep
-    the given (council) order."""
+    the given (council) order.
+
+    Every deliberation ranks, most with a few checks per proposal or none, so this does no
+    more than it must: a proposal no check judged is not viable and scores 0 without asking
+    the scorer, and the sort is stable, so its key needs no position to keep ties in order."""
     scored = [
-        (scorer.viable(checks), scorer.score(checks), position, proposal, checks)
-        for position, (proposal, checks) in enumerate(judged)
+        (scorer.viable(checks), scorer.score(checks), proposal, checks) if checks else (False, 0.0, proposal, checks)
+        for proposal, checks in judged
     ]
-    scored.sort(key=lambda item: (not item[0], -item[1], item[2]))
+    scored.sort(key=_best_first)
     return tuple(
-        RankedProposal(proposal=proposal, checks=checks, score=score, rank=rank_number, viable=viable)
-        for rank_number, (viable, score, _, proposal, checks) in enumerate(scored, start=1)
+        RankedProposal(proposal, checks, score, rank_number, viable)
+        for rank_number, (viable, score, proposal, checks) in enumerate(scored, start=1)
     )
+
+
+def _best_first(item: tuple[bool, float, Proposal, tuple[CheckResult, ...]]) -> tuple[bool, float]:
+    return not item[0], -item[1]
 
 
 def no_viable_message(scorer: Scorer, results: Sequence[RankedProposal]) -> str:
