@@ -204,13 +204,7 @@ class _Run:
         written: dict[str, Critique] = {}
 
         def critiqued(critic: Member, author: Member, reply: AgentReply) -> DeliberationEvent:
-            critique = Critique(
-                critic_id=critic.agent_id,
-                proposal_id=author.latest.proposal_id,
-                author_id=author.agent_id,
-                content=reply.text,
-                round=round_number,
-            )
+            critique = Critique(critic.agent_id, author.latest.proposal_id, author.agent_id, reply.text, round_number)
             written[critic.agent_id] = critique
             return CritiqueWritten(critique)
 
@@ -280,11 +274,7 @@ class _Run:
         return result
 
     def _proposal(self, member: Member, reply: AgentReply, revision: int) -> Proposal:
+        # positional: built for every reply
         return Proposal(
-            proposal_id=f"{member.agent_id}-v{revision}",
-            author_id=member.agent_id,
-            role=self.task.role,
-            content=reply.text,
-            revision=revision,
-            truncated=reply.truncated,
+            f"{member.agent_id}-v{revision}", member.agent_id, self.task.role, reply.text, revision, reply.truncated
         )

@@ -150,6 +150,7 @@ class PhaseCalls:
             raise ValueError("a deliberation needs at least one agent")
         self.deliberation_id = deliberation_id
         self.task = task
+        self._role, self._text = task.role, task.description
         self.members = [Member(agent, identity_of(agent).model, backend_of(agent)) for agent in agents]
         self.quorum = min(quorum, len(agents))
         self.timeout = agent_timeout(task, timeout_seconds)
@@ -252,13 +253,13 @@ class PhaseCalls:
         member = step.member
         scope = AgentCallScope(
             self.deliberation_id,
-            self.task.role,
+            self._role,
             member.agent_id,
             member.backend,
             member.model,
             phase,
             round_number,
-            task=self.task.description,
+            self._text,  # positional: it is built for every call
         )
         task = current_task()
         assert task is not None  # a task of the phase's group
