@@ -158,7 +158,7 @@ class _Run:
             await self._generate()
         rounds_run = 0
         for round_number in range(1, rounds + 1):
-            if len(self.calls.active()) < 2:
+            if self.calls.active_count < 2:
                 break  # nobody left to critique a peer
             with self._phase("critique", round_number):
                 feedback = await self._critique(round_number)

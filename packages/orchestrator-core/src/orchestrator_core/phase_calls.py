@@ -152,6 +152,8 @@ class PhaseCalls:
         self.task = task
         self._role, self._text = task.role, task.description
         self.members = [Member(agent, identity_of(agent).model, backend_of(agent)) for agent in agents]
+        self.active_count = len(self.members)
+        """How many members still take part (kept as they are taken out: read after every phase)."""
         self.quorum = min(quorum, len(agents))
         self.timeout = agent_timeout(task, timeout_seconds)
         self.timeout_setting = AGENT_TIMEOUT_SETTING if self.timeout >= timeout_seconds else TASK_AGENT_TIMEOUT
@@ -171,7 +173,7 @@ class PhaseCalls:
         return [m for m in self.members if m.active]
 
     def require_quorum(self) -> None:
-        active = len(self.active())
+        active = self.active_count
         if active < self.quorum:
             raise quorum_lost(
                 self.failures, self.causes, self.bugs, total=len(self.members), active=active, quorum=self.quorum
@@ -289,7 +291,7 @@ class PhaseCalls:
             self.emit(AgentFailed(failed.failure))
             if self.checkpoint is not None:
                 await self.checkpoint_reached()
-            if len(self.active()) < self.quorum:
+            if self.active_count < self.quorum:
                 raise _QuorumGone from None
             return
         self.meter.add(reply.usage)
@@ -308,7 +310,9 @@ class PhaseCalls:
         step.made(entry.result)  # its event is in the record already
 
     def _take_out(self, member: Member, failure: AgentFailure, cause: AgentError | None, *, plugin_bug: bool) -> None:
-        member.active = False
+        if member.active:
+            member.active = False
+            self.active_count -= 1
         if plugin_bug:
             self.bugs.append(backend_of(member.agent))
         self.failures.append(failure)
