@@ -36,10 +36,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import partial
 
 from orchestrator_core.check_runs import run_check
 from orchestrator_core.events import (
@@ -63,7 +62,7 @@ from orchestrator_core.models import (
     Proposal,
     Task,
 )
-from orchestrator_core.phase_calls import Checkpoint, Member, PhaseCalls, Step, UsageMeter, run_concurrently
+from orchestrator_core.phase_calls import Checkpoint, Member, PhaseCalls, UsageMeter, run_concurrently
 from orchestrator_core.plugin_calls import (
     OffLoopRunner,
     PluginFailureCounters,
@@ -186,59 +185,58 @@ class _Run:
 
     # -- phases ---------------------------------------------------------------
 
+    # Each phase gives its calls one function that makes a member's call and one that takes
+    # its reply in (nothing built per call to say which call it is).
+
     async def _generate(self) -> None:
+        task = self.task
+
+        def generate(member: Member) -> Awaitable[AgentReply]:
+            return member.agent.generate(task)
+
         def generated(member: Member, reply: AgentReply) -> DeliberationEvent:
             member.proposal = self._proposal(member, reply, revision=0)
             return ProposalGenerated(member.proposal)
 
-        await self.calls.run(
-            Phase.GENERATE,
-            0,
-            [Step(m, partial(m.agent.generate, self.task), partial(generated, m)) for m in self.calls.active()],
-        )
+        await self.calls.run(Phase.GENERATE, 0, self.calls.active(), generate, generated)
         self.calls.require_quorum()
 
     async def _critique(self, round_number: int) -> dict[str, list[Critique]]:
+        task = self.task
         ring = self.calls.active()
-        pairs = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+        author_of = {critic.agent_id: ring[(i + 1) % len(ring)] for i, critic in enumerate(ring)}
         written: dict[str, Critique] = {}
 
-        def critiqued(critic: Member, author: Member, reply: AgentReply) -> DeliberationEvent:
-            critique = Critique(critic.agent_id, author.latest.proposal_id, author.agent_id, reply.text, round_number)
-            written[critic.agent_id] = critique
-            return CritiqueWritten(critique)
+        def critique(critic: Member) -> Awaitable[AgentReply]:
+            return critic.agent.critique(task, author_of[critic.agent_id].latest)
 
-        await self.calls.run(
-            Phase.CRITIQUE,
-            round_number,
-            [
-                Step(
-                    critic, partial(critic.agent.critique, self.task, author.latest), partial(critiqued, critic, author)
-                )
-                for critic, author in pairs
-            ],
-        )
+        def critiqued(critic: Member, reply: AgentReply) -> DeliberationEvent:
+            author = author_of[critic.agent_id]
+            written[critic.agent_id] = made = Critique(
+                critic.agent_id, author.latest.proposal_id, author.agent_id, reply.text, round_number
+            )
+            return CritiqueWritten(made)
+
+        await self.calls.run(Phase.CRITIQUE, round_number, ring, critique, critiqued)
         feedback: dict[str, list[Critique]] = {}
-        for critic, author in pairs:  # in the ring's order, whatever order the critiques came in
+        for critic in ring:  # in the ring's order, whatever order the critiques came in
             if critic.agent_id in written:
-                feedback.setdefault(author.agent_id, []).append(written[critic.agent_id])
+                feedback.setdefault(author_of[critic.agent_id].agent_id, []).append(written[critic.agent_id])
         self.calls.require_quorum()
         return feedback
 
     async def _revise(self, round_number: int, feedback: dict[str, list[Critique]]) -> None:
+        task = self.task
+
+        def revise(member: Member) -> Awaitable[AgentReply]:
+            return member.agent.revise(task, member.latest, tuple(feedback[member.agent_id]))
+
         def revised(member: Member, reply: AgentReply) -> DeliberationEvent:
             member.proposal = self._proposal(member, reply, revision=member.latest.revision + 1)
             return ProposalRevised(member.proposal)
 
         authors = [m for m in self.calls.active() if feedback.get(m.agent_id)]
-        await self.calls.run(
-            Phase.REVISE,
-            round_number,
-            [
-                Step(m, partial(m.agent.revise, self.task, m.latest, tuple(feedback[m.agent_id])), partial(revised, m))
-                for m in authors
-            ],
-        )
+        await self.calls.run(Phase.REVISE, round_number, authors, revise, revised)
         self.calls.require_quorum()
 
     async def _check_all(self) -> list[tuple[Proposal, tuple[CheckResult, ...]]]:

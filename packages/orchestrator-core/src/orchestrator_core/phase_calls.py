@@ -4,7 +4,7 @@ of made; a checkpoint awaited after each completed call.
 
 A phase's calls start together; the one whose failure leaves fewer agents than the quorum
 cancels the others and :class:`~orchestrator_core.errors.QuorumLost` is raised. Each call's
-product (what :attr:`Step.made` takes into the deliberation: a proposal, a critique) or its
+product (what the phase's :data:`Made` takes into the deliberation: a proposal, a critique) or its
 failure is emitted right after the call itself, so a record following the events holds every
 completed call even when the run stops mid-phase, and the checkpoint (e.g.
 :meth:`~orchestrator_core.records.writer.RecordWriter.flush`) makes it durable before the
@@ -27,7 +27,7 @@ from asyncio import current_task
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NamedTuple, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from orchestrator_core.agent_calls import (
     AGENT_TIMEOUT_SETTING,
@@ -111,13 +111,13 @@ class Member:
         return self.proposal
 
 
-class Step(NamedTuple):
-    """One agent call of a phase: whose, the call, and ``made``, which takes the reply into
-    the deliberation (the member's proposal, the feedback) and returns the event saying so."""
+CallOf = Callable[[Member], Awaitable[AgentReply]]
+"""A phase's agent call, made for each member in turn (e.g. ``member.agent.generate(task)``)."""
 
-    member: Member
-    call: Callable[[], Awaitable[AgentReply]]
-    made: Callable[[AgentReply], DeliberationEvent]
+Made = Callable[[Member, AgentReply], DeliberationEvent]
+"""Takes a member's reply into the deliberation (its proposal, the feedback) and returns the
+event saying so. A phase has one for all its calls, as it has one :data:`CallOf`: nothing is
+built per call to say what the call is."""
 
 
 class _QuorumGone(Exception):
@@ -179,17 +179,17 @@ class PhaseCalls:
                 self.failures, self.causes, self.bugs, total=len(self.members), active=active, quorum=self.quorum
             )
 
-    async def run(self, phase: Phase, round_number: int, steps: Sequence[Step]) -> None:
+    async def run(self, phase: Phase, round_number: int, members: Sequence[Member], call: CallOf, made: Made) -> None:
         """All of one phase's calls at once; when a failure loses the quorum, the rest are
         cancelled and QuorumLost is raised. Journaled calls are taken first, in the order
         they ended, as they ended before the calls still to make."""
-        to_make = steps
+        to_make = members
         if self.journal.calls:  # a resumed run: some calls may be journaled
-            entries = [(self.journal.call(s.member.agent_id, phase, round_number), s) for s in steps]
-            done = sorted(((e, s) for e, s in entries if e is not None), key=lambda pair: pair[0].position)
-            for entry, step in done:
-                self._replay(step, entry)
-            to_make = [s for e, s in entries if e is None]
+            entries = [(self.journal.call(m.agent_id, phase, round_number), m) for m in members]
+            done = sorted(((e, m) for e, m in entries if e is not None), key=lambda pair: pair[0].position)
+            for entry, member in done:
+                self._replay(member, made, entry)
+            to_make = [m for e, m in entries if e is None]
         if not to_make:
             return
         # The calls start together with the same timeout: one deadline ends those still
@@ -203,8 +203,8 @@ class PhaseCalls:
         try:
             with call_deadline(self.timeout):
                 async with asyncio.TaskGroup() as group:
-                    for step in to_make:
-                        bound.watch(group.create_task(self._call(step, phase, round_number, bound)))
+                    for member in to_make:
+                        bound.watch(group.create_task(self._call(member, call, made, phase, round_number, bound)))
         except BaseExceptionGroup as group:
             self._raise_from(group)
 
@@ -245,14 +245,15 @@ class PhaseCalls:
         except Exception as exc:
             raise _CheckpointFailed from exc
 
-    async def _call(self, step: Step, phase: Phase, round_number: int, bound: SharedDeadline) -> None:
+    async def _call(
+        self, member: Member, call: CallOf, made: Made, phase: Phase, round_number: int, bound: SharedDeadline
+    ) -> None:
         """One agent call, made as :func:`~orchestrator_core.agent_calls.call_agent` makes
         it, within the phase's deadline (``bound``), its product emitted as it ends; a failure
         is recorded, never raised, unless it loses the quorum.
 
         One coroutine for the whole call (not this, ``call_agent`` and its attempt nested):
         its task is its own, so it names the running plugin call for the watchdog by its task."""
-        member = step.member
         scope = AgentCallScope(
             self.deliberation_id,
             self._role,
@@ -272,7 +273,7 @@ class PhaseCalls:
                 entered(task, partial(named_call, scope))
                 try:
                     try:
-                        reply = await step.call()
+                        reply = await call(member)
                     finally:
                         left(task)
                         timed_out = bound.release(task)
@@ -295,19 +296,19 @@ class PhaseCalls:
                 raise _QuorumGone from None
             return
         self.meter.add(reply.usage)
-        self.emit(step.made(reply))
+        self.emit(made(member, reply))
         if self.checkpoint is not None:
             await self.checkpoint_reached()
 
-    def _replay(self, step: Step, entry: JournaledCall) -> None:
+    def _replay(self, member: Member, made: Made, entry: JournaledCall) -> None:
         """A journaled call, taken as the original was: its reply used, or its failure taking
         the agent out (QuorumLost when that loses the quorum, as it did then)."""
         self.meter.add(entry.call.usage)
         if isinstance(entry.result, AgentFailure):
-            self._take_out(step.member, entry.result, None, plugin_bug=entry.plugin_bug)
+            self._take_out(member, entry.result, None, plugin_bug=entry.plugin_bug)
             self.require_quorum()
             return
-        step.made(entry.result)  # its event is in the record already
+        made(member, entry.result)  # its event is in the record already
 
     def _take_out(self, member: Member, failure: AgentFailure, cause: AgentError | None, *, plugin_bug: bool) -> None:
         if member.active:
