@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -255,6 +256,7 @@ async def serve(settings: Settings, plugins: PluginHost, announce: Announce | No
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     async with running_server(settings, plugins) as server:
+        collect_for_serving()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         (announce or announce_serving)(server)
@@ -264,6 +266,26 @@ async def serve(settings: Settings, plugins: PluginHost, announce: Announce | No
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+
+ALLOCATIONS_PER_COLLECTION = 50_000
+"""Allocations (net of frees) between two collections of the youngest generation; 700 by default."""
+
+
+def collect_for_serving() -> None:
+    """Tune Python's cyclic garbage collector for a serving process, once it has started.
+
+    What startup made (modules, plugins, schemas, gRPC) is frozen out of every collection,
+    and the youngest generation is collected every 50,000 allocations instead of 700 (the
+    older ones every 20 and 100 of those, instead of 10 and 10). A deliberation allocates
+    thousands of objects, so with the defaults a busy server collected many times per
+    deliberation, each collection walking every object of the deliberations in flight: with
+    1,200 of them at once the collector was a third of the server's CPU (1.64 to 1.75 ms per
+    deliberation; 1.09 to 1.10 ms tuned). Nothing is kept longer than the next collection:
+    what is garbage without a cycle is freed at once, as always. Only ``serve`` does this;
+    an embedder's process keeps its own settings."""
+    gc.freeze()
+    gc.set_threshold(ALLOCATIONS_PER_COLLECTION, 20, 100)
 
 
 PENDING_CALLS_HEADROOM = 1000
