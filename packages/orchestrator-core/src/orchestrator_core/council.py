@@ -6,12 +6,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator_core.breaker import CircuitBreaker, CircuitState, GuardedAgent
 from orchestrator_core.errors import NoCouncil
 from orchestrator_core.hookspecs import Agent, AgentBackend, SelectingAgent
 from orchestrator_core.models import AgentConfig
 from orchestrator_core.reachability import EndpointState, Reachability, probe_backend
+from orchestrator_core.records.redaction import redacted_options
 from orchestrator_core.redaction import redact_url
 from orchestrator_core.settings import CONFIG_FILE_ENV, CouncilSettings, Settings
 
@@ -28,6 +30,17 @@ class CouncilInfo:
     circuit: CircuitState = CircuitState.CLOSED
     endpoint: Reachability = field(default_factory=Reachability)
     """Whether the council's endpoint answered its last probe (unknown until probed)."""
+
+
+@dataclass(frozen=True)
+class Seat:
+    """What the agent at one position of a council gets in every deliberation: its options,
+    its endpoint's circuit breaker, and its options as a record keeps them (secrets redacted).
+    Worked out once per council settings instead of for every deliberation."""
+
+    options: Mapping[str, Any]
+    breaker: CircuitBreaker
+    recorded_options: Mapping[str, str]
 
 
 class Breakers:
@@ -88,6 +101,9 @@ class Council:
         self._breakers = breakers or Breakers(failure_threshold=5, cooldown_seconds=30.0)
         self.reachability = Reachability()
         """What the last probe of the council's endpoint found (see :mod:`.reachability`)."""
+        self._seats: dict[int, Seat] = {}
+        self._seats_of = settings
+        """The settings the seats were worked out from: new settings, new seats."""
 
     @property
     def ready(self) -> bool:
@@ -111,29 +127,36 @@ class Council:
         agent = self._agent(0, 1)
         return agent if isinstance(agent.agent, SelectingAgent) else None
 
+    def seat(self, index: int) -> Seat:
+        """The seat at ``index`` (from 0), as the current settings make it."""
+        if self._seats_of is not self.settings:
+            self._seats, self._seats_of = {}, self.settings
+        seat = self._seats.get(index)
+        if seat is None:
+            options = self.settings.options_for(index)
+            seat = Seat(options, self._breakers.for_options(self.settings.backend, options), redacted_options(options))
+            self._seats[index] = seat
+        return seat
+
     def _agent(self, index: int, count: int) -> GuardedAgent:
         if self._backend is None or self.problem:
             raise NoCouncil(self.problem)
-        options = self.settings.options_for(index)
+        seat = self.seat(index)
         agent: Agent = self._backend.create(
             AgentConfig(
                 agent_id=f"{self.role.lower()}-{index + 1}",
                 role=self.role,
                 index=index,
                 council_size=count,
-                options=options,
+                options=dict(seat.options),  # the agent's own: a backend may change what it is given
             )
         )
-        breaker = self._breakers.for_options(self.settings.backend, options)
-        return GuardedAgent(agent, breaker)
+        return GuardedAgent(agent, seat.breaker)
 
     @property
     def circuit(self) -> CircuitState:
         """The worst state among the breakers of this council's endpoints."""
-        states = {
-            self._breakers.for_options(self.settings.backend, self.settings.options_for(i)).current_state()
-            for i in range(self.size)
-        }
+        states = {self.seat(i).breaker.current_state() for i in range(self.size)}
         for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
             if state in states:
                 return state
@@ -165,8 +188,7 @@ class Council:
             detail += "; its endpoint's circuit is open after repeated failures"
         if self.ready and self.reachability.state is EndpointState.UNREACHABLE:
             detail += f"; its endpoint is unreachable: {self.reachability.detail}"
-        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit,
-                           self.reachability)
+        return CouncilInfo(self.role, self.settings.backend, self.size, self.ready, detail, circuit, self.reachability)
 
 
 def build_councils(
@@ -201,7 +223,10 @@ def build_councils(
                 f"({settings.max_agents}); lower one or raise the other"
             )
         council = Council(
-            role, council_settings, backend, problem,
+            role,
+            council_settings,
+            backend,
+            problem,
             breakers=breakers,
         )
         if backend is not None and not problem:
@@ -209,12 +234,13 @@ def build_councils(
                 council.agents(council.size)
             except (ValueError, TypeError) as exc:
                 council.problem = (
-                    f"the {role} council's options do not suit backend "
-                    f"{council_settings.backend!r}: {exc}"
+                    f"the {role} council's options do not suit backend {council_settings.backend!r}: {exc}"
                 )
             except Exception as exc:  # a plugin bug: the council is not ready, the service starts
                 log.error(
-                    "backend %r failed to create the %s council's agents", council_settings.backend, role,
+                    "backend %r failed to create the %s council's agents",
+                    council_settings.backend,
+                    role,
                     exc_info=True,
                 )
                 council.problem = (

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 REDACTED = "***"
 
 
+@lru_cache(maxsize=256)  # a council's few endpoints, redacted for every deliberation's record
 def redact_url(url: str) -> str:
     """``url`` without its ``user:password@`` part (a user name alone can be a token) and
     with every query value masked.

@@ -11,7 +11,6 @@ from orchestrator_core.council import Council
 from orchestrator_core.hookspecs import Agent, identity_of
 from orchestrator_core.records.idempotency import request_fingerprint
 from orchestrator_core.records.model import CouncilSeat, DeliberationRecord, RecordStatus
-from orchestrator_core.records.redaction import redacted_options
 from orchestrator_core.redaction import redact_url
 from orchestrator_core.validation import Plan
 
@@ -52,7 +51,7 @@ def council_seat(agent: Agent, council: Council, index: int) -> CouncilSeat:
     return CouncilSeat(
         agent.agent_id,
         council.settings.backend,
-        redacted_options(council.settings.options_for(index)),
+        council.seat(index).recorded_options,
         model=identity.model,
         endpoint=redact_url(identity.endpoint) if identity.endpoint else "",
         source=identity.source,
