@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from orchestrator_core.models import (
     AgentCall,
@@ -139,19 +140,26 @@ class DeliberationRecord:
         error: str = "",
         error_kind: str = "",
         error_cause: str = "",
+        **changes: Any,
     ) -> DeliberationRecord:
         """This record, finished at ``at`` with ``status``; what is not given stays as it was.
 
         The outcome is not among the changes: it comes with the ranking event, while the
         deliberation runs (see :class:`~orchestrator_core.records.writer.RecordWriter`).
+        ``changes`` are other fields to change in the same copy (a writer's events not yet
+        built into the record): one copy of the record instead of two. A ``usage`` or
+        ``phases`` among them stands for the argument of that name, given or not.
         """
+        changed_usage, changed_phases = changes.pop("usage", self.usage), changes.pop("phases", self.phases)
+        changes.pop("updated_at", None)
         return replace(
             self,
+            **changes,
             status=status,
             finished_at=at,
             updated_at=at,
-            usage=self.usage if usage is None else usage,
-            phases=self.phases if phases is None else phases,
+            usage=changed_usage if usage is None else usage,
+            phases=changed_phases if phases is None else phases,
             selection=self.selection if selection is None else selection,
             error=error or self.error,
             error_kind=error_kind or self.error_kind,

@@ -165,16 +165,7 @@ class RecordWriter:
         """The record as the events so far made it: built when read, not on every event (a
         rebuild copies every tuple of the record, which per event is quadratic over a run)."""
         if self._built_version != self._version:
-            record, added = self._base, self._added
-            changes: dict[str, Any] = {
-                name: (*getattr(record, name), *items) for name, items in added.items() if items
-            }
-            if self._outcome is not None:
-                changes.update(outcome=self._outcome, usage=self._outcome.usage)
-            self._base = replace(record, **changes, phases=self._current_phases(), updated_at=self._updated_at)
-            self._added = _no_additions()
-            self._outcome = None
-            self._built_version = self._version
+            self.record = replace(self._base, **self._changes())
         return self._base
 
     @record.setter
@@ -221,9 +212,18 @@ class RecordWriter:
         before its ranking has none)."""
         await self._stop()
         self._close_phase()
-        final = self.record.finished(
-            status, time.time(), phases=tuple(self._phases), usage=usage, selection=selection,
-            error=error, error_kind=error_kind, error_cause=error_cause,
+        changes = self._changes() if self._built_version != self._version else {}
+        changes["phases"] = tuple(self._phases)
+        if usage is not None:
+            changes["usage"] = usage
+        final = self._base.finished(  # with what the events added since the record was built: one copy
+            status,
+            time.time(),
+            selection=selection,
+            error=error,
+            error_kind=error_kind,
+            error_cause=error_cause,
+            **changes,
         )
         self.record = final
         async with self._lock:  # after the write in flight, if any
@@ -252,6 +252,17 @@ class RecordWriter:
             phase, round_number = self._phase
             self._phases.append(PhaseTiming(phase, round_number, self._phase_started, self._phase_last))
             self._phase = None
+
+    def _changes(self) -> dict[str, Any]:
+        """The fields the events changed since the record was last built, as ``replace`` takes them."""
+        record = self._base
+        changes: dict[str, Any] = {
+            name: (*getattr(record, name), *items) for name, items in self._added.items() if items
+        }
+        if self._outcome is not None:
+            changes.update(outcome=self._outcome, usage=self._outcome.usage)
+        changes.update(phases=self._current_phases(), updated_at=self._updated_at)
+        return changes
 
     def _current_phases(self) -> tuple[PhaseTiming, ...]:
         if self._phase is None:
@@ -312,8 +323,10 @@ class RecordWriter:
         tells ``on_write`` when it did, sets :attr:`lost` when not."""
         if stored is False:
             if not self.lost.is_set():
-                log.warning("the store refused to write deliberation %s: it is final or another worker took "
-                            "it over", record.deliberation_id)
+                log.warning(
+                    "the store refused to write deliberation %s: it is final or another worker took it over",
+                    record.deliberation_id,
+                )
             self.lost.set()
             return False
         if self._on_write is not None:
