@@ -99,6 +99,20 @@ async def test_the_outcome_is_recorded_once_from_the_ranking_event(tmp_path: Pat
     assert (final.outcome, final.selection, final.usage) == (outcome, selection, TokenUsage(4, 3))
 
 
+async def test_the_outcome_is_read_without_building_the_record(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "records.sqlite3")
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    ranked = RankedProposal(proposal(1), (), score=1.0, rank=1, viable=True)
+    outcome = DeliberationOutcome("d1", Task("DEV", "x"), (ranked,), (), TokenUsage(3, 2), 0.5, 0)
+    writer = RecordWriter(store, record)
+    assert writer.outcome is None
+
+    writer.observe(RankingReady(outcome))
+    assert writer.outcome == outcome
+    assert writer.record.outcome == outcome  # built now
+    assert writer.outcome == outcome
+
+
 def test_finishing_a_record_changes_what_is_given_and_keeps_the_rest() -> None:
     record = DeliberationRecord(
         "d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, 10.0, usage=TokenUsage(5, 5)

@@ -34,13 +34,13 @@ async def finish(
 ) -> None:
     """Count the run and the tokens it spent, then write its finished record (durable
     when this returns). The record has the outcome already, from the ranking event."""
-    record = writer.record
     scope.status, scope.error_kind, scope.usage = status.value, error_kind, usage
-    if record.outcome is not None:
-        scope.rounds_run, scope.viable_proposals = record.outcome.rounds, record.outcome.viable_proposals
+    outcome = writer.outcome  # the record itself is built once, finished, by writer.finish
+    if outcome is not None:
+        scope.rounds_run, scope.viable_proposals = outcome.rounds, outcome.viable_proposals
     statistics.record(
-        role=record.role,
-        orchestration=record.kind == "orchestrate",
+        role=scope.role,
+        orchestration=scope.kind == "orchestrate",
         seconds=time.monotonic() - started,
         failed=status is not RecordStatus.SUCCEEDED,
         usage=usage,
@@ -70,7 +70,14 @@ async def finish_failed(
     async def write() -> None:
         try:
             await finish(
-                statistics, writer, scope, status, started, meter.total, error=error, error_kind=error_kind,
+                statistics,
+                writer,
+                scope,
+                status,
+                started,
+                meter.total,
+                error=error,
+                error_kind=error_kind,
                 error_cause=error_cause,
             )
         except Exception as exc:

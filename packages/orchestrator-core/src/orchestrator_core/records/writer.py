@@ -175,6 +175,11 @@ class RecordWriter:
         self._outcome = None
         self._built_version = self._version
 
+    @property
+    def outcome(self) -> DeliberationOutcome | None:
+        """The record's outcome (from the ranking event), without building the record."""
+        return self._base.outcome if self._outcome is None else self._outcome
+
     async def flush(self) -> None:
         """Return once the record as it is now is stored: wait for the write in flight, then
         write the latest state unless that write covered it. Raises :class:`RecordLost` once
