@@ -29,7 +29,11 @@ async def serve(port: int, response: bytes, delay: float) -> None:
         "orchestrator.v1.OrchestratorService",
         {"Deliberate": grpc.unary_unary_rpc_method_handler(deliberate)},
     )
-    server = grpc.aio.server()
+    # As the orchestrator sizes it (orchestrator_grpc.server): past gRPC's default 1000 calls
+    # not yet taken in by the loop, gRPC cancels some of a burst at random.
+    server = grpc.aio.server(
+        options=[("grpc.server.max_pending_requests", 5000), ("grpc.server.max_pending_requests_hard_limit", 15000)]
+    )
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
