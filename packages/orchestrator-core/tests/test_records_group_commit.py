@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from core_support import HANG_GUARD, until
 
+from orchestrator_core.errors import RecordsUnavailable
 from orchestrator_core.models import Task
 from orchestrator_core.records import DeliberationRecord, RecordStatus, SQLiteStore
+from orchestrator_core.records.sqlite import _Worker
 
 
 class HeldFirstGroup(SQLiteStore):
@@ -117,3 +119,78 @@ async def test_a_write_withdrawn_while_it_waits_for_the_commit_in_flight_is_not_
     assert withdrawn.cancelled()
     assert store.groups == [1, 1]
     assert [i for i, r in stored.items() if r is not None] == ["d0", "d2"]
+
+
+class FailingFirstGroup(HeldFirstGroup):
+    """The first group's commit fails as a lost disk would (after its hold)."""
+
+    def _commit_group(self, works: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        if not self.groups:
+            self.groups.append(len(works))
+            self.release.wait(HANG_GUARD)
+            raise RecordsUnavailable("the disk went away")
+        return super()._commit_group(works)
+
+
+async def test_a_group_whose_commit_fails_fails_every_write_in_it_and_the_next_group_commits(tmp_path: Path) -> None:
+    store = FailingFirstGroup(tmp_path / "records.sqlite3")
+    await store.open()
+    first = asyncio.create_task(store.create(running("d0")))
+    await until(lambda: store.groups == [1], "the first write's commit began")
+    later = asyncio.create_task(store.create(running("d1")))
+    await asyncio.sleep(0)
+    store.release.set()
+    async with asyncio.timeout(HANG_GUARD):
+        with pytest.raises(RecordsUnavailable, match="the disk went away"):
+            await first
+        assert await later is None
+    try:
+        assert (await store.get("d0"), await store.get("d1") is not None) == (None, True)
+    finally:
+        await store.close()
+    assert store.groups == [1, 1]
+
+
+async def test_closing_waits_for_the_commit_in_flight(tmp_path: Path) -> None:
+    store = HeldFirstGroup(tmp_path / "records.sqlite3")
+    await store.open()
+    write = asyncio.create_task(store.create(running("d0")))
+    await until(lambda: store.groups == [1], "the write's commit began")
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    store.release.set()
+    async with asyncio.timeout(HANG_GUARD):
+        assert await write is None
+        await closing
+    reopened = SQLiteStore(tmp_path / "records.sqlite3")
+    await reopened.open()
+    try:
+        assert (await reopened.get("d0")) is not None
+    finally:
+        await reopened.close()
+
+
+async def test_the_stores_thread_hands_a_posted_calls_outcome_to_its_loop() -> None:
+    worker = _Worker("test-worker")
+    loop_thread = threading.get_ident()
+    outcomes: list[tuple[object, object, bool]] = []
+    done = asyncio.Event()
+
+    def note(result: object, error: BaseException | None) -> None:
+        outcomes.append((result, type(error).__name__ if error else None, threading.get_ident() == loop_thread))
+        if len(outcomes) == 2:
+            done.set()
+
+    def broken() -> None:
+        raise ValueError("no")
+
+    worker.post(lambda: 42, note)
+    worker.post(broken, note)
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            await done.wait()
+            assert await worker.call(lambda: "after") == "after"  # in the order they came
+    finally:
+        worker.stop()
+    assert outcomes == [(42, None, True), (None, "ValueError", True)]

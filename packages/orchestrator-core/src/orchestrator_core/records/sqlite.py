@@ -63,7 +63,8 @@ class SQLiteStore(sql.SQLRecordStore):
         """Shared: the lock the processes queue on for each write (see the module's docstring)."""
         self._group: list[_Waiting] = []
         """Record writes waiting for the commit in flight; they make the next group."""
-        self._committing: asyncio.Future[list[Any]] | None = None
+        self._committing: asyncio.Future[None] | None = None
+        """Done when the commit in flight ends (its writers are told by then)."""
 
     async def open(self) -> None:
         self._executor = _Worker("orchestrator-sqlite")
@@ -80,9 +81,7 @@ class SQLiteStore(sql.SQLRecordStore):
                 self._path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise RecordsUnavailable(
-                f"cannot open the records file {self._path} (ORCH_DATABASE_PATH): {exc}"
-            ) from None
+            raise RecordsUnavailable(f"cannot open the records file {self._path} (ORCH_DATABASE_PATH): {exc}") from None
         try:
             connection.execute("PRAGMA busy_timeout = 10000")
             if self.shared and sys.platform != "win32":
@@ -144,7 +143,11 @@ class SQLiteStore(sql.SQLRecordStore):
     ) -> tuple[str, ...]:
         now = time.time()
         sweep = sql.orphan_sweep(
-            owner, lease_seconds, now=now, lease_cutoff="?", cutoff_value=now - (lease_seconds or 0.0),
+            owner,
+            lease_seconds,
+            now=now,
+            lease_cutoff="?",
+            cutoff_value=now - (lease_seconds or 0.0),
             queue_redelivers=queue_redelivers,
         )
 
@@ -179,19 +182,25 @@ class SQLiteStore(sql.SQLRecordStore):
             self._resolve(group, RecordsUnavailable("the record store is not open"))
             return
         works = [work for work, _ in group]
-        committing: asyncio.Future[list[Any]] = self._executor.call(partial(self._commit_group, works))
-        committing.add_done_callback(partial(self._committed, group))
+        committing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._executor.post(partial(self._commit_group, works), partial(self._committed, group, committing))
         self._committing = committing
 
-    def _committed(self, group: list[_Waiting], committing: asyncio.Future[list[Any]]) -> None:
+    def _committed(
+        self,
+        group: list[_Waiting],
+        committing: asyncio.Future[None],
+        outcomes: list[Any] | None,
+        error: BaseException | None,
+    ) -> None:
         """The group's commit ended: tell its writers, then commit the writes made meanwhile."""
         self._committing = None
-        if committing.cancelled():
-            self._resolve(group, RecordsUnavailable("the record store stopped writing"))
-        elif (error := committing.exception()) is not None:
+        committing.set_result(None)
+        if error is not None:
             self._resolve(group, error)
         else:
-            self._resolve(group, *committing.result())
+            assert outcomes is not None  # the commit returned them
+            self._resolve(group, *outcomes)
         if self._group:
             self._commit_next()
 
@@ -267,6 +276,13 @@ class SQLiteStore(sql.SQLRecordStore):
         return result
 
 
+_Call = tuple[
+    Callable[[], Any], Callable[[], bool], Callable[[Any, "BaseException | None"], None], asyncio.AbstractEventLoop
+]
+"""A call for the store's thread: the work, whether its caller gave up, where its outcome goes
+and on which loop."""
+
+
 class _Worker:
     """The store's one thread: runs the calls in the order they came and hands each result to
     the event loop that made the call. (A one-thread ``ThreadPoolExecutor`` does the same with
@@ -274,13 +290,19 @@ class _Worker:
     deliberation.) A call whose caller was cancelled before it started is dropped."""
 
     def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def call(self, work: Callable[[], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls.put((work, future))
+        self._calls.put((work, future.cancelled, partial(_deliver, future), future.get_loop()))
         return future
+
+    def post(self, work: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``work``, then ``done(result, error)`` on the calling event loop: one callback
+        there instead of a future whose callback then runs in a later turn of the loop. A
+        record group's commit comes back this way (its writers' futures are its own)."""
+        self._calls.put((work, _never, done, asyncio.get_running_loop()))
 
     def stop(self) -> None:
         """End the thread once the calls already made have run."""
@@ -288,15 +310,19 @@ class _Worker:
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
-            work, future = call
-            if future.cancelled():
+            work, dropped, done, loop = call
+            if dropped():
                 continue
             try:
                 result, error = work(), None
             except BaseException as exc:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                future.get_loop().call_soon_threadsafe(_deliver, future, result, error)
+                loop.call_soon_threadsafe(done, result, error)
+
+
+def _never() -> bool:
+    return False
 
 
 def _deliver(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
