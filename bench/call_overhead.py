@@ -163,6 +163,59 @@ async def measure_engine(repetitions: int = 9, deliberations: int = 300) -> dict
     }
 
 
+async def measure_orchestrator(repetitions: int = 9, deliberations: int = 200) -> dict[str, float]:
+    """In process: ``Orchestrator.deliberate`` (3 scripted agents through the plugin host, R = 1,
+    records in SQLite on tmpfs) per deliberation, alternating with its own engine running the
+    same council's agents alone (no record, no events). The difference is what the Orchestrator
+    adds: validation, the council's agents, the record created and finished (each a durable
+    write on the store's thread), finishing. Wall time and the event loop thread's CPU time."""
+    from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
+    from orchestrator_core.plugins import PluginHost
+    from orchestrator_core.records.factory import store_from_settings
+    from orchestrator_core.settings import CouncilSettings, Settings
+    from orchestrator_core.testing import ScriptedBackend, ScriptedPlugin
+
+    host = PluginHost()
+    host.register(ScriptedPlugin(ScriptedBackend()), name="bench")
+    host.collect()
+    with tempfile.TemporaryDirectory(dir=TMPFS) as directory:
+        councils = {TASK.role: CouncilSettings(backend="scripted", agents=AGENTS)}
+        settings = Settings(database_path=Path(directory) / "records.sqlite3", councils=councils, selector_role="")
+        orchestrator = Orchestrator(settings, host, store_from_settings(settings))
+        await orchestrator.start()
+        request = DeliberationRequest(TASK, rounds=ROUNDS)
+        council = orchestrator.councils[TASK.role]
+
+        async def whole() -> object:
+            return await orchestrator.deliberate(request)
+
+        async def engine() -> object:
+            return await orchestrator.engine.deliberate(TASK, council.agents(AGENTS), ROUNDS, deliberation_id="x")
+
+        variants = {"orchestrator": whole, "engine": engine}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        try:
+            for repetition in range(repetitions + 1):  # the first round warms up
+                for name in variants if repetition % 2 == 0 else reversed(variants):
+                    started, cpu = time.perf_counter(), time.thread_time()
+                    for _ in range(deliberations):
+                        await variants[name]()
+                    if repetition:
+                        wall_ms = 1000 * (time.perf_counter() - started) / deliberations
+                        samples[name].append((wall_ms, 1000 * (time.thread_time() - cpu) / deliberations))
+        finally:
+            await orchestrator.close()
+    figures: dict[str, float] = {}
+    for name, measured in samples.items():
+        figures[f"{name}_ms_per_deliberation"] = statistics.median(wall for wall, _ in measured)
+        figures[f"{name}_loop_cpu_ms_per_deliberation"] = statistics.median(cpu for _, cpu in measured)
+    for kind in ("ms", "loop_cpu_ms"):
+        figures[f"around_engine_{kind}"] = (
+            figures[f"orchestrator_{kind}_per_deliberation"] - figures[f"engine_{kind}_per_deliberation"]
+        )
+    return figures
+
+
 def fsync_ms(directory: Path, writes: int = 300) -> float:
     """Median milliseconds of one page appended + fdatasync to a file in ``directory`` (what
     SQLite does per commit in WAL mode with ``synchronous=FULL``)."""
@@ -230,7 +283,7 @@ def measure_grpc(repetitions: int = 4, calls: int = 150) -> dict[str, float]:
 
 
 def run() -> dict[str, float]:
-    return {**asyncio.run(measure_engine()), **measure_grpc()}
+    return {**asyncio.run(measure_engine()), **asyncio.run(measure_orchestrator()), **measure_grpc()}
 
 
 def markdown(f: dict[str, float], notes: list[str] | None = None) -> list[str]:
@@ -251,6 +304,14 @@ def markdown(f: dict[str, float], notes: list[str] | None = None) -> list[str]:
         f"| plain asyncio, each call a TaskGroup task under its own `asyncio.timeout` "
         f"| {f['timeouts_ms_per_call'] * 1000:.1f} µs | {f['timeouts_ratio']:.2f}x |",
         f"| DeliberationEngine | {f['engine_ms_per_call'] * 1000:.1f} µs | {f['ratio']:.2f}x |",
+        "",
+        "`Orchestrator.deliberate` in process, the same 3 scripted agents through the plugin host,",
+        "records in SQLite on tmpfs, alternating with its engine alone on the same council's agents:",
+        f"{f['orchestrator_ms_per_deliberation']:.3f} ms per deliberation against "
+        f"{f['engine_ms_per_deliberation']:.3f} ms, so {f['around_engine_ms']:.3f} ms around the engine",
+        f"(event loop thread CPU: {f['orchestrator_loop_cpu_ms_per_deliberation']:.3f} against "
+        f"{f['engine_loop_cpu_ms_per_deliberation']:.3f} ms, {f['around_engine_loop_cpu_ms']:.3f} ms; the rest",
+        "of the wall time is the two record writes on the store's thread, which the loop waits for).",
         "",
         f"Over gRPC ({f['calls']:.0f} calls per variant): `Deliberate`, 3 instant agents, 1 round,",
         "records written to SQLite, over a bare `grpc.aio` echo of the same request bytes; the",
