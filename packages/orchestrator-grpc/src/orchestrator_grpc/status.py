@@ -107,6 +107,14 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def _answer(context: _Context, error: BaseException) -> None:
+    """End the call with the status ``error`` maps to; the handler's own cancellation (the
+    client went away: no one to answer) propagates instead."""
+    if isinstance(error, asyncio.CancelledError) and _being_cancelled():
+        raise error
+    await abort_for(context, error)
+
+
 def unary_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Wraps a unary servicer method (``self, request, context``) with the mapping: an error
     raised in it ends the call with the status it maps to. An abort already under way keeps
@@ -121,12 +129,8 @@ def unary_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             return await method(*args, **kwargs)
         except grpc.aio.AbortError:
             raise
-        except asyncio.CancelledError as error:
-            if _being_cancelled():
-                raise
-            await abort_for(cast(_Context, args[-1]), error)
-        except Exception as error:
-            await abort_for(cast(_Context, args[-1]), error)
+        except (asyncio.CancelledError, Exception) as error:
+            await _answer(cast(_Context, args[-1]), error)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     return wrapper
@@ -142,11 +146,7 @@ def stream_errors(method: Callable[P, AsyncIterator[R]]) -> Callable[P, AsyncIte
                 yield item
         except grpc.aio.AbortError:
             raise
-        except asyncio.CancelledError as error:
-            if _being_cancelled():
-                raise
-            await abort_for(cast(_Context, args[-1]), error)
-        except Exception as error:
-            await abort_for(cast(_Context, args[-1]), error)
+        except (asyncio.CancelledError, Exception) as error:
+            await _answer(cast(_Context, args[-1]), error)
 
     return wrapper

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AbstractContextManager
+from typing import Generic, TypeVar
 
 from orchestrator_core.models import CallOutcome
 from orchestrator_core.telemetry import AgentCallScope, CheckScope, DeliberationScope, PhaseScope, Telemetry
@@ -49,6 +50,8 @@ from orchestrator_grpc.observability.log_format import log_fields
 EVENTS_LOGGER = "orchestrator.events"
 
 _CHECK_PROBLEMS = frozenset({"timeout", "error"})
+
+S = TypeVar("S")
 
 
 class EventLog(Telemetry):
@@ -141,19 +144,41 @@ class EventLog(Telemetry):
         )
 
 
-class _LoggedDeliberation:
-    """A deliberation under the event log: its ids bound to what is logged inside it, a line
-    as it starts and one as it ends (classes rather than generators, here and below: they
-    wrap every deliberation, phase and call, and with a line's level off they cost the
+class _Logged(Generic[S]):
+    """A scope under the event log: its ids bound to what is logged inside it (``fields``),
+    and :meth:`_ended` told how long it took (classes rather than generators: they wrap
+    every deliberation, phase, call and check, and with a line's level off they cost the
     level's check and a context variable's set and reset)."""
 
     __slots__ = ("_fields", "_log", "_scope", "_started")
 
-    def __init__(self, log: EventLog, scope: DeliberationScope) -> None:
+    def __init__(self, log: EventLog, scope: S, fields: log_fields) -> None:
         self._log = log
         self._scope = scope
-        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role)
+        self._fields = fields
         self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._fields.__enter__()
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._ended(time.monotonic() - self._started)
+        finally:
+            self._fields.__exit__()
+
+    def _ended(self, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class _LoggedDeliberation(_Logged[DeliberationScope]):
+    """A deliberation: a line as it starts and one as it ends."""
+
+    __slots__ = ()
+
+    def __init__(self, log: EventLog, scope: DeliberationScope) -> None:
+        super().__init__(log, scope, log_fields(deliberation_id=scope.deliberation_id, role=scope.role))
 
     def __enter__(self) -> None:
         self._fields.__enter__()
@@ -165,89 +190,55 @@ class _LoggedDeliberation:
             raise
         self._started = time.monotonic()
 
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self._log._deliberation_finished(self._scope, time.monotonic() - self._started)
-        finally:
-            self._fields.__exit__()
+    def _ended(self, seconds: float) -> None:
+        self._log._deliberation_finished(self._scope, seconds)
 
 
-class _LoggedPhase:
-    """A phase under the event log: its ids bound, a DEBUG line when it ends."""
+class _LoggedPhase(_Logged[PhaseScope]):
+    """A phase: a DEBUG line when it ends."""
 
-    __slots__ = ("_fields", "_log", "_scope", "_started")
+    __slots__ = ()
 
     def __init__(self, log: EventLog, scope: PhaseScope) -> None:
-        self._log = log
-        self._scope = scope
-        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase)
-        self._started = 0.0
+        fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase)
+        super().__init__(log, scope, fields)
 
-    def __enter__(self) -> None:
-        self._fields.__enter__()
-        self._started = time.monotonic()
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            if self._log.log.isEnabledFor(logging.DEBUG):
-                self._log._phase_finished(self._scope, time.monotonic() - self._started)
-        finally:
-            self._fields.__exit__()
+    def _ended(self, seconds: float) -> None:
+        if self._log.log.isEnabledFor(logging.DEBUG):
+            self._log._phase_finished(self._scope, seconds)
 
 
-class _LoggedCheck:
-    """A check under the event log: its ids bound, a line when it ends (WARNING on a
-    timeout or an error, else DEBUG), its time without the wait for a slot."""
+class _LoggedCheck(_Logged[CheckScope]):
+    """A check: a line when it ends (WARNING on a timeout or an error, else DEBUG), its time
+    without the wait for a slot."""
 
-    __slots__ = ("_fields", "_log", "_scope", "_started")
+    __slots__ = ()
 
     def __init__(self, log: EventLog, scope: CheckScope) -> None:
-        self._log = log
-        self._scope = scope
-        self._fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role)
-        self._started = 0.0
+        super().__init__(log, scope, log_fields(deliberation_id=scope.deliberation_id, role=scope.role))
 
-    def __enter__(self) -> None:
-        self._fields.__enter__()
-        self._started = time.monotonic()
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            scope = self._scope
-            level = logging.WARNING if scope.outcome in _CHECK_PROBLEMS else logging.DEBUG
-            if self._log.log.isEnabledFor(level):
-                seconds = max(0.0, time.monotonic() - self._started - scope.waited_seconds)
-                self._log._check_finished(scope, level, seconds)
-        finally:
-            self._fields.__exit__()
+    def _ended(self, seconds: float) -> None:
+        scope = self._scope
+        level = logging.WARNING if scope.outcome in _CHECK_PROBLEMS else logging.DEBUG
+        if self._log.log.isEnabledFor(level):
+            self._log._check_finished(scope, level, max(0.0, seconds - scope.waited_seconds))
 
 
-class _LoggedCall:
-    """One agent call under the event log: its ids bound to what is logged inside it, and a
-    line when it ends, at the level its outcome calls for (a class rather than a generator:
-    with that level off, the call costs a context variable's set and reset)."""
+class _LoggedCall(_Logged[AgentCallScope]):
+    """One agent call: a line when it ends, at the level its outcome calls for."""
 
-    __slots__ = ("_fields", "_log", "_scope", "_started")
+    __slots__ = ()
 
     def __init__(self, log: EventLog, scope: AgentCallScope) -> None:
-        self._log = log
-        self._scope = scope
-        self._fields = log_fields(
+        fields = log_fields(
             deliberation_id=scope.deliberation_id, role=scope.role, agent_id=scope.agent_id, phase=scope.phase.value
         )
-        self._started = 0.0
+        super().__init__(log, scope, fields)
 
-    def __enter__(self) -> None:
-        self._fields.__enter__()
-        self._started = time.monotonic()
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            level = _call_level(self._scope)
-            if self._log.log.isEnabledFor(level):
-                self._log._call_finished(self._scope, level, time.monotonic() - self._started)
-        finally:
-            self._fields.__exit__()
+    def _ended(self, seconds: float) -> None:
+        level = _call_level(self._scope)
+        if self._log.log.isEnabledFor(level):
+            self._log._call_finished(self._scope, level, seconds)
 
 
 def _call_level(scope: AgentCallScope) -> int:
