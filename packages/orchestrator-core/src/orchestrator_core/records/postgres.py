@@ -1,6 +1,11 @@
 """Records in PostgreSQL, shared by every replica of the service.
 
-psycopg 3 with an async connection pool: nothing blocks the event loop. Leases in the
+psycopg 3 with an async connection pool: nothing blocks the event loop. The pool is opened
+at its full size: grown on demand, one connection at a time, a burst of deliberations waited
+for each connection to be made (several round trips each, on an event loop the burst keeps
+busy). A write holds its connection for its round trips, each a turn of that loop, so a
+write is as few round trips as it can be: a record without a request id is created by one
+INSERT (autocommitted: durable when it returns). Leases in the
 ``replicas`` table use the database's clock, so replicas' clocks need not agree. Migrations
 run under a transaction-scoped advisory lock, so replicas starting at once apply each one
 once.
@@ -47,7 +52,7 @@ class PostgresStore(sql.SQLRecordStore):
     async def open(self) -> None:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self._url,
-            min_size=1,
+            min_size=self._pool_size,
             max_size=self._pool_size,
             open=False,
             timeout=self._connect_timeout,
@@ -79,9 +84,7 @@ class PostgresStore(sql.SQLRecordStore):
                     continue
                 for statement in statements:
                     await connection.execute(statement)
-                await connection.execute(
-                    "INSERT INTO schema_version VALUES (%s, %s)", (version, time.time())
-                )
+                await connection.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -89,18 +92,18 @@ class PostgresStore(sql.SQLRecordStore):
             await pool.close()
 
     async def create(self, record: DeliberationRecord) -> DeliberationRecord | None:
+        if not record.request_id:  # nothing to release or to conflict on: one statement, one round trip
+            await self._execute(sql.INSERT_RECORD, sql.insert_params(record))
+            return None
         async with self._connection() as connection, connection.transaction():
-            if record.request_id:
-                await connection.execute(_pg(sql.RELEASE_REQUEST), (record.request_id, record.request_fingerprint))
+            await connection.execute(_pg(sql.RELEASE_REQUEST), (record.request_id, record.request_fingerprint))
             cursor = await connection.execute(
                 _pg(sql.INSERT_RECORD + " ON CONFLICT (request_key) DO NOTHING RETURNING deliberation_id"),
                 sql.insert_params(record),
             )
             if await cursor.fetchone() is not None:
                 return None
-            cursor = await connection.execute(
-                _pg(f"{sql.SELECT_RECORD} WHERE request_key = ?"), (record.request_id,)
-            )
+            cursor = await connection.execute(_pg(f"{sql.SELECT_RECORD} WHERE request_key = ?"), (record.request_id,))
             row = await cursor.fetchone()
         if row is None:  # the holder gave the id up between the two statements
             return await self.create(record)
@@ -117,7 +120,11 @@ class PostgresStore(sql.SQLRecordStore):
         self, owner: str, lease_seconds: float | None, *, queue_redelivers: bool = False
     ) -> tuple[str, ...]:
         sweep = sql.orphan_sweep(
-            owner, lease_seconds, now=time.time(), lease_cutoff=f"{_NOW} - ?", cutoff_value=lease_seconds or 0.0,
+            owner,
+            lease_seconds,
+            now=time.time(),
+            lease_cutoff=f"{_NOW} - ?",
+            cutoff_value=lease_seconds or 0.0,
             queue_redelivers=queue_redelivers,
         )
         async with self._connection() as connection, connection.transaction():
