@@ -65,7 +65,6 @@ async def test_a_burst_finds_the_pool_full_and_every_write_is_stored(postgres_sc
         assert held.deliberation_id == records[4].deliberation_id
     finally:
         await store.close()
-    assert await connections_named(postgres_schema_url, name) == 0
 
 
 async def test_a_record_without_a_request_id_is_created_once(postgres_schema_url: str) -> None:
