@@ -1,11 +1,11 @@
 """Records in PostgreSQL, shared by every replica of the service.
 
 psycopg 3 with an async connection pool: nothing blocks the event loop. The pool is opened
-at its full size: grown on demand, one connection at a time, a burst of deliberations waited
-for each connection to be made (several round trips each, on an event loop the burst keeps
-busy). A write holds its connection for its round trips, each a turn of that loop, so a
-write is as few round trips as it can be: a record without a request id is created by one
-INSERT (autocommitted: durable when it returns). Leases in the
+at its full size: grown on demand, it made a burst of deliberations wait for connections made
+one at a time (several round trips each, on an event loop the burst keeps busy). A write
+holds its connection for its round trips, each a turn of that loop, so a write is as few
+round trips as it can be: a record without a request id is created by one INSERT
+(autocommitted: durable when it returns). Leases in the
 ``replicas`` table use the database's clock, so replicas' clocks need not agree. Migrations
 run under a transaction-scoped advisory lock, so replicas starting at once apply each one
 once.
