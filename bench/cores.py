@@ -52,9 +52,6 @@ CONNECTIONS = 8
 LATENCY_LOAD = (200, 200)  # requests, at once
 THROUGHPUT_LOAD = (4800, 2400)
 POSTGRES_URL = os.environ.get("ORCH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-POSTGRES_POOL = 50
-"""Connections per server process: at the default 10, 200 deliberations at once queue for
-the pool's connections (p99 over the critical path 3.4 at one process) rather than for a core."""
 
 
 @contextmanager
@@ -103,7 +100,7 @@ def _postgres_database() -> Iterator[str | None]:
 def _serve(processes: int, port: int, records: Path | str) -> AbstractContextManager[subprocess.Popen[str]]:
     """``records``: the SQLite file, or a ``postgresql://`` URL."""
     where = (
-        {"ORCH_DATABASE_URL": records, "ORCH_DATABASE_POOL_SIZE": str(POSTGRES_POOL)}
+        {"ORCH_DATABASE_URL": records}  # the default pool: 10 connections per process, all opened at start
         if isinstance(records, str)
         else {"ORCH_DATABASE_PATH": str(records)}
     )
