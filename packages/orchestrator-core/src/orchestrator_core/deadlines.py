@@ -80,7 +80,10 @@ class SharedDeadline:
         self._handle: asyncio.Handle | None = None
 
     def watch(self, task: asyncio.Task[Any]) -> None:
-        """Bound ``task`` (just created, so nothing has cancelled it yet) by this deadline."""
+        """Bound ``task`` (just created, so nothing has cancelled it yet) by this deadline; an
+        eager task that already ended needs no bound."""
+        if task.done():
+            return
         self._watched[task] = 0.0 if self._clock is None else self._clock.stalled_seconds(excluding=task)
         if self._handle is None:
             self._handle = self._loop.call_at(self._due, self._on_deadline)
@@ -88,7 +91,7 @@ class SharedDeadline:
     def release(self, task: asyncio.Task[Any]) -> bool:
         """``task``'s call has ended: it is no longer bounded. True when this deadline's own
         cancellation ended it and no one else's is pending."""
-        del self._watched[task]
+        self._watched.pop(task, None)  # an eager task may end before it was watched
         if not self._expiring or task not in self._expiring:
             return False
         self._expiring.discard(task)

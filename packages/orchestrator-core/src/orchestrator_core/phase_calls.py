@@ -277,6 +277,8 @@ class PhaseCalls:
                     finally:
                         left(task)
                         timed_out = bound.release(task)
+                    if timed_out:  # it caught the deadline's cancellation and answered late
+                        raise TimeoutError
                     reply = accepted(reply, scope)
                 except asyncio.CancelledError:
                     if not timed_out:

@@ -393,8 +393,8 @@ class Budget:
             self._handle = None
         if self._expiring and self._task is not None:
             self._expiring = False
-            if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
-                self.expired = True  # no other cancellation was requested: this one is ours
+            if self._task.uncancel() <= self._cancelling and kind in (asyncio.CancelledError, None):
+                self.expired = True  # ours, no other requested; or the call caught it and answered late
                 raise TimeoutError from error
         if kind is None and self.strict and self._loop is not None:
             self._excuse()
