@@ -12,8 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from core_support import HANG_GUARD, until
 
+from orchestrator_core.errors import RecordsUnavailable
 from orchestrator_core.models import Task
 from orchestrator_core.records import DeliberationRecord, RecordQuery, RecordStatus, SQLiteStore
 
@@ -88,6 +90,27 @@ async def test_a_shared_store_writes_only_holding_the_lock_file(tmp_path: Path) 
 
     assert reading is None
     assert waited
+    assert stored == record
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_the_next_one_succeeds(tmp_path: Path) -> None:
+    """A process that stopped holding the lock (SIGSTOP, a debugger) fails writes, not hangs them."""
+    store = SQLiteStore(tmp_path / "records.sqlite3", shared=True, busy_timeout=0.2)
+    await store.open()
+    record = DeliberationRecord("d1", "deliberate", "DEV", Task("DEV", "x"), RecordStatus.RUNNING, time.time())
+    held = os.open(tmp_path / "records.sqlite3.lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RecordsUnavailable, match=r"records\.sqlite3\.lock"):
+            async with asyncio.timeout(HANG_GUARD):
+                await store.create(record)
+        fcntl.flock(held, fcntl.LOCK_UN)
+        async with asyncio.timeout(HANG_GUARD):
+            await store.create(record)
+        stored = await store.get("d1")
+    finally:
+        os.close(held)
+        await store.close()
     assert stored == record
 
 

@@ -47,6 +47,9 @@ if sys.platform != "win32":
     import fcntl
 
 T = TypeVar("T")
+
+BUSY_TIMEOUT_SECONDS = 10.0
+"""How long a write waits for another process's write lock (SQLite's and the lock file's)."""
 _Waiting = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 """A record write waiting for its group's commit, and where its outcome goes."""
 
@@ -54,9 +57,10 @@ _Waiting = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 class SQLiteStore(sql.SQLRecordStore):
     """Records in the SQLite file at ``path``."""
 
-    def __init__(self, path: Path | str, *, shared: bool = False) -> None:
+    def __init__(self, path: Path | str, *, shared: bool = False, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self._path = Path(path)
         self.shared = shared
+        self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._executor: _Worker | None = None
         self._write_lock: _WriteLock | None = None
@@ -83,9 +87,9 @@ class SQLiteStore(sql.SQLRecordStore):
         except (OSError, sqlite3.Error) as exc:
             raise RecordsUnavailable(f"cannot open the records file {self._path} (ORCH_DATABASE_PATH): {exc}") from None
         try:
-            connection.execute("PRAGMA busy_timeout = 10000")
+            connection.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
             if self.shared and sys.platform != "win32":
-                self._write_lock = _WriteLock(self._path.with_name(f"{self._path.name}.lock"))
+                self._write_lock = _WriteLock(self._path.with_name(f"{self._path.name}.lock"), self._busy_timeout)
             _set_up(connection, self._path, self._write_lock)
         except BaseException:
             connection.close()
@@ -345,14 +349,32 @@ class _Failed:
 
 class _WriteLock:
     """An exclusive ``flock`` on ``path`` (made if missing), held by one write at a time across
-    the processes that share the database; blocking, so a waiter is woken when it frees. Used
-    on the store's worker thread only."""
+    the processes that share the database. Used on the store's worker thread only.
 
-    def __init__(self, path: Path) -> None:
+    A waiter polls it every 0.2 ms (a sleep that releases the GIL; SQLite's busy handler backs
+    off to tens of milliseconds) for at most ``timeout`` seconds, as long as SQLite's own busy
+    timeout: a process that stopped while holding it (SIGSTOP, a debugger) makes writes fail
+    with "database is locked" rather than hang the store's thread for good."""
+
+    POLL_SECONDS = 0.0002
+
+    def __init__(self, path: Path, timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._path = path
+        self._timeout = timeout
 
     def __enter__(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        give_up = time.monotonic() + self._timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another process held {self._path} for {self._timeout:g}s"
+                    ) from None
+                time.sleep(self.POLL_SECONDS)
 
     def __exit__(self, *_: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -381,6 +403,10 @@ class _transaction:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
             self._connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        except BaseException:
+            if self._connection.in_transaction:  # a failed COMMIT can leave it open: end it
+                self._connection.execute("ROLLBACK")
+            raise
         finally:
             self._unlock()
 
