@@ -266,6 +266,7 @@ async def test_an_unreachable_postgresql_is_named_without_its_password() -> None
     message = str(raised.value)
     assert "postgresql://127.0.0.1:1/records" in message
     assert "ORCH_DATABASE_URL" in message
+    assert "ORCH_DATABASE_POOL_SIZE" in message  # every connection is opened at start: the setting is named
     assert "sekret" not in message
 
 

@@ -65,7 +65,13 @@ class PostgresStore(sql.SQLRecordStore):
         except BaseException as exc:
             self._pool = None
             await pool.close()
-            if isinstance(exc, RecordsUnavailable | psycopg.Error) or type(exc).__name__ == "PoolTimeout":
+            if type(exc).__name__ == "PoolTimeout":  # every connection is opened at start
+                raise RecordsUnavailable(
+                    f"cannot open {self._pool_size} connections to the records database {self._where} within "
+                    f"{self._connect_timeout:g}s (ORCH_DATABASE_URL; ORCH_DATABASE_POOL_SIZE sets how many, "
+                    f"ORCH_DATABASE_CONNECT_TIMEOUT_SECONDS how long): {_reason(exc)}"
+                ) from None
+            if isinstance(exc, RecordsUnavailable | psycopg.Error):
                 raise RecordsUnavailable(
                     f"cannot use the records database {self._where} (ORCH_DATABASE_URL): {_reason(exc)}"
                 ) from None
