@@ -29,7 +29,7 @@ def test_serving_freezes_what_startup_made_and_collects_less_often() -> None:
     collect_for_serving()
     assert gc.get_freeze_count() > 0
     assert not any(tracked is made_at_startup for tracked in gc.get_objects())  # frozen: no collection walks it
-    assert gc.get_threshold() == (ALLOCATIONS_PER_COLLECTION, 20, 100)
+    assert gc.get_threshold() == (ALLOCATIONS_PER_COLLECTION, 20, 10)
 
 
 @pytest.mark.usefixtures("restored_collector")
