@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cli_support import PLUGIN_NAME, Gate, Served, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_test_support import HANG_GUARD, orchestrator_command
 from plugin_install import installed_plugins
-from test_grpc_cli import PLUGIN_NAME, Gate, Served, start_server
 
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc

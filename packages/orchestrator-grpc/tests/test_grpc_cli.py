@@ -1,28 +1,19 @@
 """The ``orchestrator`` command, run as real processes: ``serve`` on a free port, the client
-commands against it, and a graceful exit on SIGTERM."""
+commands against it (stopping it by a signal: test_grpc_cli_stop.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import selectors
-import signal
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from cli_support import PLUGIN_NAME, Served, cli_environment, run, start_server
 from grpc_test_support import HANG_GUARD, orchestrator_command
-from plugin_install import installed_plugins
 
-PLUGIN_NAME = "scripted-cli"
-READY_LINE = "orchestrator serving on "
 # What the test plugin's ``hostile`` agents reply.
 HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold red]loud[/bold red]\u009b"
 
@@ -30,44 +21,7 @@ HOSTILE_REPLY = "\x1b]0;pwned\x07\n\x1b[2J\n[link=http://x]click[/link]\n[bold r
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Process environment with the test plugin installed (a dist-info on PYTHONPATH)."""
-    site = tmp_path_factory.mktemp("site")
-    env = installed_plugins(site, "grpc-cli-test-plugin", {PLUGIN_NAME: "grpc_cli_test_plugin"})
-    env.update(
-        ORCH_PLUGINS_ENABLED=PLUGIN_NAME,
-        ORCH_COUNCILS__DEV__BACKEND="scripted",
-        ORCH_COUNCILS__DEV__AGENTS="2",
-        ORCH_COUNCILS__HOSTILE__BACKEND="hostile",
-        ORCH_COUNCILS__HOSTILE__AGENTS="2",
-        ORCH_DATABASE_PATH=str(tmp_path_factory.mktemp("db") / "records.sqlite3"),
-        ORCH_HOST="127.0.0.1",
-        ORCH_PORT="0",
-        ORCH_GRACE_PERIOD_SECONDS="5",
-    )
-    return env
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    address: str
-
-
-def start_server(env: dict[str, str], log: Path) -> Served:
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [orchestrator_command(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=HANG_GUARD):
-            process.kill()
-            pytest.fail(f"orchestrator serve did not start; its log:\n{log.read_text()}")
-    line = process.stdout.readline()
-    if not line.startswith(READY_LINE):
-        process.kill()
-        pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
-    return Served(process, line.removeprefix(READY_LINE).strip())
+    return cli_environment(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +30,6 @@ def served(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     yield server
     server.process.kill()
     server.process.wait()
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [orchestrator_command(), *args], env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3, check=False
-    )
 
 
 def test_health_exits_0_when_serving(environment: dict[str, str], served: Served) -> None:
@@ -232,124 +180,6 @@ def test_plugins_prints_loaded_and_failed_plugins_as_json(environment: dict[str,
         "failed_plugins": [],  # as GetStatus names them
         "failed": [],  # the same, under its former name
     }
-
-
-class Gate:
-    """The test's side of the ``gate`` agents: each connects to this socket when it is
-    called, and answers once its connection is closed."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(HANG_GUARD * 3)  # guards a hang only
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._held: list[socket.socket] = []
-
-    def wait_for_agents(self, count: int) -> None:
-        """Until ``count`` agents have been called."""
-        try:
-            while len(self._held) < count:
-                self._held.append(self._listener.accept()[0])
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {count} agents to be called")
-
-    def open(self) -> None:
-        """Let the agents called so far answer."""
-        for connection in self._held:
-            connection.close()
-        self._held.clear()
-
-    def close(self) -> None:
-        self.open()
-        self._listener.close()
-
-
-@pytest.fixture
-def gate() -> Iterator[Gate]:
-    opened = Gate()
-    yield opened
-    opened.close()
-
-
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_drains_an_in_flight_deliberation_then_exits_0(
-    environment: dict[str, str], tmp_path: Path, gate: Gate, stop: signal.Signals
-) -> None:
-    env = {**environment, "GRPC_CLI_TEST_GATE": gate.address, "ORCH_COUNCILS__GATED__BACKEND": "gate",
-           "ORCH_COUNCILS__GATED__AGENTS": "2", "ORCH_GRACE_PERIOD_SECONDS": str(HANG_GUARD)}
-    server = start_server(env, tmp_path / "serve.log")
-    deliberation = subprocess.Popen(
-        [orchestrator_command(), "deliberate", "--address", server.address, "--role", "GATED", "--task", "Add",
-         "--rounds", "0", "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        gate.wait_for_agents(2)
-
-        stop_and_wait_for_the_drain(server, stop)
-
-        # New connections are refused; health checks, too, cannot connect.
-        refused = run(env, "status", "--address", server.address, "--timeout", "5")
-        assert (refused.returncode, refused.stdout) == (1, "")
-        assert re.fullmatch(
-            f"orchestrator: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", refused.stderr
-        ), refused.stderr
-        unhealthy = run(env, "health", "--address", server.address, "--timeout", "5")
-        assert (unhealthy.returncode, unhealthy.stdout) == (2, "")  # grpc-health-probe's "connection failed"
-        assert re.fullmatch(
-            f"unreachable: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", unhealthy.stderr
-        ), unhealthy.stderr
-        assert deliberation.poll() is None
-        assert server.process.poll() is None
-
-        gate.open()  # let the agents answer
-
-        out, err = deliberation.communicate(timeout=HANG_GUARD)
-        assert deliberation.returncode == 0, err
-        assert [r["proposal"]["author_id"] for r in json.loads(out)["results"]] == ["gated-1", "gated-2"]
-        assert server.process.wait(timeout=HANG_GUARD) == 0
-    finally:
-        for process in (deliberation, server.process):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    log = (tmp_path / "serve.log").read_text()
-    assert "shutting down; letting in-flight calls finish" in log
-    assert log.rstrip().endswith("stopped")
-
-
-CONNECTION_REFUSED = "failed to connect to all addresses; .*Connection refused"
-"""gRPC's details of a call to an address where nothing listens (a pattern)."""
-
-
-def stop_and_wait_for_the_drain(server: Served, stop: signal.Signals) -> None:
-    """Send ``stop`` and return once the server drains: health says NOT_SERVING, and the
-    server has told the connections it has (GOAWAY) that it takes no new ones; it has
-    stopped listening before it does."""
-    left_ready = threading.Event()
-    with grpc.insecure_channel(server.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=HANG_GUARD * 3)
-        assert next(health).status == health_pb2.HealthCheckResponse.SERVING  # the channel is ready
-        channel.subscribe(lambda state: state is grpc.ChannelConnectivity.READY or left_ready.set())
-
-        server.process.send_signal(stop)
-
-        assert next(health).status == health_pb2.HealthCheckResponse.NOT_SERVING
-        if not left_ready.wait(HANG_GUARD * 3):  # guards a hang only
-            pytest.fail("the server did not stop taking connections")
-        health.cancel()
-
-
-def test_sigterm_stops_the_server_gracefully(environment: dict[str, str], tmp_path: Path) -> None:
-    server = start_server(environment, tmp_path / "serve.log")
-    assert run(environment, "health", "--address", server.address).returncode == 0
-
-    server.process.send_signal(signal.SIGTERM)
-
-    assert server.process.wait(timeout=HANG_GUARD) == 0
-    assert "stopped" in (tmp_path / "serve.log").read_text()
-    gone = run(environment, "health", "--address", server.address, "--timeout", "2")
-    assert (gone.returncode, gone.stdout) == (2, "")
-    assert re.fullmatch(f"unreachable: {re.escape(server.address)}: UNAVAILABLE: {CONNECTION_REFUSED}\n", gone.stderr)
 
 
 def run_into_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
