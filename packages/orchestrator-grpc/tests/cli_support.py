@@ -42,22 +42,30 @@ class Served:
     address: str
 
 
-def start_server(env: dict[str, str], log: Path) -> Served:
+def serve_process(
+    env: dict[str, str], log: Path, *args: str, wait: float = HANG_GUARD, what: str = ""
+) -> tuple[subprocess.Popen[str], str]:
+    """``orchestrator serve ARGS`` with ``env``, once it says it is serving (it must start within
+    ``wait``): the process and its address; its log goes to ``log``."""
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [orchestrator_command(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+            [orchestrator_command(), "serve", *args], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
         )
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=HANG_GUARD):
-            process.kill()
-            pytest.fail(f"orchestrator serve did not start; its log:\n{log.read_text()}")
-    line = process.stdout.readline()
+        ready = selector.select(timeout=wait)
+    line = process.stdout.readline() if ready else ""
     if not line.startswith(READY_LINE):
         process.kill()
-        pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
-    return Served(process, line.removeprefix(READY_LINE).strip())
+        process.wait()
+        shown = " ".join(("orchestrator serve", *args, *((f"with {what}",) if what else ())))
+        pytest.fail(f"{shown} did not start ({line!r}); its log:\n{log.read_text()}")
+    return process, line.removeprefix(READY_LINE).strip()
+
+
+def start_server(env: dict[str, str], log: Path) -> Served:
+    return Served(*serve_process(env, log))
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import serve_process
 from grpc_test_support import HANG_GUARD, orchestrator_command
 
 HOSTILE_PACKAGE = "orchestrator-hostile-plugin"
 ARMING_VARIABLE = "ORCHESTRATOR_HOSTILE_PLUGINS"
-READY_LINE = "orchestrator serving on "
 BASE_PLUGINS = ("sample", "lint")
 OTHER_CHECKS = ("lint", "sample-length")
 """The checks whose results a hostile plugin must not change."""
@@ -102,20 +101,8 @@ def environment(tmp_path: Path, hostile: str = "", **variables: str) -> dict[str
 
 def start(env: dict[str, str], log: Path, what: str) -> Served:
     """``orchestrator serve`` with ``env``, once it says it is serving; it must start."""
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [orchestrator_command(), "serve"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=HANG_GUARD * 3)
-    line = process.stdout.readline() if ready else ""
-    if not line.startswith(READY_LINE):
-        process.kill()
-        process.wait()
-        pytest.fail(f"orchestrator serve with {what} did not start ({line!r}); its log:\n{log.read_text()}")
-    return Served(process, line.removeprefix(READY_LINE).strip(), log, env)
+    process, address = serve_process(env, log, wait=HANG_GUARD * 3, what=what)
+    return Served(process, address, log, env)
 
 
 def stop(served: Served) -> None:

@@ -4,7 +4,6 @@ behind it sharing one SQLite file, one ready line, and SIGTERM draining both."""
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import socket
 import sqlite3
@@ -15,14 +14,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cli_support import READY_LINE, serve_process
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_test_support import HANG_GUARD, orchestrator_command, request
+from grpc_test_support import HANG_GUARD, request
 from plugin_install import installed_plugins
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 
 PLUGIN_NAME = "scripted-cli"
-READY_LINE = "orchestrator serving on "
 CONNECTIONS = 24
 
 
@@ -50,22 +49,7 @@ def environment(tmp_path: Path, records: Path) -> dict[str, str]:
 
 def start(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """``orchestrator serve --processes 2 ARGS`` once it says it serves: the process, its address."""
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [orchestrator_command(), "serve", "--processes", "2", *args],
-            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=HANG_GUARD * 2):
-            process.kill()
-            pytest.fail(f"orchestrator serve --processes 2 did not start; its log:\n{log.read_text()}")
-    line = process.stdout.readline()
-    if not line.startswith(READY_LINE):
-        process.kill()
-        pytest.fail(f"unexpected first line {line!r}; log:\n{log.read_text()}")
-    return process, line.removeprefix(READY_LINE).strip()
+    return serve_process(env, log, "--processes", "2", *args, wait=HANG_GUARD * 2)
 
 
 @pytest.fixture
