@@ -57,7 +57,7 @@ from orchestrator_core.records.store import DeliberationStore
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL_SECONDS = 0.25
+PROGRESS_INTERVAL_SECONDS = 1.0
 """How often a direct run's progress is written at most (see the module's docstring)."""
 
 
