@@ -15,7 +15,7 @@ from orchestrator_core.events import DeliberationEvent, DeliberationFinished
 from orchestrator_core.models import Task, TaskConstraints
 from orchestrator_core.orchestrator import DeliberationRequest, Orchestrator
 from orchestrator_core.record_events import events_of
-from orchestrator_core.records import DeliberationRecord
+from orchestrator_core.records import DeliberationRecord, RecordStatus
 
 
 def request(description: str = "Write fizzbuzz", **kwargs: Any) -> DeliberationRequest:
@@ -80,3 +80,13 @@ def replay(record: DeliberationRecord) -> list[tuple[int, DeliberationEvent]]:
     return [(i + 1, event) for i, event in enumerate([*events, finished])]
 
 
+
+
+async def taken_run(orchestrator: Orchestrator) -> tuple[DeliberationRecord, ScriptedDelivery, asyncio.Task[None]]:
+    """A deliberation submitted and run by ``orchestrator`` from a scripted delivery, once its
+    record is RUNNING: the submitted record, the delivery, the run."""
+    submitted = await orchestrator.submit(request())
+    delivery = ScriptedDelivery(submitted.deliberation_id)
+    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
+    await record_when(orchestrator, submitted.deliberation_id, lambda r: r.status is RecordStatus.RUNNING, "taken")
+    return submitted, delivery, run

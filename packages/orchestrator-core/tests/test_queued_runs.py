@@ -17,6 +17,7 @@ from queued_support import (
     record_when,
     request,
     stop,
+    taken_run,
     watched,
 )
 
@@ -69,10 +70,7 @@ async def test_a_worker_whose_record_was_taken_over_stops_and_writes_nothing(
 ) -> None:
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
     orchestrator = await make_orchestrator(backend)
-    submitted = await orchestrator.submit(request())
-    delivery = ScriptedDelivery(submitted.deliberation_id)
-    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
-    await record_when(orchestrator, submitted.deliberation_id, lambda r: r.status is RecordStatus.RUNNING, "taken")
+    submitted, delivery, run = await taken_run(orchestrator)
     await until(lambda: sum(1 for a in backend.created if a.calls) == 3, "agents called")
     taken = await orchestrator.store.take(submitted.deliberation_id, "another-worker")
     assert taken is not None
@@ -88,10 +86,7 @@ async def test_a_worker_whose_record_was_taken_over_stops_and_writes_nothing(
 async def test_a_shutdown_hands_the_run_back_with_its_record_running(make_orchestrator: MakeOrchestrator) -> None:
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
     orchestrator = await make_orchestrator(backend)
-    submitted = await orchestrator.submit(request())
-    delivery = ScriptedDelivery(submitted.deliberation_id)
-    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
-    await record_when(orchestrator, submitted.deliberation_id, lambda r: r.status is RecordStatus.RUNNING, "taken")
+    submitted, delivery, run = await taken_run(orchestrator)
     await stop(run)
     assert (delivery.acked, delivery.nakked) == (False, True)
     record = await orchestrator.get_record(submitted.deliberation_id)
@@ -168,10 +163,7 @@ async def test_a_handed_back_run_resumes_without_repeating_a_completed_call(
 async def test_closing_hands_back_the_runs_still_going(make_orchestrator: MakeOrchestrator) -> None:
     backend = ScriptedBackend(defaults={"hang_in": frozenset({Phase.GENERATE})})
     orchestrator = await make_orchestrator(backend)
-    submitted = await orchestrator.submit(request())
-    delivery = ScriptedDelivery(submitted.deliberation_id)
-    run = asyncio.get_running_loop().create_task(orchestrator.run_queued(delivery))
-    await record_when(orchestrator, submitted.deliberation_id, lambda r: r.status is RecordStatus.RUNNING, "taken")
+    submitted, delivery, run = await taken_run(orchestrator)
     await asyncio.wait_for(orchestrator.queued.hand_back_all(), HANG_GUARD)  # what close() does after its wait
     await asyncio.wait_for(run, HANG_GUARD)
     assert (delivery.acked, delivery.nakked) == (False, True)
