@@ -32,6 +32,7 @@ from grpc_test_support import (
     make_settings,
 )
 from nats_support import NatsServer, nats_server
+from queue_processes import RecordReader, postgres_schema
 
 from orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator_core.errors import BackendRejected, BackendUnavailable
@@ -119,3 +120,19 @@ def nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A nats-server with JetStream of the test's own (its store in ``tmp_path``), killed after."""
     with nats_server(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A URL of the test PostgreSQL database whose tables live in a schema of the test's own,
+    dropped after (a module that needs another kind of URL defines its own)."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def reader(database_url: str) -> AsyncIterator[RecordReader]:
+    """Reads records straight from ``database_url`` (the store the test's processes write)."""
+    reader = RecordReader(database_url)
+    yield reader
+    await reader.close()

@@ -20,7 +20,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,6 @@ from queue_processes import (
     RecordReader,
     cluster_for,
     logged_calls,
-    postgres_schema,
     task,
     watch_to_the_end,
 )
@@ -46,21 +45,8 @@ WORKER_LOST = "WorkerLost"
 
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    with postgres_schema() as url:
-        yield url
-
-
-@pytest.fixture
 def call_log(tmp_path: Path) -> Path:
     return tmp_path / "calls.log"
-
-
-@pytest.fixture
-async def reader(database_url: str) -> AsyncIterator[RecordReader]:
-    reader = RecordReader(database_url)
-    yield reader
-    await reader.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,6 @@ from queue_processes import (
     environment,
     logged_calls,
     orchestrator_command,
-    postgres_schema,
     task,
     watch_to_the_end,
 )
@@ -32,19 +31,6 @@ from queue_processes import (
 from orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator_core.records.model import RecordStatus
 from orchestrator_grpc.client import OrchestratorClient
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with postgres_schema() as url:
-        yield url
-
-
-@pytest.fixture
-async def reader(database_url: str) -> AsyncIterator[RecordReader]:
-    reader = RecordReader(database_url)
-    yield reader
-    await reader.close()
 
 
 @pytest.fixture
