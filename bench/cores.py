@@ -18,7 +18,10 @@ The client is ``bench/load.py`` in ``CLIENTS`` processes, each on ``CONNECTIONS`
 With 2 server processes, the busiest one's share of the server's CPU is reported: the kernel
 hashes each connection to a process, so the split is seldom even.
 The bare echo answers a real ``DeliberateResponse``'s bytes after 0.6 s: the client alone at
-the same concurrency, to show it is not the bottleneck.
+the same concurrency, to show it is not the bottleneck. Then the same echo spends the
+orchestrator's CPU per call (one process, records on tmpfs, less the bare echo's) in the
+orchestrator's shape, from 1 and 2 processes: what any server spending that much per call
+reaches on this machine with this client, the baseline of the p99 and 2-process figures.
 """
 
 from __future__ import annotations
@@ -246,14 +249,48 @@ def run(
                             address, repeats, server.pid
                         )
         if echo:
-            port = free_port()
-            command = [
-                sys.executable, str(HERE / "echo_server.py"), "--port", str(port),
-                "--response", str(response), "--delay", str(CRITICAL_PATH),
-            ]
-            with _started(command, dict(os.environ), "ready") as server:
-                figures["bare grpc.aio echo (the client alone)"] = _measure(f"127.0.0.1:{port}", repeats, server.pid)
+            figures[ECHO] = _measure_echo(response, repeats)
+            spent = _service_cpu_ms(figures)
+            if spent is not None:
+                for processes in (1, 2):
+                    figures[_busy_echo(spent, processes)] = _measure_echo(response, repeats, spent, processes)
     return figures
+
+
+ECHO = "bare grpc.aio echo (the client alone)"
+
+
+def _busy_echo(cpu_ms: float, processes: int) -> str:
+    return f"echo spending {cpu_ms:.2f} ms of CPU per call, {processes} process{'es' if processes > 1 else ''}"
+
+
+def _measure_echo(
+    response: Path, repeats: int, cpu_ms: float = 0.0, processes: int = 1
+) -> dict[str, dict[str, float | str]]:
+    """The echo server (bench/echo_server.py) under the same load: bare, or spending
+    ``cpu_ms`` per call in the orchestrator's shape from ``processes`` processes."""
+    port = free_port()
+    command = [
+        sys.executable, str(HERE / "echo_server.py"), "--port", str(port), "--response", str(response),
+        "--delay", str(CRITICAL_PATH), "--cpu-ms", f"{cpu_ms:.3f}", "--phases", "3", "--processes", str(processes),
+    ]
+    with _started(command, dict(os.environ), "ready") as server:
+        return _measure(f"127.0.0.1:{port}", repeats, server.pid)
+
+
+def _service_cpu_ms(figures: dict[str, dict[str, dict[str, float | str]]]) -> float | None:
+    """What the orchestrator (one process, records on tmpfs, else the first store measured)
+    spends per call beyond the bare echo: the CPU the busy echo spends per call."""
+    echo = figures.get(ECHO)
+    served = figures.get("serve --processes 1, records on tmpfs") or next(
+        (f for name, f in figures.items() if name.startswith("serve --processes 1,")), None
+    )
+    if echo is None or served is None:
+        return None
+    return max(
+        0.0,
+        float(served["throughput"]["server_cpu_ms_per_call"]) - float(echo["throughput"]["server_cpu_ms_per_call"]),
+    )
 
 
 def _keep_response(address: str, response: Path) -> None:
@@ -284,6 +321,27 @@ def _database_cpu(name: str, measured: dict[str, float | str]) -> str:
     if not name.endswith("PostgreSQL"):
         return ""
     return f" + {float(measured['postgres_cpu_ms_per_call']):.2f} ms PostgreSQL's"
+
+
+def _busy_echo_lines(figures: dict[str, dict[str, dict[str, float | str]]]) -> list[str]:
+    """What a server of the orchestrator's shape, spending its CPU per call and nothing else,
+    reaches under the same load: the baseline of the p99 and 2-process figures."""
+    busy = {name: f for name, f in figures.items() if name.startswith("echo spending ")}
+    one = next((f for name, f in busy.items() if name.endswith(", 1 process")), None)
+    two = next((f for name, f in busy.items() if name.endswith(", 2 processes")), None)
+    if one is None or two is None:
+        return []
+    scaling = float(two["throughput"]["throughput_per_second"]) / float(one["throughput"]["throughput_per_second"])
+    return [
+        "The echo spending CPU per call (`bench/echo_server.py --cpu-ms`) is a server of the",
+        "orchestrator's shape that does nothing else: the orchestrator's server CPU per call (one",
+        "process, records on tmpfs) less the bare echo's, spent on the loop's thread in 4 slices",
+        "(at arrival and after each of 3 waits of 0.2 s), from 1 and 2 processes on one port",
+        f"(`SO_REUSEPORT`). It reaches **{scaling:.2f}x** with 2 processes over 1, and a p99 over the",
+        f"critical path of {float(one['latency']['p99_over_critical_path']):.2f} (1 process) and "
+        f"{float(two['latency']['p99_over_critical_path']):.2f} (2): what any server",
+        "spending that much CPU per call reaches on this machine with this client.",
+    ]
 
 
 def markdown(figures: dict[str, dict[str, dict[str, float | str]]], notes: list[str]) -> list[str]:
@@ -321,6 +379,7 @@ def markdown(figures: dict[str, dict[str, dict[str, float | str]]], notes: list[
         "machine's, read after each run (other work shares the cores when it exceeds what the",
         "benchmark itself runs).",
     ]
+    lines += _busy_echo_lines(figures)
     served = figures.get("serve --processes 2, records on tmpfs", {}).get("throughput")
     one_tmpfs = _throughput(figures, 1, "tmpfs")
     if served is not None and one_tmpfs:
