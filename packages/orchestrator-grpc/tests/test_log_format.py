@@ -108,6 +108,26 @@ def test_ids_bound_to_a_context_are_on_each_line_until_it_ends(as_json: Captured
     assert not {"deliberation_id", "role", "agent_id", "phase"} & set(after)
 
 
+async def test_an_inner_id_wins_until_it_ends_and_a_task_keeps_the_ids_it_started_with(as_json: Captured) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        as_json.log.info("late")
+
+    with log_fields(deliberation_id="d3", phase="generate"):
+        with log_fields(phase="critique", agent_id="dev-2"):
+            as_json.log.info("inner")
+            task = asyncio.create_task(later())  # outlives both scopes
+        as_json.log.info("outer again")
+    await task
+
+    by_message = {line["message"]: line for line in as_json.json()}
+    assert (by_message["inner"]["phase"], by_message["inner"]["deliberation_id"]) == ("critique", "d3")
+    assert by_message["outer again"]["phase"] == "generate"
+    assert "agent_id" not in by_message["outer again"]
+    late = by_message["late"]
+    assert (late["deliberation_id"], late["phase"], late["agent_id"]) == ("d3", "critique", "dev-2")
+
+
 def test_a_field_logged_with_the_line_wins_over_the_bound_one(as_json: Captured) -> None:
     with log_fields(deliberation_id="outer"):
         as_json.log.info("event", extra={"deliberation_id": "inner"})

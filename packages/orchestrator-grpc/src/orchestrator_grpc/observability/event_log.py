@@ -29,7 +29,7 @@ is the checks doing their job (DEBUG); one that times out or errs is not (WARNIN
 cancelled because its deliberation ended is INFO: the deliberation's own WARNING says why,
 and these lines say which calls were still running.
 
-The scopes also bind their ids (:func:`.log_fields`) for the lines logged inside them, so
+The scopes also bind their ids (as :class:`.log_fields` does) for the lines logged inside them, so
 the core's own warnings (an agent that timed out, a check's bug) carry the deliberation id,
 and within an agent call its agent id and phase.
 
@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 from orchestrator_core.models import CallOutcome
 from orchestrator_core.telemetry import AgentCallScope, CheckScope, DeliberationScope, PhaseScope, Telemetry
-from orchestrator_grpc.observability.log_format import log_fields
+from orchestrator_grpc.observability.log_format import BoundFields
 
 EVENTS_LOGGER = "orchestrator.events"
 
@@ -144,29 +145,29 @@ class EventLog(Telemetry):
         )
 
 
-class _Logged(Generic[S]):
-    """A scope under the event log: its ids bound to what is logged inside it (``fields``),
-    and :meth:`_ended` told how long it took (classes rather than generators: they wrap
-    every deliberation, phase, call and check, and with a line's level off they cost the
-    level's check and a context variable's set and reset)."""
+class _Logged(BoundFields, Generic[S]):
+    """A scope under the event log: its ids bound to what is logged inside it (:meth:`ids`,
+    read only when a line is), and :meth:`_ended` told how long it took (classes rather
+    than generators: they wrap every deliberation, phase, call and check, and with a line's
+    level off they cost the level's check and a context variable's set and reset)."""
 
-    __slots__ = ("_fields", "_log", "_scope", "_started")
+    __slots__ = ("_log", "_scope", "_started")
 
-    def __init__(self, log: EventLog, scope: S, fields: log_fields) -> None:
+    def __init__(self, log: EventLog, scope: S) -> None:
+        self._outer = self._token = None  # BoundFields' own, set here: one call less per scope
         self._log = log
         self._scope = scope
-        self._fields = fields
         self._started = 0.0
 
     def __enter__(self) -> None:
-        self._fields.__enter__()
+        self.bind()
         self._started = time.monotonic()
 
     def __exit__(self, *exc_info: object) -> None:
         try:
             self._ended(time.monotonic() - self._started)
         finally:
-            self._fields.__exit__()
+            self.unbind()
 
     def _ended(self, seconds: float) -> None:
         raise NotImplementedError
@@ -177,16 +178,16 @@ class _LoggedDeliberation(_Logged[DeliberationScope]):
 
     __slots__ = ()
 
-    def __init__(self, log: EventLog, scope: DeliberationScope) -> None:
-        super().__init__(log, scope, log_fields(deliberation_id=scope.deliberation_id, role=scope.role))
+    def ids(self) -> Iterable[tuple[str, str]]:
+        return (("deliberation_id", self._scope.deliberation_id), ("role", self._scope.role))
 
     def __enter__(self) -> None:
-        self._fields.__enter__()
+        self.bind()
         try:
             if self._log.log.isEnabledFor(logging.INFO):
                 self._log._deliberation_started(self._scope)
         except BaseException:
-            self._fields.__exit__()
+            self.unbind()
             raise
         self._started = time.monotonic()
 
@@ -199,9 +200,9 @@ class _LoggedPhase(_Logged[PhaseScope]):
 
     __slots__ = ()
 
-    def __init__(self, log: EventLog, scope: PhaseScope) -> None:
-        fields = log_fields(deliberation_id=scope.deliberation_id, role=scope.role, phase=scope.phase)
-        super().__init__(log, scope, fields)
+    def ids(self) -> Iterable[tuple[str, str]]:
+        scope = self._scope
+        return (("deliberation_id", scope.deliberation_id), ("role", scope.role), ("phase", scope.phase))
 
     def _ended(self, seconds: float) -> None:
         if self._log.log.isEnabledFor(logging.DEBUG):
@@ -214,8 +215,8 @@ class _LoggedCheck(_Logged[CheckScope]):
 
     __slots__ = ()
 
-    def __init__(self, log: EventLog, scope: CheckScope) -> None:
-        super().__init__(log, scope, log_fields(deliberation_id=scope.deliberation_id, role=scope.role))
+    def ids(self) -> Iterable[tuple[str, str]]:
+        return (("deliberation_id", self._scope.deliberation_id), ("role", self._scope.role))
 
     def _ended(self, seconds: float) -> None:
         scope = self._scope
@@ -229,11 +230,14 @@ class _LoggedCall(_Logged[AgentCallScope]):
 
     __slots__ = ()
 
-    def __init__(self, log: EventLog, scope: AgentCallScope) -> None:
-        fields = log_fields(
-            deliberation_id=scope.deliberation_id, role=scope.role, agent_id=scope.agent_id, phase=scope.phase.value
+    def ids(self) -> Iterable[tuple[str, str]]:
+        scope = self._scope
+        return (
+            ("deliberation_id", scope.deliberation_id),
+            ("role", scope.role),
+            ("agent_id", scope.agent_id),
+            ("phase", scope.phase.value),
         )
-        super().__init__(log, scope, fields)
 
     def _ended(self, seconds: float) -> None:
         level = _call_level(self._scope)

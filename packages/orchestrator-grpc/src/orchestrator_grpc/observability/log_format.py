@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
 from orchestrator_core.settings import Settings
@@ -33,6 +32,7 @@ from orchestrator_grpc.observability.tracing import current_trace_ids
 
 __all__ = [
     "CONTEXT_KEYS",
+    "BoundFields",
     "CorrelationFilter",
     "JsonFormatter",
     "LogFormat",
@@ -50,8 +50,8 @@ CONTEXT_KEYS = ("deliberation_id", "role", "agent_id", "phase")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(deliberation)s%(message)s"
 """The format of a text line; ``deliberation`` is ``[deliberation ID] `` or nothing."""
 
-_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
-_FIELDS: ContextVar[Mapping[str, str]] = ContextVar("orchestrator_log_fields", default=_NO_FIELDS)
+_BOUND: ContextVar[BoundFields | None] = ContextVar("orchestrator_log_fields", default=None)
+"""The innermost ids bound to the current context; each link holds the one it was bound over."""
 
 # The attributes every LogRecord has: anything else on a record was logged as ``extra``.
 _RECORD_ATTRIBUTES = frozenset(
@@ -59,26 +59,65 @@ _RECORD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
-class log_fields:
+class BoundFields:
+    """A link of the ids bound to the current context: :meth:`bind` makes it the innermost
+    until :meth:`unbind`, and its :meth:`ids` are read only when a line is logged.
+
+    Binding costs a context variable's get, set and reset, whatever the ids: the event log
+    binds one around every deliberation, phase, agent call and check, and most of them end
+    without a line being logged. A link is bound once at a time (it keeps its own token)."""
+
+    __slots__ = ("_outer", "_token")
+
+    def __init__(self) -> None:
+        self._outer: BoundFields | None = None
+        self._token: Token[BoundFields | None] | None = None
+
+    def ids(self) -> Iterable[tuple[str, str]]:
+        """Its (name, value) pairs, names from :data:`CONTEXT_KEYS`; empty values are skipped."""
+        raise NotImplementedError
+
+    def bind(self) -> None:
+        self._outer = _BOUND.get()
+        self._token = _BOUND.set(self)
+
+    def unbind(self) -> None:
+        if self._token is not None:
+            _BOUND.reset(self._token)
+            self._token = None
+
+
+def bound_fields() -> dict[str, str]:
+    """The ids bound to the current context, an inner link's over an outer's."""
+    links = []
+    link = _BOUND.get()
+    while link is not None:
+        links.append(link)
+        link = link._outer
+    fields: dict[str, str] = {}
+    for link in reversed(links):
+        fields.update((name, value) for name, value in link.ids() if value)
+    return fields
+
+
+class log_fields(BoundFields):
     """Bind ``fields`` (a subset of :data:`CONTEXT_KEYS`) to every line logged in this
-    context until the block ends, over those bound already; empty values are skipped.
+    context until the block ends, over those bound already; empty values are skipped."""
 
-    A class rather than a generator: it wraps every agent call, and costs a context
-    variable's set and reset, nothing more."""
-
-    __slots__ = ("_fields", "_token")
+    __slots__ = ("_fields",)
 
     def __init__(self, **fields: str) -> None:
+        super().__init__()
         self._fields = fields
-        self._token: Token[Mapping[str, str]] | None = None
+
+    def ids(self) -> Iterable[tuple[str, str]]:
+        return self._fields.items()
 
     def __enter__(self) -> None:
-        bound = {name: value for name, value in self._fields.items() if value}
-        self._token = _FIELDS.set({**_FIELDS.get(), **bound})
+        self.bind()
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._token is not None:
-            _FIELDS.reset(self._token)
+        self.unbind()
 
 
 class CorrelationFilter(logging.Filter):
@@ -86,7 +125,7 @@ class CorrelationFilter(logging.Filter):
     each record (a value the line was logged with wins). Filters nothing out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in _FIELDS.get().items():
+        for name, value in bound_fields().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         ids = current_trace_ids()
